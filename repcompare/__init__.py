@@ -1,0 +1,1 @@
+"""repcompare: compare the layer representations of two vision networks."""

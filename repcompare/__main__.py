@@ -1,0 +1,5 @@
+"""``python -m repcompare`` works like the ``repcompare`` console script."""
+
+from repcompare.cli import run
+
+run()

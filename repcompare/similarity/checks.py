@@ -1,0 +1,71 @@
+"""Input guards shared by the CKA estimators.
+
+Every estimator refuses NaN/Inf activations (naming the layer) and detects
+degenerate layers: a layer whose self-HSIC is zero (a constant
+representation, e.g. a dead ReLU block) has no defined CKA. Such layers are
+reported by name; their similarities are never returned as numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from repcompare.errors import InputError
+from repcompare.similarity.gram import as_matrix
+
+MIN_EXAMPLES_UNBIASED = 4
+DEGENERATE_RTOL = 1e-9
+
+
+class NonFiniteActivationError(InputError):
+    """A layer's activations contain NaN or Inf."""
+
+    def __init__(self, layer: str):
+        self.layer = layer
+        super().__init__(
+            f"layer {layer!r} has NaN or Inf activations; check the checkpoint and input "
+            "preprocessing, or capture in float32 if a float16 overflow is the cause"
+        )
+
+
+class BatchShapeError(InputError):
+    """A batch that an estimator cannot use (too few examples, mismatched counts)."""
+
+
+def prepare_batch(
+    feats: Sequence[torch.Tensor],
+    names: Sequence[str],
+    min_examples: int,
+) -> list[torch.Tensor]:
+    """Flatten each ``(n, ...)`` tensor to ``(n, d)`` after checking counts and finiteness."""
+    if len(feats) != len(names):
+        raise BatchShapeError(
+            f"got {len(feats)} activation tensors for {len(names)} layers; "
+            "pass one tensor per layer, in the layer order given to the estimator"
+        )
+    matrices = [as_matrix(x) for x in feats]
+    counts = {x.shape[0] for x in matrices}
+    if len(counts) > 1:
+        raise BatchShapeError(
+            f"layers of one batch have different example counts {sorted(counts)}; "
+            "every layer must see the same examples"
+        )
+    n = counts.pop() if counts else 0
+    if n < min_examples:
+        raise BatchShapeError(
+            f"a batch of {n} examples is too small: this estimator needs at least "
+            f"{min_examples} per batch; use a larger batch size"
+        )
+    for x, name in zip(matrices, names, strict=True):
+        if not torch.isfinite(x).all():
+            raise NonFiniteActivationError(name)
+    return matrices
+
+
+def degenerate(
+    self_terms: torch.Tensor, scales: torch.Tensor, rtol: float = DEGENERATE_RTOL
+) -> torch.Tensor:
+    """Boolean mask: a self-term that is zero up to rounding relative to ``scales``."""
+    return self_terms <= rtol * scales

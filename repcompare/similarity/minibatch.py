@@ -1,0 +1,135 @@
+"""All-pairs minibatch CKA (Nguyen, Raghu & Kornblith 2021) with unbiased HSIC_1.
+
+Over batches b of m_b examples, for layer a of side A and layer c of side B:
+
+    CKA_ac = E_b[HSIC_1(K_a,b, L_c,b)]
+             / sqrt(E_b[HSIC_1(K_a,b, K_a,b)] * E_b[HSIC_1(L_c,b, L_c,b)])
+
+where E_b is the mean over batches weighted by the batch size m_b. With equal
+batches this is exactly the plain mean of Nguyen et al.; a final partial batch
+counts in proportion to its examples (each batch's HSIC_1 is unbiased, so any
+fixed weighting keeps the estimate unbiased). Batches need at least 4 examples.
+
+Because HSIC_1(K, L) = <U(K), U(L)> / (m (m-3)) (see ``hsic.py``), one batch
+scores every pair with a single product of the stacked U-centred Gram matrices,
+``(L_A x m^2) @ (m^2 x L_B)``, and the self terms are the row norms. Features
+are centred per batch, Gram matrices are formed in the input's precision
+(float32 unless the input is float64), and everything after is float64.
+Memory is independent of the number of examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from repcompare.similarity.checks import (
+    MIN_EXAMPLES_UNBIASED,
+    BatchShapeError,
+    degenerate,
+    prepare_batch,
+)
+from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, gram
+from repcompare.similarity.hsic import u_centre
+from repcompare.similarity.result import SimilarityMatrix, normalise
+
+
+class MinibatchCKA:
+    """Accumulates minibatch CKA for all pairs of two ordered lists of layers.
+
+    Give ``names_b=None`` to compare side A with itself (a within-model
+    heatmap): each Gram matrix is then formed once per batch and ``update``
+    takes only ``feats_a``. Extra targets such as one-hot labels or a second
+    augmented view are simply more layers on a side. Tensors stay on the
+    device they arrive on.
+    """
+
+    def __init__(
+        self,
+        names_a: Sequence[str],
+        names_b: Sequence[str] | None = None,
+        *,
+        kernel: str = "linear",
+        rbf_fraction: float = DEFAULT_RBF_FRACTION,
+    ):
+        self.names_a = tuple(names_a)
+        self.names_b = None if names_b is None else tuple(names_b)
+        self.kernel = kernel
+        self.rbf_fraction = rbf_fraction
+        self.n_examples = 0
+        self.n_batches = 0
+        self._cross: torch.Tensor | None = None
+        self._self_a: torch.Tensor | None = None
+        self._self_b: torch.Tensor | None = None
+        self._scale_a: torch.Tensor | None = None
+        self._scale_b: torch.Tensor | None = None
+
+    @property
+    def symmetric(self) -> bool:
+        return self.names_b is None
+
+    def _u_centred(self, feats: Sequence[torch.Tensor], names: Sequence[str], device):
+        """Stacked flattened U-centred Grams ``(L, m^2)``, their scales ``(L,)``, and ``m``."""
+        matrices = prepare_batch(feats, names, MIN_EXAMPLES_UNBIASED)
+        m = matrices[0].shape[0]
+        stacked = torch.empty(len(matrices), m * m, dtype=torch.float64, device=device)
+        scales = torch.empty(len(matrices), dtype=torch.float64, device=device)
+        for i, x in enumerate(matrices):
+            k = gram(x.to(device), self.kernel, self.rbf_fraction)
+            scales[i] = k.to(torch.float64).square().sum()
+            stacked[i] = u_centre(k).reshape(-1)
+        return stacked, scales, m
+
+    def update(
+        self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None
+    ) -> None:
+        """Add one batch: ``feats_a[i]`` is layer ``names_a[i]`` as ``(m, ...)``, likewise B."""
+        if self.symmetric != (feats_b is None):
+            raise BatchShapeError(
+                "give feats_b exactly when the accumulator was built with names_b"
+            )
+        if not feats_a:
+            raise BatchShapeError("a batch needs at least one layer on side A")
+        device = feats_a[0].device
+        u_a, scale_a, m = self._u_centred(feats_a, self.names_a, device)
+        if feats_b is None:
+            cross = u_a @ u_a.T
+            self_a = self_b = torch.diagonal(cross)
+            scale_b = scale_a
+        else:
+            u_b, scale_b, m_b = self._u_centred(feats_b, self.names_b, device)
+            if m_b != m:
+                raise BatchShapeError(
+                    "sides A and B of a batch hold different numbers of examples; "
+                    "both sides must see the same images in the same order"
+                )
+            cross = u_a @ u_b.T
+            self_a, self_b = u_a.square().sum(dim=1), u_b.square().sum(dim=1)
+        weight = m / (m * (m - 3))  # batch weight m_b times the HSIC_1 normaliser
+        if self._cross is None:
+            self._cross = torch.zeros_like(cross)
+            self._self_a, self._self_b = torch.zeros_like(self_a), torch.zeros_like(self_b)
+            self._scale_a, self._scale_b = torch.zeros_like(scale_a), torch.zeros_like(scale_b)
+        self._cross += weight * cross
+        self._self_a += weight * self_a
+        self._self_b += weight * self_b
+        self._scale_a += weight * scale_a
+        self._scale_b += weight * scale_b
+        self.n_examples += m
+        self.n_batches += 1
+
+    def result(self) -> SimilarityMatrix:
+        """The CKA matrix over every batch seen so far (rows: side A, columns: side B)."""
+        if self._cross is None:
+            raise BatchShapeError("no batch was added, so there is no CKA to report")
+        return normalise(
+            self._cross,
+            self._self_a,
+            self._self_b,
+            degenerate(self._self_a, self._scale_a),
+            degenerate(self._self_b, self._scale_b),
+            self.names_a,
+            self.names_a if self.names_b is None else self.names_b,
+            self.n_examples,
+        )

@@ -1,0 +1,57 @@
+"""The result of a CKA computation between two ordered lists of layers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SimilarityMatrix:
+    """CKA for every pair (layer a of side A, layer b of side B).
+
+    ``values[i, j]`` is the CKA of ``names_a[i]`` and ``names_b[j]`` in float64.
+    Layers listed in ``degenerate_a`` / ``degenerate_b`` have zero self-HSIC (a
+    constant representation); their rows / columns hold NaN, which stands for
+    "undefined" and must be shown as such, never as a similarity.
+    """
+
+    names_a: tuple[str, ...]
+    names_b: tuple[str, ...]
+    values: np.ndarray
+    degenerate_a: tuple[str, ...]
+    degenerate_b: tuple[str, ...]
+    n_examples: int
+
+    def value(self, layer_a: str, layer_b: str) -> float:
+        """CKA of one pair by layer names (NaN if either layer is degenerate)."""
+        return float(self.values[self.names_a.index(layer_a), self.names_b.index(layer_b)])
+
+
+def normalise(
+    cross: torch.Tensor,
+    self_a: torch.Tensor,
+    self_b: torch.Tensor,
+    bad_a: torch.Tensor,
+    bad_b: torch.Tensor,
+    names_a: tuple[str, ...],
+    names_b: tuple[str, ...],
+    n_examples: int,
+) -> SimilarityMatrix:
+    """``CKA_ab = cross_ab / sqrt(self_a self_b)``; rows/columns flagged ``bad`` become NaN."""
+    bad_a, bad_b = bad_a.cpu().numpy(), bad_b.cpu().numpy()
+    cross = cross.to(torch.float64).cpu().numpy()
+    norm_a = np.sqrt(np.where(bad_a, math.nan, self_a.cpu().numpy()))
+    norm_b = np.sqrt(np.where(bad_b, math.nan, self_b.cpu().numpy()))
+    values = cross / np.outer(norm_a, norm_b)
+    return SimilarityMatrix(
+        names_a=names_a,
+        names_b=names_b,
+        values=values,
+        degenerate_a=tuple(n for n, bad in zip(names_a, bad_a, strict=True) if bad),
+        degenerate_b=tuple(n for n, bad in zip(names_b, bad_b, strict=True) if bad),
+        n_examples=n_examples,
+    )

@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import pytest
+
+from repcompare.cli import main
+from repcompare.errors import InputError
+
+COMMANDS = ["layers", "extract", "cka", "invariance", "class-fit", "demo"]
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in out
+
+
+def test_python_dash_m_works_like_the_console_script():
+    done = subprocess.run(
+        [sys.executable, "-m", "repcompare", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert "class-fit" in done.stdout
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    assert main(["--no-such-flag"]) == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_input_error_is_one_sentence_exit_2_without_traceback(capsys, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise InputError("file 'x.h5' is incomplete; rerun extract to finish it")
+
+    monkeypatch.setattr("repcompare.cli._not_yet", broken)
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "file 'x.h5' is incomplete" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unexpected_failure_exits_1_and_debug_shows_the_traceback(capsys, monkeypatch):
+    def crash(*_args, **_kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr("repcompare.cli._not_yet", crash)
+    assert main(["demo"]) == 1
+    assert "Rerun with --debug" in capsys.readouterr().err
+    with pytest.raises(KeyError):
+        main(["demo", "--debug"])
