@@ -25,8 +25,8 @@ class NonFiniteActivationError(InputError):
     def __init__(self, layer: str):
         self.layer = layer
         super().__init__(
-            f"layer {layer!r} has NaN or Inf activations; check the checkpoint and input "
-            "preprocessing, or capture in float32 if a float16 overflow is the cause"
+            f"layer {layer!r} has NaN or Inf activations (or values too large for float32); "
+            "check the checkpoint and the input preprocessing"
         )
 
 
@@ -39,7 +39,7 @@ def prepare_batch(
     names: Sequence[str],
     min_examples: int,
 ) -> list[torch.Tensor]:
-    """Flatten each ``(n, ...)`` tensor to ``(n, d)`` after checking counts and finiteness."""
+    """Flatten each ``(n, ...)`` tensor to ``(n, d)`` after checking the example counts."""
     if len(feats) != len(names):
         raise BatchShapeError(
             f"got {len(feats)} activation tensors for {len(names)} layers; "
@@ -58,10 +58,18 @@ def prepare_batch(
             f"a batch of {n} examples is too small: this estimator needs at least "
             f"{min_examples} per batch; use a larger batch size"
         )
-    for x, name in zip(matrices, names, strict=True):
-        if not torch.isfinite(x).all():
-            raise NonFiniteActivationError(name)
     return matrices
+
+
+def check_finite(summary: torch.Tensor, layer: str) -> None:
+    """Raise naming ``layer`` unless ``summary`` is finite.
+
+    ``summary`` is a cheap reduction of the layer's activations that any NaN or
+    Inf propagates into (its Gram matrix, or its column means), so one check of
+    m x m or d values replaces a pass over every activation.
+    """
+    if not torch.isfinite(summary).all():
+        raise NonFiniteActivationError(layer)
 
 
 def degenerate(

@@ -11,7 +11,12 @@ from __future__ import annotations
 import torch
 
 from repcompare.errors import InputError
-from repcompare.similarity.checks import MIN_EXAMPLES_UNBIASED, degenerate, prepare_batch
+from repcompare.similarity.checks import (
+    MIN_EXAMPLES_UNBIASED,
+    check_finite,
+    degenerate,
+    prepare_batch,
+)
 from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, gram
 from repcompare.similarity.hsic import hsic_biased, hsic_unbiased
 
@@ -48,4 +53,6 @@ def cka(
     x, y = prepare_batch([x, y], ["X", "Y"], MIN_EXAMPLES_UNBIASED if debiased else 2)
     gram_x = gram(x, kernel, rbf_fraction)
     gram_y = gram(y.to(x.device), kernel, rbf_fraction)
+    check_finite(gram_x, "X")
+    check_finite(gram_y, "Y")
     return cka_from_grams(gram_x, gram_y, debiased=debiased)

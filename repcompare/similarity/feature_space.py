@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from repcompare.similarity.checks import BatchShapeError, degenerate, prepare_batch
+from repcompare.similarity.checks import BatchShapeError, check_finite, degenerate, prepare_batch
 from repcompare.similarity.result import SimilarityMatrix, normalise
 
 # float64 centring leaves ~1e-32 of the raw second moment on a constant layer
@@ -76,6 +76,8 @@ class ExactLinearCKA:
         matrices = [x.to(device, torch.float64) for x in prepare_batch(feats, self._all_names, 1)]
         m, n = matrices[0].shape[0], self.n_examples
         batch_means = [x.mean(dim=0) for x in matrices]
+        for mean, name in zip(batch_means, self._all_names, strict=True):
+            check_finite(mean, name)
         centred = [x - mu for x, mu in zip(matrices, batch_means, strict=True)]
         if n == 0:
             self._means = [torch.zeros_like(u) for u in batch_means]

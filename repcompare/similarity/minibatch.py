@@ -27,6 +27,7 @@ import torch
 from repcompare.similarity.checks import (
     MIN_EXAMPLES_UNBIASED,
     BatchShapeError,
+    check_finite,
     degenerate,
     prepare_batch,
 )
@@ -75,8 +76,9 @@ class MinibatchCKA:
         m = matrices[0].shape[0]
         stacked = torch.empty(len(matrices), m * m, dtype=torch.float64, device=device)
         scales = torch.empty(len(matrices), dtype=torch.float64, device=device)
-        for i, x in enumerate(matrices):
+        for i, (x, name) in enumerate(zip(matrices, names, strict=True)):
             k = gram(x.to(device), self.kernel, self.rbf_fraction)
+            check_finite(k, name)
             scales[i] = k.to(torch.float64).square().sum()
             stacked[i] = u_centre(k).reshape(-1)
         return stacked, scales, m

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from repcompare.similarity import ExactLinearCKA, cka
+from repcompare.similarity import ExactLinearCKA, NonFiniteActivationError, cka
 from tests.similarity import numpy_reference as ref
 from tests.similarity.test_minibatch import layers, run
 
@@ -43,3 +43,11 @@ def test_constant_layer_is_degenerate(rng):
     assert result.degenerate_a == ("flat",)
     assert np.isnan(result.value("flat", "y"))
     assert result.value("x", "y") == pytest.approx(1.0, abs=1e-12)
+
+
+def test_nan_activation_names_the_layer(rng):
+    bad = torch.from_numpy(rng.normal(size=(10, 4)))
+    bad[2, 3] = float("nan")
+    acc = ExactLinearCKA(["ok"], ["broken"])
+    with pytest.raises(NonFiniteActivationError, match="'broken'"):
+        acc.update([torch.ones(10, 2).cumsum(0)], [bad])

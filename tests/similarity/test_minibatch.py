@@ -129,3 +129,9 @@ def test_cuda_equals_cpu(rng):
     cpu = run(MinibatchCKA(["a"], ["b"]), feats[:1], feats[1:], 64)
     gpu = run(MinibatchCKA(["a"], ["b"]), [feats[0].cuda()], [feats[1].cuda()], 64)
     np.testing.assert_allclose(gpu.values, cpu.values, atol=1e-6)
+
+
+def test_float32_overflow_in_the_gram_is_reported_as_non_finite():
+    acc = MinibatchCKA(["huge"], ["fine"])
+    with pytest.raises(NonFiniteActivationError, match="too large for float32"):
+        acc.update([torch.full((8, 4), 1e30) * torch.randn(8, 4)], [torch.randn(8, 2)])

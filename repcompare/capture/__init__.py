@@ -1,0 +1,1 @@
+"""Model specs and checkpoints, layer discovery and selection, activation capture."""

@@ -1,0 +1,300 @@
+"""Layer discovery: every point of a model whose output can be captured, in depth order.
+
+Two ways to see a model:
+
+- ``fx`` (preferred): the model is traced with torch.fx through torchvision's
+  ``NodePathTracer`` with timm's leaf modules (the tracer behind
+  ``create_feature_extractor``). Every graph node whose output is a tensor
+  computed from the input is a capture point, named by torchvision's stable
+  node names: functional ops and the residual ``add`` are capturable, and a
+  module called twice gives two nodes (``act``, ``act_1``). A module's name is
+  an alias for its output node (the last node inside it), so ``layer1.0``
+  names the block output.
+- ``hooks`` (fallback when tracing fails): forward hooks on every submodule
+  during one forward pass. A module called twice gives ``name`` and
+  ``name_1``; a tuple output gives ``name[0]``, ``name[1]``, ...
+
+Residual structure (fx only) is read off the graph, not guessed from names: a
+*residual add* is an ``add`` whose two operands both depend on the input (so
+``x + pos_embed`` is not one); its enclosing module is a *block*; its
+*branch* operand is the one with the longer path from the input, traced back
+through value-preserving modules (Identity, Dropout, DropPath,
+StochasticDepth). For a torchvision Bottleneck that gives ``layerS.i`` and
+``layerS.i.bn3``, for a BasicBlock ``layerS.i.bn2``, for a timm ViT block
+``blocks.i`` with branches ``blocks.i.attn`` and ``blocks.i.mlp``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+FX_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
+# identity in eval mode: a residual branch is named past these
+PASS_THROUGH = {
+    "Identity",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "DropPath",
+    "StochasticDepth",
+    "dropout",
+    "drop_path",
+    "stochastic_depth",
+}
+HOOK_BLOCK_PATTERN = re.compile(
+    r"^(layer\d+\.\d+|(stages\.\d+\.)?blocks\.\d+|encoder\.layers\.encoder_layer_\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class CapturePoint:
+    """One capturable output: its name, what produces it, and its per-example shape."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    depth: int
+
+
+@dataclass
+class LayerGraph:
+    """All capture points of a model in depth order, with its residual structure."""
+
+    mode: str
+    points: list[CapturePoint]
+    aliases: dict[str, str] = field(default_factory=dict)
+    blocks: list[str] = field(default_factory=list)
+    residual: list[str] = field(default_factory=list)
+    fallback_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self._by_name = {p.name: p for p in self.points}
+
+    def point(self, name: str) -> CapturePoint:
+        """The capture point a name (point name or module alias) refers to."""
+        return self._by_name[self.aliases.get(name, name)]
+
+    def names(self) -> list[str]:
+        """Every name a user may select: point names, then module aliases."""
+        return [p.name for p in self.points] + [a for a in self.aliases if a not in self._by_name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name or name in self.aliases
+
+
+def fx_tracer():
+    """torchvision's node-naming tracer with timm's leaf modules and functions."""
+    from timm.models._features_fx import get_notrace_functions, get_notrace_modules
+    from torchvision.models.feature_extraction import NodePathTracer
+
+    return NodePathTracer(
+        leaf_modules=list(get_notrace_modules()),
+        autowrap_functions=list(get_notrace_functions()),
+    )
+
+
+def _kind(node: torch.fx.Node, modules: dict[str, torch.nn.Module]) -> str:
+    if node.op == "call_module":
+        return type(modules[node.target]).__name__
+    if node.op == "call_method":
+        return str(node.target)
+    return getattr(node.target, "__name__", str(node.target))
+
+
+def _carries_data(value: object) -> bool:
+    """A tensor, or a tuple/list holding one (shapes and other Python values are not data)."""
+    if isinstance(value, (tuple, list)):
+        return any(torch.is_tensor(v) for v in value)
+    return torch.is_tensor(value)
+
+
+def _is_add(node: torch.fx.Node) -> bool:
+    if node.op == "call_function":
+        return node.target in FX_ADD_TARGETS
+    return node.op == "call_method" and node.target in ("add", "add_")
+
+
+def _module_aliases(graph, qualname, modules, names) -> dict[str, str]:
+    """Module name -> its output node (the last node inside it); ``module[i]`` for tuples."""
+    aliases: dict[str, str] = {}
+    last_inside: dict[str, str] = {}
+    for node in graph.nodes:
+        name = qualname.get(node)
+        if name is None:
+            continue
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            last_inside[".".join(parts[:i])] = name
+        source = node.args[0] if node.args else None
+        if (
+            node.target is operator.getitem
+            and isinstance(source, torch.fx.Node)
+            and source.op == "call_module"
+            and isinstance(node.args[1], int)
+            and name in names
+        ):
+            aliases[f"{source.target}[{node.args[1]}]"] = name
+    for module_name in modules:
+        output = last_inside.get(module_name)
+        if module_name and output in names and module_name != output:
+            aliases[module_name] = output
+    return aliases
+
+
+def _branch_name(chain, block, qualname, aliases, kinds, names, modules) -> str | None:
+    """The outermost name inside ``block`` for a residual branch's value.
+
+    ``chain`` runs from the add's operand back through pass-through ops; any
+    node of it, or any module whose output it is, names the same value. The
+    shortest such name wins (a module alias over a node name on ties).
+    """
+    chain_names = {qualname[n] for n in chain if n in qualname}
+    candidates = [
+        qualname[n] for n in chain if qualname.get(n) in names and kinds[n] not in PASS_THROUGH
+    ]
+    for alias, target in aliases.items():
+        module = modules.get(alias.partition("[")[0])
+        if target in chain_names and type(module).__name__ not in PASS_THROUGH:
+            candidates.append(alias)
+    inside = [c for c in candidates if c.startswith(block + ".")]
+    if not inside:
+        return None
+    return min(inside, key=lambda c: (c.count("."), c not in aliases))
+
+
+def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
+    """Trace ``model`` and run ``example`` (a batch of 2) through it to find capture points."""
+    tracer = fx_tracer()
+    graph = tracer.trace(model)
+    qualname = tracer.node_to_qualname
+    module = torch.fx.GraphModule(tracer.root, graph)
+    modules = dict(model.named_modules())
+    outputs: dict[torch.fx.Node, object] = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node):
+            result = super().run_node(n)
+            outputs[n] = result
+            return result
+
+    with torch.inference_mode():
+        Recorder(module).run(example)
+
+    dependent: set[torch.fx.Node] = set()
+    path_length: dict[torch.fx.Node, int] = {}
+    points: list[CapturePoint] = []
+    kinds = {n: _kind(n, modules) for n in graph.nodes if n.op != "output"}
+    batch = example.shape[0]
+    for node in graph.nodes:
+        value = outputs.get(node)
+        if not _carries_data(value):
+            continue
+        parents = [p for p in node.all_input_nodes if p in dependent]
+        if node.op == "placeholder" and not dependent:
+            dependent.add(node)
+            path_length[node] = 0
+            continue
+        if not parents:
+            continue
+        dependent.add(node)
+        path_length[node] = 1 + max(path_length[p] for p in parents)
+        capturable = torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == batch
+        if capturable and node in qualname:
+            points.append(
+                CapturePoint(qualname[node], kinds[node], tuple(value.shape[1:]), len(points))
+            )
+    names = {p.name for p in points}
+    aliases = _module_aliases(graph, qualname, modules, names)
+
+    blocks: list[str] = []
+    residual: list[str] = []
+    for node in graph.nodes:
+        operands = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
+        if not (_is_add(node) and len(operands) == 2 and all(a in dependent for a in operands)):
+            continue
+        block = qualname[node].rpartition(".")[0]
+        if not block or block not in aliases:
+            continue
+        chain = [max(operands, key=lambda a: path_length[a])]
+        while kinds[chain[-1]] in PASS_THROUGH and chain[-1].all_input_nodes:
+            chain.append(chain[-1].all_input_nodes[0])
+        name = _branch_name(chain, block, qualname, aliases, kinds, names, modules)
+        if name is not None:
+            residual.append(name)
+            if block not in blocks:
+                blocks.append(block)
+    return LayerGraph("fx", points, aliases, blocks, residual)
+
+
+def _tensors(value: object) -> Iterator[tuple[str, torch.Tensor]]:
+    """``("", t)`` for a tensor, ``("[i]", t_i)`` for the tensors of a tuple or list."""
+    if torch.is_tensor(value):
+        yield "", value
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            if torch.is_tensor(item):
+                yield f"[{i}]", item
+
+
+def call_name(module_name: str, call: int) -> str:
+    """Name of the ``call``-th call (0-based) of a module: ``name``, ``name_1``, ..."""
+    return module_name if call == 0 else f"{module_name}_{call}"
+
+
+def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
+    """Find capture points by hooking every submodule during one forward pass."""
+    points: list[CapturePoint] = []
+    calls: dict[str, int] = {}
+    batch = example.shape[0]
+
+    def hook_for(name: str):
+        def hook(mod, _inputs, output):
+            call = calls.get(name, 0)
+            calls[name] = call + 1
+            for suffix, tensor in _tensors(output):
+                if tensor.ndim >= 1 and tensor.shape[0] == batch:
+                    points.append(
+                        CapturePoint(
+                            call_name(name, call) + suffix,
+                            type(mod).__name__,
+                            tuple(tensor.shape[1:]),
+                            len(points),
+                        )
+                    )
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    blocks = [p.name for p in points if HOOK_BLOCK_PATTERN.match(p.name)]
+    return LayerGraph("hooks", points, {}, blocks, [])
+
+
+def discover(model: torch.nn.Module, input_size: tuple[int, ...], mode: str = "auto"):
+    """The model's ``LayerGraph`` at ``input_size`` (C, H, W): fx, else hooks when tracing fails.
+
+    ``mode`` is ``"auto"``, ``"fx"`` or ``"hooks"``. The model is put in eval mode.
+    """
+    model.eval()
+    example = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
+    example = example.to(next(model.parameters(), torch.empty(0)).device)
+    if mode == "hooks":
+        return discover_hooks(model, example)
+    try:
+        return discover_fx(model, example)
+    except Exception as error:
+        if mode == "fx":
+            raise
+        graph = discover_hooks(model, example)
+        graph.fallback_reason = f"torch.fx tracing failed ({type(error).__name__}: {error})"
+        return graph

@@ -1,0 +1,78 @@
+"""Layer selection: names, glob patterns and presets, resolved to capture points in depth order.
+
+A selection is one or more strings (``--layers`` given several times), each a
+comma-separated list of items. An item is
+
+- a preset: ``blocks`` (each residual block's output), ``residual`` (each
+  residual branch's output before the addition: the paper's block-interior
+  layers), ``paper`` (both, interleaved in depth order), ``all``;
+- a glob pattern (``layer3.*.bn?``), matched against every selectable name;
+- an exact capture point or module name.
+
+The result is de-duplicated (two names for the same point keep the first
+given) and sorted by depth. Anything that selects nothing is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Sequence
+
+from repcompare.capture.graph import LayerGraph
+from repcompare.errors import InputError
+
+PRESETS = ("blocks", "residual", "paper", "all")
+GLOB_CHARS = set("*?[")
+
+
+def _items(selection: Sequence[str]) -> list[str]:
+    return [item.strip() for text in selection for item in text.split(",") if item.strip()]
+
+
+def _preset(graph: LayerGraph, preset: str) -> list[str]:
+    if preset == "all":
+        return [p.name for p in graph.points]
+    if preset in ("residual", "paper") and graph.mode != "fx":
+        raise InputError(
+            f"the '{preset}' preset reads residual branches off the traced graph, but this "
+            f"model could not be traced ({graph.fallback_reason}); name the branch layers "
+            "instead, e.g. --layers 'layer*.*.bn3'"
+        )
+    chosen = {"blocks": graph.blocks, "residual": graph.residual}.get(
+        preset, graph.blocks + graph.residual
+    )
+    if not chosen:
+        raise InputError(
+            f"this model has no residual blocks, so the '{preset}' preset selects nothing; "
+            "use --layers all or name the layers (see 'repcompare layers MODEL')"
+        )
+    return list(chosen)
+
+
+def _close_names(graph: LayerGraph, item: str) -> str:
+    close = difflib.get_close_matches(item, graph.names(), n=5, cutoff=0.5)
+    return f"close names: {', '.join(close)}" if close else "see 'repcompare layers MODEL'"
+
+
+def select_layers(graph: LayerGraph, selection: Sequence[str]) -> list[str]:
+    """Resolve ``selection`` (see module docstring) to layer names in depth order."""
+    chosen: list[str] = []
+    for item in _items(selection):
+        if item in PRESETS:
+            chosen += _preset(graph, item)
+        elif GLOB_CHARS & set(item):
+            matches = [n for n in graph.names() if fnmatch.fnmatchcase(n, item)]
+            if not matches:
+                raise InputError(f"pattern {item!r} matches no layer; {_close_names(graph, item)}")
+            chosen += matches
+        elif item in graph:
+            chosen.append(item)
+        else:
+            raise InputError(f"this model has no layer {item!r}; {_close_names(graph, item)}")
+    if not chosen:
+        raise InputError("no layers were selected; give --layers a preset, pattern or name")
+    unique: dict[str, str] = {}
+    for name in chosen:
+        unique.setdefault(graph.point(name).name, name)
+    return sorted(unique.values(), key=lambda name: graph.point(name).depth)

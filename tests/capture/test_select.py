@@ -1,0 +1,35 @@
+import pytest
+import torchvision
+
+from repcompare.capture.graph import discover
+from repcompare.capture.select import select_layers
+from repcompare.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return discover(torchvision.models.resnet18(), (3, 32, 32))
+
+
+def test_names_patterns_and_presets_combine_deduplicated_in_depth_order(graph):
+    chosen = select_layers(graph, ["layer2.0, layer1.*.bn2", "layer1.1", "layer1.1.relu_1"])
+    assert chosen == ["layer1.0.bn2", "layer1.1.bn2", "layer1.1", "layer2.0"]
+
+
+def test_functional_add_and_second_relu_call_are_selectable(graph):
+    chosen = select_layers(graph, ["layer1.0.add,layer1.0.relu,layer1.0.relu_1"])
+    assert chosen == ["layer1.0.relu", "layer1.0.add", "layer1.0.relu_1"]
+
+
+def test_unknown_name_and_empty_pattern_list_close_names(graph):
+    with pytest.raises(InputError, match=r"no layer 'layr1\.0'; close names: layer1\.0"):
+        select_layers(graph, ["layr1.0"])
+    with pytest.raises(InputError, match=r"pattern 'layer9\.\*' matches no layer"):
+        select_layers(graph, ["layer9.*"])
+
+
+def test_model_without_residual_blocks_explains_the_empty_preset():
+    plain = discover(torchvision.models.vgg11(), (3, 32, 32))
+    with pytest.raises(InputError, match="no residual blocks"):
+        select_layers(plain, ["blocks"])
+    assert len(select_layers(plain, ["all"])) == len(plain.points)

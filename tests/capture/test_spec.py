@@ -1,0 +1,32 @@
+import pytest
+
+from repcompare.capture.spec import parse_spec
+from repcompare.errors import InputError
+
+
+def test_library_prefixes_and_checkpoint(tmp_path):
+    ckpt = tmp_path / "simclr.pth"
+    ckpt.write_bytes(b"")
+    spec = parse_spec(f"torchvision:resnet50@{ckpt}")
+    assert (spec.library, spec.name, spec.checkpoint) == ("torchvision", "resnet50", ckpt)
+    assert str(spec) == f"torchvision:resnet50@{ckpt}"
+    assert spec.short_name == "resnet50@simclr"
+
+
+def test_bare_name_prefers_timm_then_torchvision_and_says_so():
+    assert parse_spec("resnet18").library == "timm"
+    assert parse_spec("resnet18").chosen_from_bare_name
+    assert parse_spec("vit_b_16").library == "torchvision"
+    assert not parse_spec("timm:resnet18").chosen_from_bare_name
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(InputError, match="did you mean torchvision:resnet50"):
+        parse_spec("torchvision:resnt50")
+
+
+def test_unknown_library_and_missing_checkpoint_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="unknown model library 'keras'"):
+        parse_spec("keras:resnet50")
+    with pytest.raises(InputError, match="does not exist"):
+        parse_spec(f"timm:resnet18@{tmp_path / 'nope.pth'}")
