@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from repcompare.similarity.checks import (
@@ -65,6 +66,7 @@ class MinibatchCKA:
         self._self_b: torch.Tensor | None = None
         self._scale_a: torch.Tensor | None = None
         self._scale_b: torch.Tensor | None = None
+        self._per_batch: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
 
     @property
     def symmetric(self) -> bool:
@@ -113,6 +115,9 @@ class MinibatchCKA:
             self._cross = torch.zeros_like(cross)
             self._self_a, self._self_b = torch.zeros_like(self_a), torch.zeros_like(self_b)
             self._scale_a, self._scale_b = torch.zeros_like(scale_a), torch.zeros_like(scale_b)
+        self._per_batch.append(
+            (m, *(t.cpu().numpy() / (m * (m - 3)) for t in (cross, self_a, self_b)))
+        )
         self._cross += weight * cross
         self._self_a += weight * self_a
         self._self_b += weight * self_b
@@ -120,6 +125,33 @@ class MinibatchCKA:
         self._scale_b += weight * scale_b
         self.n_examples += m
         self.n_batches += 1
+
+    def bootstrap(
+        self, resamples: int, seed: int = 0, level: float = 0.95
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval of each pair's CKA over batches resampled with replacement.
+
+        Each resample draws as many batches as were seen, with replacement, and
+        recomputes the weighted minibatch CKA from their HSIC_1 terms; the
+        interval is the central ``level`` of the ``resamples`` values.
+        """
+        if len(self._per_batch) < 2:
+            raise BatchShapeError(
+                "a bootstrap interval needs at least 2 batches; use more samples or smaller batches"
+            )
+        weights = np.array([b[0] for b in self._per_batch])
+        cross, self_a, self_b = (np.stack([b[i] for b in self._per_batch]) for i in (1, 2, 3))
+        counts = np.random.default_rng(seed).multinomial(
+            len(weights), np.full(len(weights), 1 / len(weights)), size=resamples
+        )
+        draw = counts * weights
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.einsum("rb,bij->rij", draw, cross) / np.sqrt(
+                (draw @ self_a)[:, :, None] * (draw @ self_b)[:, None, :]
+            )
+        tail = 100 * (1 - level) / 2
+        low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+        return low, high
 
     def result(self) -> SimilarityMatrix:
         """The CKA matrix over every batch seen so far (rows: side A, columns: side B)."""

@@ -135,3 +135,30 @@ def test_float32_overflow_in_the_gram_is_reported_as_non_finite():
     acc = MinibatchCKA(["huge"], ["fine"])
     with pytest.raises(NonFiniteActivationError, match="too large for float32"):
         acc.update([torch.full((8, 4), 1e30) * torch.randn(8, 4)], [torch.randn(8, 2)])
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_matches_a_resampling_reference(rng):
+    feats_a = layers(rng, 256, [6, 10])
+    feats_b = layers(rng, 256, [8])
+    acc = MinibatchCKA(["a0", "a1"], ["b0"])
+    result = run(acc, feats_a, feats_b, 32)
+    low, high = acc.bootstrap(resamples=400, seed=7)
+    assert np.all(low <= result.values) and np.all(result.values <= high)
+    assert np.all(high - low > 0)
+    draws = np.random.default_rng(7).multinomial(8, np.full(8, 1 / 8), size=400)
+    values = []
+    for count in draws:
+        chosen = [i for i, c in enumerate(count) for _ in range(c)]
+        bx = [batches(feats_a[1], 32)[i].numpy() for i in chosen]
+        by = [batches(feats_b[0], 32)[i].numpy() for i in chosen]
+        values.append(ref.minibatch_cka(bx, by))
+    expected_low, expected_high = np.percentile(values, [2.5, 97.5])
+    assert low[1, 0] == pytest.approx(expected_low, abs=1e-9)
+    assert high[1, 0] == pytest.approx(expected_high, abs=1e-9)
+
+
+def test_bootstrap_needs_two_batches(rng):
+    acc = MinibatchCKA(["a"], ["b"])
+    acc.update(layers(rng, 16, [3]), layers(rng, 16, [3]))
+    with pytest.raises(BatchShapeError, match="at least 2 batches"):
+        acc.bootstrap(100)

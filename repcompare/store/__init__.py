@@ -1,0 +1,1 @@
+"""The HDF5 activation format: layout, background writer, streaming reader."""

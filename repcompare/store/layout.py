@@ -1,0 +1,73 @@
+"""The layout of a repcompare activation file (see docs/hdf5-format.md).
+
+/activations/view{v}/{layer}   (N, D) float16|float32, one chunk = one batch of one layer
+/labels                        (N,) int64, -1 when the data set has no labels
+/sample_index                  (N,) int64, the data set index of each row
+/input_digest                  (views, batches, 32) uint8, SHA-256 of each batch's inputs
+/rows_done                     () int64, rows 0..rows_done-1 are complete
+attributes of /                provenance, the settings that fixed the content (``settings``,
+                               JSON), ``complete`` and, once complete, ``data_fingerprint``
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+FORMAT_NAME = "repcompare-activations"
+FORMAT_VERSION = 1
+DIGEST_BYTES = 32
+
+
+def activation_path(view: int, layer: str) -> str:
+    """The dataset holding ``layer`` of augmented view ``view`` (0 without augmentation)."""
+    return f"activations/view{view}/{layer}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines a file's content; a resumed run must match it exactly."""
+
+    model: str
+    checkpoint_sha256: str
+    pretrained: bool
+    data: str
+    num_samples: int
+    order: str
+    seed: int
+    layers: tuple[str, ...]
+    reduction: str
+    views: int
+    augment: str
+    view_size: int
+    transform: str
+    batch_size: int
+    dtype: str
+    compression: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        values = json.loads(text)
+        values["layers"] = tuple(values["layers"])
+        return cls(**values)
+
+    def differences(self, other: Settings) -> list[str]:
+        """``name: ours -> theirs`` for every setting that differs."""
+        ours, theirs = asdict(self), asdict(other)
+        return [f"{k}: {theirs[k]!r} -> {ours[k]!r}" for k in ours if ours[k] != theirs[k]]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Shapes of a file: one (N, width) dataset per layer and view."""
+
+    settings: Settings
+    widths: tuple[int, ...]
+    layer_shapes: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-self.settings.num_samples // self.settings.batch_size)

@@ -1,0 +1,84 @@
+"""Reading activation files: checks, metadata, chunk-aligned batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from repcompare.errors import InputError
+from repcompare.store.layout import FORMAT_NAME, Settings, activation_path
+
+
+@dataclass
+class ActivationFile:
+    """A complete activation file opened for reading."""
+
+    path: Path
+    settings: Settings
+    attrs: dict
+    labels: np.ndarray
+    sample_index: np.ndarray
+    handle: h5py.File
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.settings.layers
+
+    def layer_shapes(self) -> dict[str, list[int]]:
+        return json.loads(self.attrs["layer_shapes"])
+
+    def read(self, view: int, layer: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of ``layer`` in ``view``."""
+        return self.handle[activation_path(view, layer)][start:stop]
+
+    def batches(self, view: int, layers: list[str]) -> Iterator[list[np.ndarray]]:
+        """Chunk-aligned batches (the file's batch size) of the given layers."""
+        size, n = self.settings.batch_size, self.settings.num_samples
+        for start in range(0, n, size):
+            yield [self.read(view, layer, start, min(start + size, n)) for layer in layers]
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def __enter__(self) -> ActivationFile:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+def open_activations(path: Path) -> ActivationFile:
+    """Open a complete activation file; an incomplete or foreign file is an InputError."""
+    if not path.is_file():
+        raise InputError(f"activation file {str(path)!r} does not exist; run 'repcompare extract'")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise InputError(
+            f"{path} is not a readable HDF5 file; re-run 'repcompare extract'"
+        ) from None
+    attrs = dict(handle.attrs)
+    if attrs.get("format") != FORMAT_NAME:
+        handle.close()
+        raise InputError(f"{path} is not a repcompare activation file (no '{FORMAT_NAME}' format)")
+    if not attrs.get("complete"):
+        done = int(handle["rows_done"][()])
+        settings = Settings.from_json(attrs["settings"])
+        handle.close()
+        raise InputError(
+            f"{path} is incomplete ({done} of {settings.num_samples} samples); rerun the same "
+            "'repcompare extract' command to finish it"
+        )
+    return ActivationFile(
+        path=path,
+        settings=Settings.from_json(attrs["settings"]),
+        attrs=attrs,
+        labels=handle["labels"][()],
+        sample_index=handle["sample_index"][()],
+        handle=handle,
+    )

@@ -1,0 +1,109 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from repcompare.errors import InputError
+from repcompare.store.layout import Layout, Settings, activation_path
+from repcompare.store.reader import open_activations
+from repcompare.store.writer import ActivationWriter, Batch, prepare
+
+
+def settings(**changes) -> Settings:
+    values = dict(
+        model="timm:resnet18",
+        checkpoint_sha256="",
+        pretrained=False,
+        data="builtin (12 images)",
+        num_samples=10,
+        order="random",
+        seed=0,
+        layers=("layer1.0", "fc"),
+        reduction="avgpool",
+        views=2,
+        augment="flip",
+        view_size=32,
+        transform="Resize(32)",
+        batch_size=4,
+        dtype="float32",
+        compression="none",
+    )
+    return Settings(**(values | changes))
+
+
+def layout(s: Settings) -> Layout:
+    return Layout(s, (3, 5), {"layer1.0": [3, 2, 2], "fc": [5]})
+
+
+def batches(s: Settings):
+    gen = torch.Generator().manual_seed(0)
+    for number, start in enumerate(range(0, s.num_samples, s.batch_size)):
+        rows = min(s.batch_size, s.num_samples - start)
+        acts = [[torch.randn(rows, w, generator=gen) for w in (3, 5)] for _ in range(s.views)]
+        yield Batch(
+            number,
+            acts,
+            np.arange(start, start + rows) % 3,
+            np.arange(start, start + rows) * 7,
+            np.full((s.views, 32), number, np.uint8),
+        )
+
+
+def write(path, s: Settings, stop_after: int | None = None) -> list[Batch]:
+    first = prepare(path, layout(s), {"model_spec": s.model}, force=False) // s.batch_size
+    written = list(batches(s))
+    writer = ActivationWriter(path, layout(s))
+    for batch in written[first:stop_after]:
+        writer.submit(batch)
+    writer.close(complete=stop_after is None)
+    return written
+
+
+def test_round_trip_values_chunks_and_metadata(tmp_path):
+    path, s = tmp_path / "a.h5", settings()
+    written = write(path, s)
+    with open_activations(path) as f:
+        assert f.layers == ("layer1.0", "fc")
+        assert f.settings == s
+        np.testing.assert_array_equal(f.sample_index, np.arange(10) * 7)
+        for view in range(2):
+            got = np.concatenate(list(x[1] for x in f.batches(view, ["layer1.0", "fc"])))
+            want = torch.cat([b.activations[view][1] for b in written]).numpy()
+            np.testing.assert_array_equal(got, want)
+        assert f.handle[activation_path(1, "fc")].chunks == (4, 5)
+        assert len(f.attrs["data_fingerprint"]) == 64
+
+
+def test_incomplete_file_is_refused_and_resumes_to_the_same_content(tmp_path):
+    s = settings()
+    write(tmp_path / "whole.h5", s)
+    partial = tmp_path / "partial.h5"
+    write(partial, s, stop_after=2)
+    with pytest.raises(InputError, match=r"incomplete \(8 of 10 samples\); rerun the same"):
+        open_activations(partial)
+    write(partial, s)
+    with h5py.File(tmp_path / "whole.h5") as a, h5py.File(partial) as b:
+        for name in ("labels", "sample_index", "input_digest", activation_path(1, "layer1.0")):
+            np.testing.assert_array_equal(a[name][()], b[name][()])
+        assert a.attrs["data_fingerprint"] == b.attrs["data_fingerprint"]
+
+
+def test_other_settings_need_force_and_same_settings_are_done(tmp_path):
+    path = tmp_path / "a.h5"
+    write(path, settings())
+    assert prepare(path, layout(settings()), {}, force=False) == 10
+    with pytest.raises(InputError, match=r"complete file made with other settings \(seed: 0 -> 1"):
+        prepare(path, layout(settings(seed=1)), {}, force=False)
+    assert prepare(path, layout(settings(seed=1)), {}, force=True) == 0
+
+
+def test_foreign_and_missing_files_are_input_errors(tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = 1
+    with pytest.raises(InputError, match="not a repcompare activation file"):
+        open_activations(other)
+    with pytest.raises(InputError, match="does not exist"):
+        open_activations(tmp_path / "none.h5")
+    with pytest.raises(InputError, match="not a readable repcompare activation file"):
+        prepare(other, layout(settings()), {}, force=False)
