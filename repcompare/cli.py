@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -146,16 +147,331 @@ def layers(
     stdout_console().print(layers_table(rows, title, reduce))
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def extract(ctx: typer.Context) -> None:
-    """Capture layer activations of MODEL on a data set into a chunked, resumable HDF5 file."""
-    _not_yet("extract")
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="builtin[:N[:SIZE]] (default), an image folder, cifar10:PATH, cifar100:PATH, "
+        "or a .npz with images and labels.",
+    ),
+]
+NumSamplesOpt = Annotated[
+    int | None, typer.Option("--num-samples", help="Use this many images (a seeded subset).")
+]
+OrderOpt = Annotated[
+    str,
+    typer.Option("--order", help="random (seeded permutation, default) or stored (source order)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the sample order and the views.")]
+ViewsOpt = Annotated[
+    int, typer.Option("--views", help="Augmented views per image (needs --augment).")
+]
+AugmentOpt = Annotated[
+    str | None,
+    typer.Option("--augment", help="simclr, crop, flip, color, grayscale, blur or none."),
+]
+ViewSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--view-size", help="Size of augmented views (default: the data's own size or 224)."
+    ),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="Data-loading processes (default: cores - 1).")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+CropOpt = Annotated[
+    float | None, typer.Option("--crop-pct", help="Centre-crop fraction (1.0 = no crop margin).")
+]
+MeanOpt = Annotated[str | None, typer.Option("--mean", help="Normalisation mean R,G,B.")]
+StdOpt = Annotated[str | None, typer.Option("--std", help="Normalisation std R,G,B.")]
+InterpolationOpt = Annotated[
+    str | None, typer.Option("--interpolation", help="bilinear, bicubic or nearest.")
+]
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def cka(ctx: typer.Context) -> None:
-    """Streaming CKA between every layer of A and every layer of B (files or MODEL specs)."""
-    _not_yet("cka")
+def _triple(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"{option} takes three comma-separated numbers, e.g. 0.485,0.456,0.406")
+    return values
+
+
+def input_plan(
+    data,
+    num_samples,
+    order,
+    seed,
+    views,
+    augment,
+    view_size,
+    image_size,
+    crop_pct,
+    mean,
+    std,
+    interpolation,
+    batch_size,
+    workers,
+):
+    """The InputPlan for the shared data and preprocessing options."""
+    import os
+
+    from repcompare.activations import InputPlan
+    from repcompare.data.transforms import TransformOverrides
+
+    overrides = TransformOverrides(
+        image_size=image_size,
+        crop_pct=crop_pct,
+        mean=_triple(mean, "--mean"),
+        std=_triple(std, "--std"),
+        interpolation=interpolation,
+    )
+    if workers is None:
+        workers = max(0, min(8, (os.cpu_count() or 1) - 1))
+    return InputPlan(
+        data=data,
+        num_samples=num_samples,
+        order=order,
+        seed=seed,
+        views=views,
+        augment=None if augment is None else augment,
+        view_size=view_size,
+        overrides=overrides,
+        batch_size=batch_size,
+        workers=workers,
+    )
+
+
+@app.command()
+def extract(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option("--out", help="The HDF5 file to write.")],
+    data: DataOpt = None,
+    layer_selection: LayersOpt = None,
+    reduce: ReduceOpt = "flatten",
+    views: ViewsOpt = 1,
+    augment: AugmentOpt = None,
+    view_size: ViewSizeOpt = None,
+    batch_size: BatchOpt = 64,
+    num_samples: NumSamplesOpt = None,
+    order: OrderOpt = "random",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="float16 or float32.")] = "float16",
+    compression: Annotated[str, typer.Option("--compression", help="none, lzf or gzip.")] = "none",
+    image_size: ImageSizeOpt = None,
+    crop_pct: CropOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpolationOpt = None,
+    workers: WorkersOpt = None,
+    pretrained: PretrainedOpt = False,
+    allow_missing: AllowMissingOpt = False,
+    tracer: TracerOpt = "auto",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing file made with other settings.")
+    ] = False,
+) -> None:
+    """Capture layer activations of MODEL on a data set into a chunked, resumable HDF5 file.
+
+    Rerunning the same command after an interruption continues from the last
+    complete batch.
+    """
+    from repcompare.activations import CaptureTarget, resolve_device
+    from repcompare.capture.select import select_layers
+    from repcompare.extraction import extract as run_extract
+    from repcompare.report.terminal import extract_summary, stdout_console
+
+    plan = input_plan(
+        data,
+        num_samples,
+        order,
+        seed,
+        views,
+        augment,
+        view_size,
+        image_size,
+        crop_pct,
+        mean,
+        std,
+        interpolation,
+        batch_size,
+        workers,
+    )
+    target_device = resolve_device(device)
+    loaded, graph = open_model(model, pretrained, allow_missing, image_size, tracer)
+    target = CaptureTarget(
+        loaded, graph, select_layers(graph, layer_selection or ["blocks"]), reduce
+    )
+    try:
+        result = run_extract(
+            target,
+            plan,
+            out,
+            target_device,
+            dtype=dtype,
+            compression=compression,
+            force=force,
+            console=stderr,
+        )
+    except KeyboardInterrupt:
+        stderr.print(f"interrupted; rerun the same command to resume {out}")
+        raise typer.Exit(130) from None
+    if result.images == 0:
+        stderr.print(
+            f"{out} is already complete with these settings; nothing to do (--force recomputes it)"
+        )
+    stdout_console().print(extract_summary(result))
+
+
+def build_side(text, selection, reduce, pretrained, allow_missing, image_size, tracer):
+    """A comparison side from an activation file path or a MODEL spec."""
+    from repcompare.activations import CaptureTarget
+    from repcompare.analyses.sides import (
+        Side,
+        layer_roles,
+        looks_like_file,
+        select_stored_layers,
+    )
+    from repcompare.capture.select import select_layers
+    from repcompare.store.reader import open_activations
+
+    if looks_like_file(text):
+        file = open_activations(Path(text))
+        roles = json.loads(file.attrs.get("layer_roles", "{}"))
+        return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
+    loaded, graph = open_model(text, pretrained, allow_missing, image_size, tracer)
+    layers_chosen = select_layers(graph, selection or ["blocks"])
+    target = CaptureTarget(loaded, graph, layers_chosen, reduce)
+    return Side(
+        loaded.spec.short_name,
+        layers_chosen,
+        target=target,
+        roles=layer_roles(graph.blocks, graph.residual),
+    )
+
+
+def planned_samples(side_a, side_b, plan) -> int:
+    """How many examples the comparison will see."""
+    from repcompare.data.order import sample_order
+    from repcompare.data.sources import open_source
+
+    for side in (side_a, side_b):
+        if side.is_file:
+            return side.file.settings.num_samples
+    return len(sample_order(len(open_source(plan.data)), plan.num_samples, plan.seed, plan.order))
+
+
+@app.command()
+def cka(
+    model_a: Annotated[
+        str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")
+    ],
+    model_b: Annotated[
+        str, typer.Argument(metavar="B", help="An activation file or a MODEL spec.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for tables and heatmaps.")],
+    layers_a: Annotated[
+        list[str] | None, typer.Option("--layers-a", help="Layers of A (default: blocks).")
+    ] = None,
+    layers_b: Annotated[
+        list[str] | None, typer.Option("--layers-b", help="Layers of B (default: blocks).")
+    ] = None,
+    kernel: Annotated[str, typer.Option("--kernel", help="linear or rbf.")] = "linear",
+    rbf_sigma: Annotated[
+        float,
+        typer.Option("--rbf-sigma", help="RBF bandwidth as a fraction of the median distance."),
+    ] = 0.8,
+    estimator: Annotated[
+        str, typer.Option("--estimator", help="minibatch (unbiased HSIC_1), exact or debiased.")
+    ] = "minibatch",
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Resamples of minibatches for 95% intervals.")
+    ] = 0,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Examples per minibatch (default: 64, or the file's)."),
+    ] = None,
+    data: DataOpt = None,
+    num_samples: NumSamplesOpt = None,
+    order: OrderOpt = "random",
+    seed: SeedOpt = 0,
+    reduce: ReduceOpt = "flatten",
+    device: DeviceOpt = "auto",
+    image_size: ImageSizeOpt = None,
+    crop_pct: CropOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpolationOpt = None,
+    workers: WorkersOpt = None,
+    pretrained: PretrainedOpt = False,
+    allow_missing: AllowMissingOpt = False,
+    tracer: TracerOpt = "auto",
+) -> None:
+    """Streaming CKA between every layer of A and every layer of B (files or MODEL specs).
+
+    `cka A A` gives the within-model heatmap. Model specs are captured on the
+    fly on the same images in the same order and never written to disk.
+    """
+    from rich.progress import Progress
+
+    from repcompare.activations import resolve_device
+    from repcompare.analyses.cka import CKAOptions, compare
+    from repcompare.report.cka import write_cka_outputs
+    from repcompare.report.tables import best_matches
+    from repcompare.report.terminal import cka_table, stdout_console
+
+    side_a = build_side(model_a, layers_a, reduce, pretrained, allow_missing, image_size, tracer)
+    symmetric = model_a == model_b and (layers_b or None) == (layers_a or None)
+    side_b = (
+        side_a
+        if symmetric
+        else build_side(model_b, layers_b, reduce, pretrained, allow_missing, image_size, tracer)
+    )
+    files = [s.file for s in (side_a, side_b) if s.is_file]
+    size = batch_size or (files[0].settings.batch_size if files else 64)
+    plan = input_plan(
+        data,
+        num_samples,
+        order,
+        seed,
+        1,
+        None,
+        None,
+        image_size,
+        crop_pct,
+        mean,
+        std,
+        interpolation,
+        size,
+        workers,
+    )
+    n = planned_samples(side_a, side_b, plan)
+    options = CKAOptions(
+        kernel=kernel, rbf_fraction=rbf_sigma, estimator=estimator, bootstrap=bootstrap, seed=seed
+    )
+    with Progress(console=stderr, transient=True) as progress:
+        task = progress.add_task("cka", total=n)
+        result = compare(
+            side_a,
+            side_b,
+            options,
+            plan,
+            resolve_device(device),
+            n,
+            (side_a.widths(), side_b.widths()),
+            symmetric,
+            progress=lambda k: progress.advance(task, k),
+        )
+    written = write_cka_outputs(result, out, side_a.roles, side_b.roles)
+    stdout_console().print(cka_table(result, best_matches(result)))
+    stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 
 @app.command(context_settings=_PASSTHROUGH)

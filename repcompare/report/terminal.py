@@ -35,3 +35,56 @@ def layers_table(rows: list[dict], title: str, reduction: str) -> Table:
             ", ".join(row["presets"]),
         )
     return table
+
+
+def extract_summary(result) -> Table:
+    """Layers written by an extract run, with the file's size and the run's speed."""
+    s = result.settings
+    size_mb = result.path.stat().st_size / 1e6
+    resumed = f", resumed at {result.rows_before}" if result.rows_before else ""
+    speed = result.images / result.seconds if result.seconds else 0.0
+    table = Table(
+        title=(
+            f"{result.path}: {s.num_samples} images x {s.views} view(s), {len(s.layers)} layers, "
+            f"{s.dtype}, {size_mb:.1f} MB on disk{resumed}"
+        ),
+        caption=(
+            f"{result.images} images in {result.seconds:.1f} s ({speed:.1f} img/s), "
+            f"{result.bytes_written / 1e6:.1f} MB written; transform: {result.transform}"
+        ),
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("layer", style="bold", overflow="fold")
+    table.add_column("output shape")
+    table.add_column(f"stored width ({s.reduction})", justify="right")
+    for layer, width in zip(s.layers, result.widths, strict=True):
+        table.add_row(layer, "x".join(map(str, result.layer_shapes[layer])), f"{width:,}")
+    return table
+
+
+def cka_table(result, rows: list[dict]) -> Table:
+    """For each layer of A: the most similar layer of B and its CKA; the same layer's CKA."""
+    s = result.settings
+    table = Table(
+        title=f"CKA {result.side_a} (rows) vs {result.side_b}: {s['estimator']}, {s['kernel']}, "
+        f"{s['n_examples']} examples",
+        title_justify="left",
+    )
+    table.add_column(f"layer of {result.side_a}", style="bold", overflow="fold")
+    table.add_column(f"most similar in {result.side_b}", overflow="fold")
+    table.add_column("CKA", justify="right")
+    show_same = any(r["same_layer_cka"] is not None for r in rows)
+    if show_same:
+        table.add_column("same layer", justify="right")
+    for row in rows:
+        cells = [
+            row["layer_a"],
+            row["best_b"] or "[dim]undefined[/]",
+            "undefined" if row["best_cka"] is None else f"{row['best_cka']:.3f}",
+        ]
+        if show_same:
+            same = row["same_layer_cka"]
+            cells.append("" if same is None else f"{same:.3f}")
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,168 @@
+"""Streaming the activations of one or more models over the same planned inputs.
+
+Data flows spec -> model -> batches -> activations: the input plan fixes which
+images, in which order, with which augmented views; every model sees exactly
+those images (each through its own preprocessing), batch by batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from repcompare.capture.capture import capture_layers
+from repcompare.capture.graph import LayerGraph
+from repcompare.capture.models import LoadedModel
+from repcompare.capture.reduce import reduced_width
+from repcompare.data.batches import InputsDataset, default_view_size, make_loader
+from repcompare.data.order import sample_order
+from repcompare.data.sources import ImageSource, open_source
+from repcompare.data.transforms import (
+    TransformOverrides,
+    describe_transform,
+    eval_transform,
+    resolve_config,
+    view_transform,
+)
+from repcompare.errors import InputError
+
+
+@dataclass
+class CaptureTarget:
+    """One model ready to capture: its layers (in order) and their reduction."""
+
+    loaded: LoadedModel
+    graph: LayerGraph
+    layers: list[str]
+    reduction: str
+
+    def widths(self) -> list[int]:
+        return [reduced_width(self.graph.point(n).shape, self.reduction, n) for n in self.layers]
+
+    def layer_shapes(self) -> dict[str, list[int]]:
+        return {n: list(self.graph.point(n).shape) for n in self.layers}
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Which images, in which order, how many views and how they are augmented."""
+
+    data: str | None = None
+    num_samples: int | None = None
+    order: str = "random"
+    seed: int = 0
+    views: int = 1
+    augment: str | None = None
+    view_size: int | None = None
+    overrides: TransformOverrides = field(default_factory=TransformOverrides)
+    batch_size: int = 64
+    workers: int = 0
+
+
+@dataclass
+class PreparedInputs:
+    """The resolved plan: source, sample order, per-model transforms."""
+
+    source: ImageSource
+    indices: np.ndarray
+    transforms: list
+    view_size: int
+
+    def transform_descriptions(self) -> list[str]:
+        return [describe_transform(t) for t in self.transforms]
+
+
+@dataclass
+class StreamedBatch:
+    """One batch: ``activations[model][view][layer]`` as ``(m, d)`` tensors on the device."""
+
+    number: int
+    labels: np.ndarray
+    sample_index: np.ndarray
+    digests: np.ndarray
+    activations: list[list[list[torch.Tensor]]]
+
+
+def prepare_inputs(plan: InputPlan, targets: list[CaptureTarget]) -> PreparedInputs:
+    """Open the data source, fix the sample order and build each model's transform."""
+    if plan.batch_size < 4:
+        raise InputError(f"--batch-size {plan.batch_size} is too small; CKA needs at least 4")
+    if plan.augment is None and plan.views != 1:
+        raise InputError("--views above 1 needs an augmentation; add --augment simclr (or another)")
+    source = open_source(plan.data)
+    indices = sample_order(len(source), plan.num_samples, plan.seed, plan.order)
+    build = eval_transform if plan.augment is None else view_transform
+    transforms = [build(resolve_config(t.loaded.data_config, plan.overrides)) for t in targets]
+    view_size = plan.view_size or default_view_size(source)
+    return PreparedInputs(source, indices, transforms, view_size)
+
+
+def batch_digest(digests: torch.Tensor) -> np.ndarray:
+    """Per view, SHA-256 of the per-sample digests of one batch: ``(views, 32)`` uint8."""
+    per_view = digests.numpy().transpose(1, 0, 2)
+    return np.stack(
+        [np.frombuffer(hashlib.sha256(v.tobytes()).digest(), dtype=np.uint8) for v in per_view]
+    )
+
+
+def stream_activations(
+    targets: list[CaptureTarget],
+    plan: InputPlan,
+    prepared: PreparedInputs,
+    device: torch.device,
+    first_batch: int = 0,
+) -> Iterator[StreamedBatch]:
+    """Yield the activations of every target for each batch, from ``first_batch`` on."""
+    start = first_batch * plan.batch_size
+    dataset = InputsDataset(
+        prepared.source,
+        prepared.indices[start:],
+        prepared.transforms,
+        plan.augment,
+        plan.views,
+        prepared.view_size,
+        plan.seed,
+    )
+    loader = make_loader(dataset, plan.batch_size, plan.workers)
+    with ExitStack() as stack:
+        captures = [
+            stack.enter_context(
+                capture_layers(
+                    t.loaded.module, t.graph, t.layers, t.reduction, t.loaded.prefix_tokens
+                )
+            )
+            for t in targets
+        ]
+        for number, batch in enumerate(loader, start=first_batch):
+            activations = [
+                [
+                    capture(inputs[:, view].to(device, non_blocking=True))
+                    for view in range(plan.views)
+                ]
+                for capture, inputs in zip(captures, batch["inputs"], strict=True)
+            ]
+            yield StreamedBatch(
+                number=number,
+                labels=batch["label"].numpy().astype(np.int64),
+                sample_index=batch["index"].numpy().astype(np.int64),
+                digests=batch_digest(batch["digest"]),
+                activations=activations,
+            )
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is an InputError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            "--device cuda was asked for but no CUDA GPU is available; use auto or cpu"
+        )
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)

@@ -1,0 +1,1 @@
+"""Orchestration of capture, storage and similarity math into results (no printing)."""

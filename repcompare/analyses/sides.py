@@ -1,0 +1,129 @@
+"""One side of a comparison: an activation file, or a model captured on the fly."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from repcompare.activations import CaptureTarget, InputPlan
+from repcompare.errors import InputError
+from repcompare.store.layout import activation_path
+from repcompare.store.reader import ActivationFile
+
+
+@dataclass
+class Side:
+    """Where one side's activations come from, and which of its layers are compared."""
+
+    label: str
+    layers: list[str]
+    file: ActivationFile | None = None
+    target: CaptureTarget | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_file(self) -> bool:
+        return self.file is not None
+
+    def widths(self) -> list[int]:
+        """Feature width of each selected layer."""
+        if self.file is not None:
+            return [self.file.handle[activation_path(0, n)].shape[1] for n in self.layers]
+        return self.target.widths()
+
+    def provenance(self) -> dict:
+        if self.file is not None:
+            keys = (
+                "model_spec",
+                "checkpoint_sha256",
+                "data_source",
+                "data_fingerprint",
+                "transform",
+                "reduction",
+            )
+            return {"file": str(self.file.path)} | {
+                k: str(self.file.attrs.get(k, "")) for k in keys
+            }
+        loaded = self.target.loaded
+        return {
+            "model_spec": str(loaded.spec),
+            "checkpoint_sha256": loaded.checkpoint_sha256 or "",
+            "pretrained": loaded.pretrained,
+            "reduction": self.target.reduction,
+            "tracer": self.target.graph.mode,
+        }
+
+
+def looks_like_file(text: str) -> bool:
+    """An argument names an activation file when it ends in .h5/.hdf5 or is an existing file."""
+    path = Path(text)
+    return path.suffix in (".h5", ".hdf5") or (path.is_file() and "@" not in text)
+
+
+def select_stored_layers(file: ActivationFile, selection: list[str] | None) -> list[str]:
+    """Names or glob patterns among a file's stored layers, in the file's (depth) order."""
+    if not selection or selection == ["all"]:
+        return list(file.layers)
+    items = [i.strip() for text in selection for i in text.split(",") if i.strip()]
+    chosen = set()
+    for item in items:
+        matches = [n for n in file.layers if fnmatch.fnmatchcase(n, item)]
+        if not matches:
+            raise InputError(
+                f"{file.path} stores no layer matching {item!r}; it has "
+                f"{', '.join(file.layers[:8])}{', ...' if len(file.layers) > 8 else ''}"
+            )
+        chosen.update(matches)
+    return [n for n in file.layers if n in chosen]
+
+
+def plan_from_file(file: ActivationFile, plan: InputPlan) -> InputPlan:
+    """``plan`` changed to reproduce a file's images, order, views and batches.
+
+    The model's own preprocessing overrides and the loader settings of ``plan``
+    are kept: only the model-independent choice of inputs comes from the file.
+    """
+    s = file.settings
+    return replace(
+        plan,
+        data=str(file.attrs.get("data_spec", "builtin")),
+        num_samples=s.num_samples,
+        order=s.order,
+        seed=s.seed,
+        views=s.views,
+        augment=None if s.augment == "none" else s.augment,
+        view_size=s.view_size or None,
+        batch_size=s.batch_size,
+    )
+
+
+def check_files_aligned(a: ActivationFile, b: ActivationFile) -> None:
+    """Both files hold the same images in the same order with the same views."""
+    if a.settings.num_samples != b.settings.num_samples:
+        raise InputError(
+            f"{a.path} holds {a.settings.num_samples} samples and {b.path} "
+            f"{b.settings.num_samples}; extract both with the same --data and --num-samples"
+        )
+    if not np.array_equal(a.sample_index, b.sample_index):
+        raise InputError(
+            f"{a.path} and {b.path} hold the samples in a different order; extract both with "
+            "the same --data, --num-samples, --order and --seed"
+        )
+    if a.settings.views != b.settings.views:
+        raise InputError(
+            f"{a.path} has {a.settings.views} view(s) and {b.path} {b.settings.views}; "
+            "extract both with the same --views and --augment"
+        )
+    if a.attrs.get("data_fingerprint") != b.attrs.get("data_fingerprint"):
+        raise InputError(
+            f"{a.path} and {b.path} were extracted from different input images (data "
+            "fingerprints differ); extract both with the same --data, --seed and --augment"
+        )
+
+
+def layer_roles(blocks: list[str], residual: list[str]) -> dict[str, str]:
+    """``{layer: "block" | "residual"}`` for the paper's two kinds of capture point."""
+    return {n: "block" for n in blocks} | {n: "residual" for n in residual}

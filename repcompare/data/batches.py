@@ -1,0 +1,80 @@
+"""The dataset the capture loop iterates: planned samples, preprocessed for each model.
+
+Item i holds, for sample ``indices[i]``: the inputs of every model (one
+``(views, 3, H, W)`` tensor per transform), the label, the source index, and
+the SHA-256 of each view's model-independent image (the source image, or the
+augmented view, before any model-specific resize or normalisation): the
+fingerprint that proves two models saw the same images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from repcompare.data.augment import augmentation, augmented_view
+from repcompare.data.sources import ImageSource
+
+
+def image_digest(image) -> torch.Tensor:
+    """SHA-256 of an RGB image's size and pixels, as 32 uint8."""
+    digest = hashlib.sha256(f"{image.size}".encode() + image.tobytes()).digest()
+    return torch.frombuffer(bytearray(digest), dtype=torch.uint8)
+
+
+def default_view_size(source: ImageSource) -> int:
+    """Augmented views are made at the source's own size when it has one, else 224."""
+    return source.native_size or 224
+
+
+class InputsDataset(Dataset):
+    """Planned samples with each model's preprocessing (see module docstring)."""
+
+    def __init__(
+        self,
+        source: ImageSource,
+        indices: np.ndarray,
+        transforms: list,
+        augment: str | None,
+        views: int,
+        view_size: int,
+        seed: int,
+    ):
+        self.source, self.indices, self.transforms = source, indices, transforms
+        self.views, self.seed = views, seed
+        self.pipeline = None if augment is None else augmentation(augment, view_size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        index = int(self.indices[i])
+        image, label = self.source.load(index)
+        images = (
+            [image]
+            if self.pipeline is None
+            else [
+                augmented_view(image, self.pipeline, self.seed, index, v) for v in range(self.views)
+            ]
+        )
+        return {
+            "inputs": [torch.stack([t(view) for view in images]) for t in self.transforms],
+            "label": label,
+            "index": index,
+            "digest": torch.stack([image_digest(view) for view in images]),
+        }
+
+
+def make_loader(dataset: InputsDataset, batch_size: int, workers: int) -> DataLoader:
+    """Batches in the dataset's order (no shuffling), loaded by ``workers`` processes."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )

@@ -1,0 +1,241 @@
+"""Image sources behind ``--data``: built-in, image folders, CIFAR folders, ``.npz`` arrays.
+
+Every source gives ``len(source)`` images by index as RGB PIL images with an
+integer label (-1 when the source has no labels).
+
+    (none), builtin[:N[:SIZE]]   the procedural data set (N=1000 images of SIZE=64 px)
+    cifar10:PATH[:train|test]    torchvision's local CIFAR-10 python format (test split by default)
+    cifar100:PATH[:train|test]   likewise for CIFAR-100 (fine labels)
+    PATH.npz                     arrays ``images`` (N,H,W,C uint8), optional ``labels``
+    PATH/                        an image folder: class sub-folders (ImageFolder), or a flat
+                                 folder of unlabelled images
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from repcompare.data.procedural import ProceduralShapes
+from repcompare.errors import InputError
+
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+CIFAR_FILES = {
+    ("cifar10", "train"): [f"data_batch_{i}" for i in range(1, 6)],
+    ("cifar10", "test"): ["test_batch"],
+    ("cifar100", "train"): ["train"],
+    ("cifar100", "test"): ["test"],
+}
+CIFAR_META = {
+    "cifar10": ("batches.meta", b"label_names", b"labels"),
+    "cifar100": ("meta", b"fine_label_names", b"fine_labels"),
+}
+NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class ImageSource(Protocol):
+    """What every data source offers."""
+
+    classes: list[str] | None
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> tuple[Image.Image, int]: ...
+
+    def describe(self) -> str: ...
+
+    @property
+    def native_size(self) -> int | None: ...
+
+
+class _ArraySource:
+    """Images held as a uint8 array (N, H, W, 3), with labels or without."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, classes, description):
+        self.images, self.labels, self.classes = images, labels, classes
+        self._description = description
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def native_size(self) -> int | None:
+        height, width = self.images.shape[1:3]
+        return height if height == width else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> tuple[Image.Image, int]:
+        label = -1 if self.labels is None else int(self.labels[index])
+        return Image.fromarray(self.images[index]), label
+
+    def describe(self) -> str:
+        return self._description
+
+
+class _FileSource:
+    """Image files on disk, each with a label or -1."""
+
+    def __init__(self, files: list[tuple[Path, int]], classes: list[str] | None, description):
+        self.files, self.classes = files, classes
+        self._description = description
+
+    @property
+    def has_labels(self) -> bool:
+        return self.classes is not None
+
+    @property
+    def native_size(self) -> int | None:
+        return None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> tuple[Image.Image, int]:
+        path, label = self.files[index]
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB"), label
+        except (UnidentifiedImageError, OSError):
+            raise InputError(
+                f"image file {str(path)!r} is corrupt or not an image; remove or replace it"
+            ) from None
+
+    def describe(self) -> str:
+        return self._description
+
+
+class _NumpyOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only; anything else is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return _NumpyOnly(handle, encoding="bytes").load()
+    except FileNotFoundError:
+        raise InputError(
+            f"CIFAR file {str(path)!r} is missing; point PATH at the folder that holds "
+            f"{path.parent.name}/ as torchvision downloads it"
+        ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        raise InputError(
+            f"{path} is not a CIFAR python batch ({error}); it was not loaded"
+        ) from None
+
+
+def _cifar(kind: str, root: Path, split: str) -> _ArraySource:
+    folder = root.expanduser() / CIFAR_FOLDERS[kind]
+    meta_file, names_key, labels_key = CIFAR_META[kind]
+    images, labels = [], []
+    for name in CIFAR_FILES[(kind, split)]:
+        batch = _unpickle(folder / name)
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[labels_key], dtype=np.int64))
+    classes = [c.decode() for c in _unpickle(folder / meta_file)[names_key]]
+    pixels = np.concatenate(images).transpose(0, 2, 3, 1)
+    return _ArraySource(
+        np.ascontiguousarray(pixels),
+        np.concatenate(labels),
+        classes,
+        f"{kind}:{root}:{split} ({len(pixels)} images, {len(classes)} classes)",
+    )
+
+
+def _npz(path: Path) -> _ArraySource:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        raise InputError(f"{path} is not a readable .npz file") from None
+    if "images" not in arrays:
+        raise InputError(f"{path} has no 'images' array; save images as (N, H, W, C) uint8")
+    images = arrays["images"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise InputError(
+            f"{path}: 'images' is {images.dtype} {images.shape}, not (N, H, W, 1 or 3) uint8"
+        )
+    if images.shape[3] == 1:
+        images = np.repeat(images, 3, axis=3)
+    labels = arrays["labels"].astype(np.int64) if "labels" in arrays else None
+    if labels is not None and labels.shape != (len(images),):
+        raise InputError(
+            f"{path} holds {len(images)} images but {len(labels)} labels; save one label per image"
+        )
+    classes = None
+    if labels is not None:
+        names = arrays.get("class_names")
+        count = int(labels.max()) + 1 if len(labels) else 0
+        classes = [str(n) for n in names] if names is not None else [str(i) for i in range(count)]
+    labelled = "unlabelled" if classes is None else f"{len(classes)} classes"
+    return _ArraySource(images, labels, classes, f"{path} ({len(images)} images, {labelled})")
+
+
+def _folder(path: Path):
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    subfolders = [p for p in path.iterdir() if p.is_dir()]
+    if subfolders:
+        try:
+            classes, mapping = find_classes(str(path))
+            samples = make_dataset(str(path), mapping, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError:
+            samples = []
+            classes = []
+        files = [(Path(f), label) for f, label in samples]
+        kind = f"{len(classes)} classes"
+    else:
+        files = sorted((p, -1) for p in path.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+        classes, kind = None, "unlabelled"
+    if not files:
+        raise InputError(
+            f"image folder {str(path)!r} is empty: it holds no images "
+            f"({', '.join(IMG_EXTENSIONS[:4])}, ...) directly or in class sub-folders"
+        )
+    return _FileSource(files, classes, f"imagefolder:{path} ({len(files)} images, {kind})")
+
+
+def open_source(spec: str | None) -> ImageSource:
+    """The data source named by ``--data`` (see module docstring)."""
+    if spec is None or spec == "builtin" or spec.startswith("builtin:"):
+        parts = (spec or "builtin").split(":")[1:]
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            numbers = []
+        if len(numbers) != len(parts) or len(parts) > 2:
+            raise InputError(f"--data {spec!r} is not builtin[:N[:SIZE]] with integers N and SIZE")
+        return ProceduralShapes(*numbers)
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in CIFAR_FOLDERS:
+        root, split = rest, "test"
+        if rest.endswith((":train", ":test")):
+            root, split = rest.rsplit(":", 1)
+        return _cifar(kind, Path(root), split)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise InputError(
+            f"--data {spec!r} is neither builtin, cifar10:PATH, cifar100:PATH nor an existing "
+            "folder or .npz file"
+        )
+    if path.suffix == ".npz":
+        return _npz(path)
+    if path.is_dir():
+        return _folder(path)
+    raise InputError(f"--data {spec!r} is a file but not a .npz; give an image folder or .npz")

@@ -1,0 +1,57 @@
+"""Layer x layer CKA heatmaps (PNG and SVG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+CELL_INCHES = 0.16
+MIN_INCHES = 5.0
+
+
+def _font_size(n: int) -> float:
+    return float(np.clip(360 / max(n, 1), 4, 10))
+
+
+def plot_heatmap(
+    values: np.ndarray,
+    rows: list[str],
+    columns: list[str],
+    row_title: str,
+    column_title: str,
+    title: str,
+    stem: Path,
+) -> list[Path]:
+    """Draw ``values`` (rows: side A top to bottom, columns: side B) on a fixed 0..1 scale.
+
+    Undefined (NaN) cells are grey. Writes ``stem.png`` and ``stem.svg``.
+    """
+    width = max(MIN_INCHES, CELL_INCHES * len(columns) + 2.5)
+    height = max(MIN_INCHES, CELL_INCHES * len(rows) + 2.0)
+    fig, ax = plt.subplots(figsize=(width, height), constrained_layout=True)
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="#bbbbbb")
+    image = ax.imshow(
+        np.ma.masked_invalid(values),
+        vmin=0,
+        vmax=1,
+        cmap=cmap,
+        interpolation="nearest",
+        aspect="auto",
+    )
+    ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=_font_size(len(columns)))
+    ax.set_yticks(range(len(rows)), rows, fontsize=_font_size(len(rows)))
+    ax.set_xlabel(column_title)
+    ax.set_ylabel(row_title)
+    ax.set_title(title, fontsize=11)
+    fig.colorbar(image, ax=ax, label="CKA", fraction=0.04, pad=0.02)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths

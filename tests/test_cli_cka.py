@@ -1,0 +1,193 @@
+"""End-to-end ``repcompare cka`` on files, on the fly, and mixed, against a float64 reference."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import timm
+import torch
+import torchvision
+
+from repcompare.cli import main
+from repcompare.store.layout import activation_path
+from tests.similarity import numpy_reference as ref
+
+LAYERS = "layer2.1,layer3.1,layer4.1"
+NAMES = LAYERS.split(",")
+DATA = ["--data", "builtin:40:32", "--image-size", "32", "--crop-pct", "1.0", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Two seeded checkpoints and their float32 activation files (batch 16, 40 samples)."""
+    root = tmp_path_factory.mktemp("cka")
+    torch.manual_seed(0)
+    spec_a = root / "a.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), spec_a)
+    torch.manual_seed(1)
+    spec_b = root / "b.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), spec_b)
+    specs = {"a": f"timm:resnet18@{spec_a}", "b": f"torchvision:resnet18@{spec_b}"}
+    files = {}
+    for key, spec in specs.items():
+        files[key] = root / f"{key}.h5"
+        assert (
+            main(
+                [
+                    "extract",
+                    spec,
+                    "--out",
+                    str(files[key]),
+                    *DATA,
+                    "--batch-size",
+                    "16",
+                    "--layers",
+                    LAYERS,
+                    "--reduce",
+                    "avgpool",
+                    "--dtype",
+                    "float32",
+                ]
+            )
+            == 0
+        )
+    return specs, files
+
+
+def load(out) -> dict:
+    return json.loads((out / "cka.json").read_text())
+
+
+def reference(files, batch=16) -> np.ndarray:
+    """Independent float64 minibatch CKA of every pair, from the stored activations."""
+    with h5py.File(files["a"]) as fa, h5py.File(files["b"]) as fb:
+        acts_a = [fa[activation_path(0, n)][()].astype(np.float64) for n in NAMES]
+        acts_b = [fb[activation_path(0, n)][()].astype(np.float64) for n in NAMES]
+    split = lambda x: [x[i : i + batch] for i in range(0, len(x), batch)]  # noqa: E731
+    return np.array([[ref.minibatch_cka(split(x), split(y)) for y in acts_b] for x in acts_a])
+
+
+def test_file_on_the_fly_and_mixed_inputs_match_the_float64_reference(setup, tmp_path):
+    specs, files = setup
+    expected = reference(files)
+    runs = {
+        "files": [str(files["a"]), str(files["b"])],
+        "on_the_fly": [
+            specs["a"],
+            specs["b"],
+            *DATA,
+            "--batch-size",
+            "16",
+            "--layers-a",
+            LAYERS,
+            "--layers-b",
+            LAYERS,
+            "--reduce",
+            "avgpool",
+        ],
+        "mixed": [str(files["a"]), specs["b"], *DATA, "--layers-b", LAYERS, "--reduce", "avgpool"],
+    }
+    results = {}
+    for name, args in runs.items():
+        out = tmp_path / name
+        assert main(["cka", *args, "--out", str(out)]) == 0, name
+        document = load(out)
+        assert document["side_a"]["layers"] == NAMES and document["side_b"]["layers"] == NAMES
+        results[name] = np.array(document["cka"])
+        assert np.abs(results[name] - expected).max() <= 1e-5, name
+    np.testing.assert_allclose(results["on_the_fly"], results["files"], atol=1e-6)
+    np.testing.assert_allclose(results["mixed"], results["files"], atol=1e-6)
+    assert np.ptp(expected) > 0.05  # the pairs really differ: no model compared with itself
+
+
+def test_self_comparison_is_symmetric_with_unit_diagonal_and_swap_transposes(setup, tmp_path):
+    _specs, files = setup
+    assert main(["cka", str(files["a"]), str(files["a"]), "--out", str(tmp_path / "aa")]) == 0
+    self_cka = np.array(load(tmp_path / "aa")["cka"])
+    np.testing.assert_allclose(np.diag(self_cka), 1.0, atol=1e-9)
+    np.testing.assert_allclose(self_cka, self_cka.T, atol=1e-9)
+    assert main(["cka", str(files["a"]), str(files["b"]), "--out", str(tmp_path / "ab")]) == 0
+    assert main(["cka", str(files["b"]), str(files["a"]), "--out", str(tmp_path / "ba")]) == 0
+    ab, ba = np.array(load(tmp_path / "ab")["cka"]), np.array(load(tmp_path / "ba")["cka"])
+    np.testing.assert_allclose(ab, ba.T, atol=1e-12)
+
+
+def test_outputs_bootstrap_and_terminal_table(setup, tmp_path, capsys):
+    _specs, files = setup
+    out = tmp_path / "boot"
+    assert (
+        main(["cka", str(files["a"]), str(files["b"]), "--out", str(out), "--bootstrap", "200"])
+        == 0
+    )
+    document = load(out)
+    value, low, high = (np.array(document[k]) for k in ("cka", "ci_low", "ci_high"))
+    assert np.all(low <= value + 1e-12) and np.all(value <= high + 1e-12)
+    lines = (out / "cka.csv").read_text().splitlines()
+    assert lines[0] == "layer_a,layer_b,cka,ci_low,ci_high,note" and len(lines) == 1 + 9
+    for name in ("heatmap.png", "heatmap.svg", "cka.md"):
+        assert (out / name).stat().st_size > 0
+    table = capsys.readouterr().out
+    assert "most similar" in table and "layer4.1" in table
+
+
+def test_misaligned_incomplete_and_mismatched_views_exit_2(setup, tmp_path, capsys):
+    specs, files = setup
+    other = tmp_path / "other_seed.h5"
+    assert (
+        main(
+            [
+                "extract",
+                specs["b"],
+                "--out",
+                str(other),
+                *DATA,
+                "--batch-size",
+                "16",
+                "--layers",
+                LAYERS,
+                "--reduce",
+                "avgpool",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["cka", str(files["a"]), str(other), "--out", str(tmp_path / "x")]) == 2
+    assert "different order" in capsys.readouterr().err
+    views = tmp_path / "views.h5"
+    assert (
+        main(
+            [
+                "extract",
+                specs["b"],
+                "--out",
+                str(views),
+                *DATA,
+                "--batch-size",
+                "16",
+                "--layers",
+                LAYERS,
+                "--reduce",
+                "avgpool",
+                "--augment",
+                "flip",
+                "--views",
+                "2",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["cka", str(files["a"]), str(views), "--out", str(tmp_path / "y")]) == 2
+    assert "view" in capsys.readouterr().err
+    incomplete = tmp_path / "incomplete.h5"
+    with h5py.File(files["a"]) as source, h5py.File(incomplete, "w") as copy:
+        for key in source:
+            source.copy(source[key], copy, key)
+        copy.attrs.update(dict(source.attrs) | {"complete": False})
+        copy["rows_done"][()] = 16
+    assert main(["cka", str(incomplete), str(files["b"]), "--out", str(tmp_path / "z")]) == 2
+    assert "incomplete (16 of 40 samples)" in capsys.readouterr().err
