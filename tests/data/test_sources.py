@@ -1,0 +1,122 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from repcompare.data.sources import open_source
+from repcompare.errors import InputError
+
+
+def png(path: Path, value: int, size=(6, 5)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+def test_builtin_default_and_sizes():
+    assert len(open_source(None)) == 1000 and open_source(None).native_size == 64
+    source = open_source("builtin:30:16")
+    assert len(source) == 30 and source.load(0)[0].size == (16, 16)
+    with pytest.raises(InputError, match="builtin"):
+        open_source("builtin:many")
+
+
+def test_image_folder_with_classes_and_flat_folder(tmp_path):
+    for c, cls in enumerate(["cat", "dog"]):
+        for i in range(3):
+            png(tmp_path / "tree" / cls / f"{i}.png", 40 * c + i)
+    source = open_source(str(tmp_path / "tree"))
+    assert len(source) == 6 and source.classes == ["cat", "dog"] and source.has_labels
+    image, label = source.load(4)
+    assert label == 1 and np.asarray(image)[0, 0, 0] == 41
+    png(tmp_path / "flat" / "a.png", 7)
+    flat = open_source(str(tmp_path / "flat"))
+    assert not flat.has_labels and flat.load(0)[1] == -1
+
+
+def test_npz_with_and_without_labels(tmp_path):
+    images = np.arange(4 * 8 * 8, dtype=np.uint8).reshape(4, 8, 8, 1)
+    np.savez(tmp_path / "gray.npz", images=images, labels=np.array([0, 1, 1, 0]))
+    source = open_source(str(tmp_path / "gray.npz"))
+    image, label = source.load(2)
+    assert label == 1 and np.asarray(image).shape == (8, 8, 3) and source.native_size == 8
+    np.savez(tmp_path / "plain.npz", images=np.repeat(images, 3, axis=3))
+    assert not open_source(str(tmp_path / "plain.npz")).has_labels
+
+
+def fake_cifar(root: Path, kind: str) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if kind == "cifar10":
+        folder, names, key, files = (
+            root / "cifar-10-batches-py",
+            "label_names",
+            "labels",
+            ["test_batch"],
+        )
+        meta = "batches.meta"
+    else:
+        folder, names, key, files = (
+            root / "cifar-100-python",
+            "fine_label_names",
+            "fine_labels",
+            ["test"],
+        )
+        meta = "meta"
+    folder.mkdir(parents=True)
+    data = rng.integers(0, 256, (5, 3072), dtype=np.uint8)
+    for name in files:
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, key.encode(): [0, 1, 2, 1, 0]}, f)
+    with open(folder / meta, "wb") as f:
+        pickle.dump({names.encode(): [b"a", b"b", b"c"]}, f)
+    return data
+
+
+@pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
+def test_cifar_python_batches(tmp_path, kind):
+    data = fake_cifar(tmp_path, kind)
+    source = open_source(f"{kind}:{tmp_path}")
+    assert len(source) == 5 and source.classes == ["a", "b", "c"] and source.native_size == 32
+    image, label = source.load(3)
+    assert label == 1
+    assert np.array_equal(np.asarray(image), data[3].reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+class CreatesAFile:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path):
+    fake_cifar(tmp_path, "cifar10")
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({b"data": CreatesAFile(marker)}, f)
+    with pytest.raises(InputError, match="not a CIFAR python batch"):
+        open_source(f"cifar10:{tmp_path}")
+    assert not marker.exists()
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(InputError, match="neither builtin"):
+        open_source(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="is empty"):
+        open_source(str(tmp_path / "empty"))
+    bad = tmp_path / "bad" / "cls" / "x.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputError, match=r"x\.png' is corrupt"):
+        open_source(str(tmp_path / "bad")).load(0)
+    np.savez(tmp_path / "m.npz", images=np.zeros((3, 4, 4, 3), np.uint8), labels=np.zeros(2))
+    with pytest.raises(InputError, match="3 images but 2 labels"):
+        open_source(str(tmp_path / "m.npz"))
+    np.savez(tmp_path / "f.npz", images=np.zeros((3, 4, 4, 3), np.float32))
+    with pytest.raises(InputError, match="not \\(N, H, W, 1 or 3\\) uint8"):
+        open_source(str(tmp_path / "f.npz"))
+    with pytest.raises(InputError, match="is missing"):
+        open_source(f"cifar10:{tmp_path}")
