@@ -357,6 +357,19 @@ def build_side(text, selection, reduce, pretrained, allow_missing, image_size, t
     )
 
 
+def reselect_side(side, selection):
+    """The same file or loaded model as ``side`` with other layers (one model, two selections)."""
+    from dataclasses import replace
+
+    from repcompare.analyses.sides import select_stored_layers
+    from repcompare.capture.select import select_layers
+
+    if side.is_file:
+        return replace(side, layers=select_stored_layers(side.file, selection))
+    chosen = select_layers(side.target.graph, selection)
+    return replace(side, layers=chosen, target=replace(side.target, layers=chosen))
+
+
 def planned_samples(side_a, side_b, plan) -> int:
     """How many examples the comparison will see."""
     from repcompare.data.order import sample_order
@@ -416,8 +429,9 @@ def cka(
 ) -> None:
     """Streaming CKA between every layer of A and every layer of B (files or MODEL specs).
 
-    `cka A A` gives the within-model heatmap. Model specs are captured on the
-    fly on the same images in the same order and never written to disk.
+    `cka A A` gives the within-model heatmap (the same spec or file twice is one
+    model; --layers-b defaults to A's layers then). Model specs are captured on
+    the fly on the same images in the same order and never written to disk.
     """
     from rich.progress import Progress
 
@@ -428,12 +442,20 @@ def cka(
     from repcompare.report.terminal import cka_table, stdout_console
 
     side_a = build_side(model_a, layers_a, reduce, pretrained, allow_missing, image_size, tracer)
-    symmetric = model_a == model_b and (layers_b or None) == (layers_a or None)
-    side_b = (
-        side_a
-        if symmetric
-        else build_side(model_b, layers_b, reduce, pretrained, allow_missing, image_size, tracer)
-    )
+    same_source = model_a == model_b
+    symmetric = same_source and (not layers_b or layers_b == layers_a)
+    if symmetric:
+        side_b = side_a
+    elif same_source:
+        side_b = reselect_side(side_a, layers_b)
+    else:
+        side_b = build_side(
+            model_b, layers_b, reduce, pretrained, allow_missing, image_size, tracer
+        )
+    if side_a.label == side_b.label and not symmetric:
+        side_a.label, side_b.label = model_a.split("@")[0], model_b.split("@")[0]
+        if side_a.label == side_b.label:
+            side_a.label, side_b.label = f"A: {side_a.label}", f"B: {side_b.label}"
     files = [s.file for s in (side_a, side_b) if s.is_file]
     size = batch_size or (files[0].settings.batch_size if files else 64)
     plan = input_plan(
@@ -471,6 +493,16 @@ def cka(
         )
     written = write_cka_outputs(result, out, side_a.roles, side_b.roles)
     stdout_console().print(cka_table(result, best_matches(result)))
+    for label, dead in (
+        (result.side_a, result.matrix.degenerate_a),
+        (result.side_b, result.matrix.degenerate_b),
+    ):
+        if dead:
+            stderr.print(
+                f"[yellow]{label}: {len(dead)} layer(s) are constant over these images, so their "
+                f"CKA is undefined (grey in the heatmaps): {', '.join(dead)}. Random-init timm "
+                "ResNets zero the last BatchNorm of each block; load trained weights.[/]"
+            )
     stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 

@@ -191,3 +191,33 @@ def test_misaligned_incomplete_and_mismatched_views_exit_2(setup, tmp_path, caps
         copy["rows_done"][()] = 16
     assert main(["cka", str(incomplete), str(files["b"]), "--out", str(tmp_path / "z")]) == 2
     assert "incomplete (16 of 40 samples)" in capsys.readouterr().err
+
+
+def test_constant_layers_are_reported_as_undefined_not_as_numbers(tmp_path, capsys):
+    """Random-init timm ResNets zero each block's last BatchNorm: bn2 outputs are constant."""
+    out = tmp_path / "dead"
+    assert (
+        main(
+            [
+                "cka",
+                "timm:resnet18",
+                "timm:resnet18",
+                "--layers-a",
+                "layer1.0.bn2,layer1.0",
+                "--num-samples",
+                "16",
+                *DATA,
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "constant over these images" in err and "layer1.0.bn2" in err
+    rows = (out / "cka.csv").read_text().splitlines()
+    assert "layer1.0.bn2,layer1.0,,,,undefined: constant layer" in rows
+    assert load(out)["cka"][1][1] == pytest.approx(1.0)
+    assert "nan" not in (out / "cka.csv").read_text().lower()

@@ -50,6 +50,14 @@ def plot_heatmap(
     ax.set_ylabel(row_title)
     ax.set_title(title, fontsize=11)
     fig.colorbar(image, ax=ax, label="CKA", fraction=0.04, pad=0.02)
+    if np.isnan(values).any():
+        fig.text(
+            0.01,
+            0.005,
+            "grey: undefined (layer constant over the data)",
+            fontsize=8,
+            color="#555555",
+        )
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
         fig.savefig(path, dpi=150)
