@@ -14,9 +14,9 @@ import pytest
 import timm
 import torch
 import torchvision
-from repcompare.data.sources import open_source
 
 from repcompare.cli import main
+from repcompare.data.sources import open_source
 from repcompare.errors import InputError
 from repcompare.store.layout import activation_path
 from repcompare.store.reader import open_activations
@@ -121,11 +121,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_file(tmp_path, checkpoints)
     args = [
         f"timm:resnet18@{checkpoints['timm']}",
         "--data",
-        "builtin:600:64",
+        "builtin:240:48",
         "--workers",
         "0",
         "--image-size",
-        "64",
+        "48",
         "--batch-size",
         "8",
         "--layers",
@@ -143,7 +143,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_file(tmp_path, checkpoints)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     killed_at = rows_done(partial)
-    assert 16 <= killed_at < 600, "the run must be killed mid-way"
+    assert 16 <= killed_at < 240, "the run must be killed mid-way"
     with pytest.raises(InputError, match="incomplete"):
         open_activations(partial)
     assert run(*args, "--out", str(partial)) == 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import operator
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -88,9 +89,17 @@ class LayerGraph:
 
 
 def fx_tracer():
-    """torchvision's node-naming tracer with timm's leaf modules and functions."""
-    from timm.models._features_fx import get_notrace_functions, get_notrace_modules
+    """torchvision's node-naming tracer, with timm's leaf modules and functions.
+
+    timm's lists name timm layer classes only, so they matter only when timm
+    is loaded (a timm model); a torchvision model is traced without importing
+    timm, which costs seconds.
+    """
     from torchvision.models.feature_extraction import NodePathTracer
+
+    if "timm" not in sys.modules:
+        return NodePathTracer()
+    from timm.models._features_fx import get_notrace_functions, get_notrace_modules
 
     return NodePathTracer(
         leaf_modules=list(get_notrace_modules()),
