@@ -255,11 +255,12 @@ def run_pytorch_cka(work: Workload) -> tuple[np.ndarray, list[str]]:
     return values, notes
 
 
-def run_ckatorch(work: Workload) -> tuple[np.ndarray, list[str]]:
+def ckatorch_cka(work: Workload):
+    """ckatorch's CKA object on the workload's two models and layers (it registers the hooks)."""
     from ckatorch import CKA
 
     model_a, model_b = work.models
-    cka = CKA(
+    return CKA(
         model_a,
         model_b,
         layers=work.layers[0],
@@ -268,6 +269,10 @@ def run_ckatorch(work: Workload) -> tuple[np.ndarray, list[str]]:
         second_name="B",
         device=work.device,
     )
+
+
+def run_ckatorch(work: Workload) -> tuple[np.ndarray, list[str]]:
+    cka = ckatorch_cka(work)
     matrix = cka(work.loader, epochs=1)
     notes = name_notes("row", cka.first_model_info.layers, work.layers[0])
     notes += name_notes("column", cka.second_model_info.layers, work.layers[1])
@@ -275,18 +280,10 @@ def run_ckatorch(work: Workload) -> tuple[np.ndarray, list[str]]:
 
 
 def run_ckatorch_batch(work: Workload) -> tuple[np.ndarray, list[str]]:
-    from ckatorch import CKA, cka_batch
+    from ckatorch import cka_batch
 
     model_a, model_b = work.models
-    hooks = CKA(
-        model_a,
-        model_b,
-        layers=work.layers[0],
-        second_layers=work.layers[1],
-        first_name="A",
-        second_name="B",
-        device=work.device,
-    )
+    hooks = ckatorch_cka(work)
     kept_a: dict[str, list[torch.Tensor]] = {name: [] for name in work.layers[0]}
     kept_b: dict[str, list[torch.Tensor]] = {name: [] for name in work.layers[1]}
     with torch.no_grad():

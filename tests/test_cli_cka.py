@@ -18,6 +18,12 @@ NAMES = LAYERS.split(",")
 DATA = ["--data", "builtin:40:32", "--image-size", "32", "--crop-pct", "1.0", "--workers", "0"]
 
 
+def extract(spec: str, out, *extra: str) -> None:
+    """The test files' extract settings: 16 per batch, pooled LAYERS, on DATA."""
+    args = [spec, "--out", str(out), *DATA, "--batch-size", "16", "--layers", LAYERS]
+    assert main(["extract", *args, "--reduce", "avgpool", *extra]) == 0
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Two seeded checkpoints and their float32 activation files (batch 16, 40 samples)."""
@@ -32,26 +38,7 @@ def setup(tmp_path_factory):
     files = {}
     for key, spec in specs.items():
         files[key] = root / f"{key}.h5"
-        assert (
-            main(
-                [
-                    "extract",
-                    spec,
-                    "--out",
-                    str(files[key]),
-                    *DATA,
-                    "--batch-size",
-                    "16",
-                    "--layers",
-                    LAYERS,
-                    "--reduce",
-                    "avgpool",
-                    "--dtype",
-                    "float32",
-                ]
-            )
-            == 0
-        )
+        extract(spec, files[key], "--dtype", "float32")
     return specs, files
 
 
@@ -134,52 +121,12 @@ def test_outputs_bootstrap_and_terminal_table(setup, tmp_path, capsys):
 def test_misaligned_incomplete_and_mismatched_views_exit_2(setup, tmp_path, capsys):
     specs, files = setup
     other = tmp_path / "other_seed.h5"
-    assert (
-        main(
-            [
-                "extract",
-                specs["b"],
-                "--out",
-                str(other),
-                *DATA,
-                "--batch-size",
-                "16",
-                "--layers",
-                LAYERS,
-                "--reduce",
-                "avgpool",
-                "--seed",
-                "5",
-            ]
-        )
-        == 0
-    )
+    extract(specs["b"], other, "--seed", "5")
     capsys.readouterr()
     assert main(["cka", str(files["a"]), str(other), "--out", str(tmp_path / "x")]) == 2
     assert "different order" in capsys.readouterr().err
     views = tmp_path / "views.h5"
-    assert (
-        main(
-            [
-                "extract",
-                specs["b"],
-                "--out",
-                str(views),
-                *DATA,
-                "--batch-size",
-                "16",
-                "--layers",
-                LAYERS,
-                "--reduce",
-                "avgpool",
-                "--augment",
-                "flip",
-                "--views",
-                "2",
-            ]
-        )
-        == 0
-    )
+    extract(specs["b"], views, "--augment", "flip", "--views", "2")
     capsys.readouterr()
     assert main(["cka", str(files["a"]), str(views), "--out", str(tmp_path / "y")]) == 2
     assert "view" in capsys.readouterr().err
