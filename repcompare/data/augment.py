@@ -50,5 +50,5 @@ def view_seed(seed: int, index: int, view: int) -> int:
 def augmented_view(image: Image.Image, pipeline, seed: int, index: int, view: int) -> Image.Image:
     """View ``view`` of sample ``index``: the pipeline run under its own derived seed."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(view_seed(seed, index, view))
+        torch.default_generator.manual_seed(view_seed(seed, index, view))
         return pipeline(image)

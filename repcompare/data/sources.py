@@ -39,6 +39,8 @@ NUMPY_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
 }
 
@@ -145,11 +147,17 @@ def _cifar(kind: str, root: Path, split: str) -> _ArraySource:
     folder = root.expanduser() / CIFAR_FOLDERS[kind]
     meta_file, names_key, labels_key = CIFAR_META[kind]
     images, labels = [], []
-    for name in CIFAR_FILES[(kind, split)]:
-        batch = _unpickle(folder / name)
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[labels_key], dtype=np.int64))
-    classes = [c.decode() for c in _unpickle(folder / meta_file)[names_key]]
+    try:
+        for name in CIFAR_FILES[(kind, split)]:
+            batch = _unpickle(folder / name)
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch[labels_key], dtype=np.int64))
+        classes = [c.decode() for c in _unpickle(folder / meta_file)[names_key]]
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise InputError(
+            f"{folder} does not hold {kind} python batches as torchvision writes them "
+            f"({type(error).__name__}: {error}); re-download the data set"
+        ) from None
     pixels = np.concatenate(images).transpose(0, 2, 3, 1)
     return _ArraySource(
         np.ascontiguousarray(pixels),
@@ -161,9 +169,10 @@ def _cifar(kind: str, root: Path, split: str) -> _ArraySource:
 
 def _npz(path: Path) -> _ArraySource:
     try:
-        arrays = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
     except (OSError, ValueError):
-        raise InputError(f"{path} is not a readable .npz file") from None
+        raise InputError(f"{path} is not a readable .npz file; save it with numpy.savez") from None
     if "images" not in arrays:
         raise InputError(f"{path} has no 'images' array; save images as (N, H, W, C) uint8")
     images = arrays["images"]
@@ -173,16 +182,24 @@ def _npz(path: Path) -> _ArraySource:
         )
     if images.shape[3] == 1:
         images = np.repeat(images, 3, axis=3)
-    labels = arrays["labels"].astype(np.int64) if "labels" in arrays else None
-    if labels is not None and labels.shape != (len(images),):
-        raise InputError(
-            f"{path} holds {len(images)} images but {len(labels)} labels; save one label per image"
-        )
-    classes = None
+    labels, classes = arrays.get("labels"), None
     if labels is not None:
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+            raise InputError(
+                f"{path} holds {len(images)} images but labels of {labels.dtype} {labels.shape}; "
+                "save one integer label per image"
+            )
         names = arrays.get("class_names")
-        count = int(labels.max()) + 1 if len(labels) else 0
-        classes = [str(n) for n in names] if names is not None else [str(i) for i in range(count)]
+        classes = (
+            [str(n) for n in names]
+            if names is not None
+            else [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
+        )
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise InputError(
+                f"{path} has labels outside 0..{len(classes) - 1}; labels index class_names"
+            )
+        labels = labels.astype(np.int64)
     labelled = "unlabelled" if classes is None else f"{len(classes)} classes"
     return _ArraySource(images, labels, classes, f"{path} ({len(images)} images, {labelled})")
 
@@ -195,9 +212,11 @@ def _folder(path: Path):
         try:
             classes, mapping = find_classes(str(path))
             samples = make_dataset(str(path), mapping, extensions=IMG_EXTENSIONS)
-        except FileNotFoundError:
-            samples = []
-            classes = []
+        except FileNotFoundError as error:
+            raise InputError(
+                f"image folder {str(path)!r} has a class sub-folder without images ({error}); "
+                "remove the empty class folders"
+            ) from None
         files = [(Path(f), label) for f, label in samples]
         kind = f"{len(classes)} classes"
     else:

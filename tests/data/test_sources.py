@@ -113,10 +113,38 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(InputError, match=r"x\.png' is corrupt"):
         open_source(str(tmp_path / "bad")).load(0)
     np.savez(tmp_path / "m.npz", images=np.zeros((3, 4, 4, 3), np.uint8), labels=np.zeros(2))
-    with pytest.raises(InputError, match="3 images but 2 labels"):
+    with pytest.raises(InputError, match=r"holds 3 images but labels of \w+ \(2,\)"):
         open_source(str(tmp_path / "m.npz"))
     np.savez(tmp_path / "f.npz", images=np.zeros((3, 4, 4, 3), np.float32))
     with pytest.raises(InputError, match="not \\(N, H, W, 1 or 3\\) uint8"):
         open_source(str(tmp_path / "f.npz"))
     with pytest.raises(InputError, match="is missing"):
         open_source(f"cifar10:{tmp_path}")
+
+
+def test_malformed_inputs_are_one_sentence_errors(tmp_path):
+    for c in ("cat", "dog"):
+        (tmp_path / "tree" / c).mkdir(parents=True)
+    png(tmp_path / "tree" / "cat" / "a.png", 5)
+    with pytest.raises(InputError, match="class sub-folder without images"):
+        open_source(str(tmp_path / "tree"))
+    fake_cifar(tmp_path / "c", "cifar10")
+    with open(tmp_path / "c" / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({b"labels": [0]}, f)
+    with pytest.raises(InputError, match="does not hold cifar10 python batches"):
+        open_source(f"cifar10:{tmp_path / 'c'}")
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    for labels, message in [(np.array([0.7, 1.0]), "integer label"), (np.array([0, 3]), "outside")]:
+        np.savez(tmp_path / "l.npz", images=images, labels=labels, class_names=np.array(["a", "b"]))
+        with pytest.raises(InputError, match=message):
+            open_source(str(tmp_path / "l.npz"))
+
+
+def test_protocol_5_cifar_pickles_load(tmp_path):
+    data = fake_cifar(tmp_path, "cifar10")
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    with open(batch, "wb") as f:
+        pickle.dump({b"data": data, b"labels": [0, 1, 2, 1, 0]}, f, protocol=5)
+    image, label = open_source(f"cifar10:{tmp_path}").load(3)
+    assert label == 1
+    assert np.array_equal(np.asarray(image), data[3].reshape(3, 32, 32).transpose(1, 2, 0))
