@@ -32,7 +32,12 @@ def hooked(model, modules: dict[str, torch.nn.Module], images, pre: bool = False
     return store
 
 
-def check(model, size, names, reference, mode="auto"):
+def module_outputs(names: list[str]):
+    """Reference: the outputs of the modules called ``names``, from plain forward hooks."""
+    return lambda m, x: hooked(m, {n: m.get_submodule(n) for n in names}, x)
+
+
+def check_capture(model, size, names, reference, mode="auto"):
     images = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
     graph = discover(model, (3, size, size), mode)
     with capture_layers(model, graph, names) as capture:
@@ -46,21 +51,20 @@ def check(model, size, names, reference, mode="auto"):
 def test_torchvision_resnet_blocks_and_branches():
     model = torchvision.models.resnet50().eval()
     names = ["layer1.0.bn3", "layer1.0", "layer3.5.bn3", "layer3.5"]
-    check(model, 64, names, lambda m, x: hooked(m, {n: m.get_submodule(n) for n in names}, x))
+    check_capture(model, 64, names, module_outputs(names))
 
 
 def test_timm_resnet_in_hook_mode_equals_fx_mode():
     model = timm.create_model("resnet18").eval()
     names = ["layer2.1.bn2", "layer2.1", "layer4.0"]
-    reference = lambda m, x: hooked(m, {n: m.get_submodule(n) for n in names}, x)  # noqa: E731
-    check(model, 64, names, reference, mode="fx")
-    check(model, 64, names, reference, mode="hooks")
+    check_capture(model, 64, names, module_outputs(names), mode="fx")
+    check_capture(model, 64, names, module_outputs(names), mode="hooks")
 
 
 def test_timm_vit_attention_mlp_and_block():
     model = timm.create_model("test_vit").eval()
     names = ["blocks.1.attn", "blocks.1.mlp", "blocks.1", "blocks.3"]
-    check(model, 160, names, lambda m, x: hooked(m, {n: m.get_submodule(n) for n in names}, x))
+    check_capture(model, 160, names, module_outputs(names))
 
 
 def test_timm_convnext_branch_is_the_input_of_drop_path():
@@ -72,7 +76,7 @@ def test_timm_convnext_branch_is_the_input_of_drop_path():
         branch = hooked(m, {f"{block}.mul": m.get_submodule(f"{block}.drop_path")}, x, pre=True)
         return outputs | branch
 
-    check(model, 64, [f"{block}.mul", block], reference)
+    check_capture(model, 64, [f"{block}.mul", block], reference)
 
 
 def test_torchvision_vit_attention_output_tuple_element():
@@ -81,7 +85,7 @@ def test_torchvision_vit_attention_output_tuple_element():
     ).eval()
     name = "encoder.layers.encoder_layer_2.self_attention[0]"
     attention = model.get_submodule("encoder.layers.encoder_layer_2.self_attention")
-    check(model, 32, [name], lambda m, x: hooked(m, {name: attention}, x))
+    check_capture(model, 32, [name], lambda m, x: hooked(m, {name: attention}, x))
 
 
 @pytest.mark.parametrize("mode", ["fx", "hooks"])
