@@ -77,10 +77,8 @@ def _read_ahead(batches: Iterator) -> Iterator:
 
 
 def _file_rows(file: ActivationFile, layers: list[str], batch_size: int) -> Iterator[list]:
-    n = file.settings.num_samples
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        yield [torch.from_numpy(file.read(0, layer, start, stop)) for layer in layers]
+    for batch in file.batches(0, layers, batch_size):
+        yield [torch.from_numpy(x) for x in batch]
 
 
 def _to(device: torch.device, tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +28,15 @@ class ActivationFile:
     def layers(self) -> tuple[str, ...]:
         return self.settings.layers
 
-    def layer_shapes(self) -> dict[str, list[int]]:
-        return json.loads(self.attrs["layer_shapes"])
-
     def read(self, view: int, layer: str, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of ``layer`` in ``view``."""
         return self.handle[activation_path(view, layer)][start:stop]
 
-    def batches(self, view: int, layers: list[str]) -> Iterator[list[np.ndarray]]:
-        """Chunk-aligned batches (the file's batch size) of the given layers."""
-        size, n = self.settings.batch_size, self.settings.num_samples
+    def batches(
+        self, view: int, layers: list[str], size: int | None = None
+    ) -> Iterator[list[np.ndarray]]:
+        """Consecutive batches of ``size`` rows (default: the file's batch size, chunk-aligned)."""
+        size, n = size or self.settings.batch_size, self.settings.num_samples
         for start in range(0, n, size):
             yield [self.read(view, layer, start, min(start + size, n)) for layer in layers]
 
