@@ -6,6 +6,7 @@ examples) and keeps their device. See docs/methods.md for the formulas.
 
 from repcompare.similarity.checks import BatchShapeError, NonFiniteActivationError
 from repcompare.similarity.cka import DegenerateRepresentationError, cka, cka_from_grams
+from repcompare.similarity.crowding import CrowdingStats
 from repcompare.similarity.feature_space import ExactLinearCKA
 from repcompare.similarity.gram import (
     DEFAULT_RBF_FRACTION,
@@ -22,6 +23,7 @@ from repcompare.similarity.result import SimilarityMatrix
 __all__ = [
     "DEFAULT_RBF_FRACTION",
     "BatchShapeError",
+    "CrowdingStats",
     "DegenerateRepresentationError",
     "ExactLinearCKA",
     "MinibatchCKA",
