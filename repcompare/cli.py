@@ -44,10 +44,9 @@ def root(
 
 def image_size_of(loaded, image_size: int | None) -> tuple[int, int, int]:
     """The (C, H, W) input size: the model's own, or N x N when given."""
-    channels = loaded.data_config.input_size[0]
-    return (
-        loaded.data_config.input_size if image_size is None else (channels, image_size, image_size)
-    )
+    from repcompare.data.transforms import TransformOverrides, resolve_config
+
+    return resolve_config(loaded.data_config, TransformOverrides(image_size=image_size)).input_size
 
 
 def open_model(
@@ -240,7 +239,7 @@ def input_plan(
         order=order,
         seed=seed,
         views=views,
-        augment=None if augment is None else augment,
+        augment=augment,
         view_size=view_size,
         overrides=overrides,
         batch_size=batch_size,
@@ -370,17 +369,6 @@ def reselect_side(side, selection):
     return replace(side, layers=chosen, target=replace(side.target, layers=chosen))
 
 
-def planned_samples(side_a, side_b, plan) -> int:
-    """How many examples the comparison will see."""
-    from repcompare.data.order import sample_order
-    from repcompare.data.sources import open_source
-
-    for side in (side_a, side_b):
-        if side.is_file:
-            return side.file.settings.num_samples
-    return len(sample_order(len(open_source(plan.data)), plan.num_samples, plan.seed, plan.order))
-
-
 @app.command()
 def cka(
     model_a: Annotated[
@@ -474,22 +462,19 @@ def cka(
         size,
         workers,
     )
-    n = planned_samples(side_a, side_b, plan)
     options = CKAOptions(
         kernel=kernel, rbf_fraction=rbf_sigma, estimator=estimator, bootstrap=bootstrap, seed=seed
     )
     with Progress(console=stderr, transient=True) as progress:
-        task = progress.add_task("cka", total=n)
+        task = progress.add_task("cka", total=None)
         result = compare(
             side_a,
             side_b,
             options,
             plan,
             resolve_device(device),
-            n,
-            (side_a.widths(), side_b.widths()),
             symmetric,
-            progress=lambda k: progress.advance(task, k),
+            progress=lambda done, total: progress.update(task, advance=done, total=total),
         )
     written = write_cka_outputs(result, out, side_a.roles, side_b.roles)
     stdout_console().print(cka_table(result, best_matches(result)))

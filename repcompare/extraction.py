@@ -37,7 +37,6 @@ class ExtractResult:
     images: int
     seconds: float
     bytes_written: int
-    transform: str
 
 
 def _settings(target: CaptureTarget, plan: InputPlan, prepared, dtype: str, compression: str):
@@ -112,7 +111,6 @@ def extract(
         0,
         0.0,
         0,
-        settings.transform,
     )
     if rows_before >= settings.num_samples:
         return result

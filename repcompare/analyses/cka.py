@@ -87,8 +87,8 @@ def _to(device: torch.device, tensors: list[torch.Tensor]) -> list[torch.Tensor]
 
 def paired_batches(
     a: Side, b: Side, plan: InputPlan, device: torch.device, symmetric: bool
-) -> tuple[Iterator[tuple[list, list | None]], int]:
-    """Batches ``(feats_a, feats_b)`` of both sides over the same images, and the batch size."""
+) -> tuple[Iterator[tuple[list, list | None]], int, int]:
+    """Batches ``(feats_a, feats_b)`` of both sides over the same images; batch size; N."""
     if a.is_file and b.is_file:
         check_files_aligned(a.file, b.file)
         size = plan.batch_size
@@ -100,7 +100,7 @@ def paired_batches(
                 feats_b = None if rows_b is None else _to(device, next(rows_b))
                 yield _to(device, feats_a), feats_b
 
-        return files(), size
+        return files(), size, a.file.settings.num_samples
     if not a.is_file and not b.is_file:
         targets = [a.target] if symmetric else [a.target, b.target]
         prepared = prepare_inputs(plan, targets)
@@ -110,7 +110,7 @@ def paired_batches(
                 feats = [per_model[0] for per_model in streamed.activations]
                 yield feats[0], None if symmetric else feats[1]
 
-        return models(), plan.batch_size
+        return models(), plan.batch_size, len(prepared.indices)
     file_side, model_side = (a, b) if a.is_file else (b, a)
     file = file_side.file
     size = file.settings.batch_size
@@ -136,7 +136,7 @@ def paired_batches(
             from_model = streamed.activations[0][0]
             yield (from_file, from_model) if a.is_file else (from_model, from_file)
 
-    return mixed(), size
+    return mixed(), size, file.settings.num_samples
 
 
 def _available_memory() -> int:
@@ -152,8 +152,9 @@ def _check_memory(needed: int, what: str, fix: str) -> None:
         )
 
 
-def _accumulator(a: Side, b: Side, options: CKAOptions, symmetric: bool, n: int, widths):
+def _accumulator(a: Side, b: Side, options: CKAOptions, symmetric: bool, n: int):
     names_b = None if symmetric else b.layers
+    widths = (a.widths(), b.widths())
     if options.estimator == "exact":
         if options.kernel != "linear":
             raise InputError("--estimator exact computes linear CKA only; use --kernel linear")
@@ -182,26 +183,27 @@ def compare(
     options: CKAOptions,
     plan: InputPlan,
     device: torch.device,
-    n_samples: int,
-    widths: tuple[list[int], list[int]],
     symmetric: bool = False,
     progress=None,
 ) -> CKAResult:
-    """CKA between ``a.layers`` and ``b.layers`` over the planned (or recorded) images."""
+    """CKA between ``a.layers`` and ``b.layers`` over the planned (or recorded) images.
+
+    ``progress(examples_done_now, total_examples)`` is called after each batch.
+    """
     if options.estimator not in ESTIMATORS:
         raise InputError(f"unknown --estimator {options.estimator!r}; use {', '.join(ESTIMATORS)}")
     if options.kernel not in KERNELS:
         raise InputError(f"unknown --kernel {options.kernel!r}; use linear or rbf")
     started = time.perf_counter()
-    accumulator = _accumulator(a, b, options, symmetric, n_samples, widths)
-    batches, batch_size = paired_batches(a, b, plan, device, symmetric)
+    batches, batch_size, n_samples = paired_batches(a, b, plan, device, symmetric)
+    accumulator = _accumulator(a, b, options, symmetric, n_samples)
     if options.estimator == "debiased":
         gathered_a, gathered_b = [], []
         for feats_a, feats_b in batches:
             gathered_a.append(feats_a)
             gathered_b.append(feats_b)
             if progress:
-                progress(len(feats_a[0]))
+                progress(len(feats_a[0]), n_samples)
         whole_a = [torch.cat(parts) for parts in zip(*gathered_a, strict=True)]
         whole_b = None if symmetric else [torch.cat(p) for p in zip(*gathered_b, strict=True)]
         accumulator.update(whole_a, whole_b)
@@ -209,7 +211,7 @@ def compare(
         for feats_a, feats_b in batches:
             accumulator.update(feats_a, feats_b)
             if progress:
-                progress(len(feats_a[0]))
+                progress(len(feats_a[0]), n_samples)
     matrix = accumulator.result()
     low = high = None
     if options.bootstrap:

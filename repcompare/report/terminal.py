@@ -50,7 +50,7 @@ def extract_summary(result) -> Table:
         ),
         caption=(
             f"{result.images} images in {result.seconds:.1f} s ({speed:.1f} img/s), "
-            f"{result.bytes_written / 1e6:.1f} MB written; transform: {result.transform}"
+            f"{result.bytes_written / 1e6:.1f} MB written; transform: {s.transform}"
         ),
         title_justify="left",
         caption_justify="left",
