@@ -11,8 +11,11 @@ attributes of /                provenance, the settings that fixed the content (
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 FORMAT_NAME = "repcompare-activations"
 FORMAT_VERSION = 1
@@ -22,6 +25,11 @@ DIGEST_BYTES = 32
 def activation_path(view: int, layer: str) -> str:
     """The dataset holding ``layer`` of augmented view ``view`` (0 without augmentation)."""
     return f"activations/view{view}/{layer}"
+
+
+def data_fingerprint(digests: np.ndarray) -> str:
+    """SHA-256 of the ``(views, batches, 32)`` input digests: one hash for all the images seen."""
+    return hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ guarantee needs the default ``--compression none``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import queue
 import threading
@@ -38,6 +37,7 @@ from repcompare.store.layout import (
     Layout,
     Settings,
     activation_path,
+    data_fingerprint,
 )
 
 QUEUE_BATCHES = 3
@@ -188,7 +188,7 @@ class ActivationWriter:
             self._raise_if_failed()
             if complete:
                 digests = self._file["input_digest"][()]
-                self._file.attrs["data_fingerprint"] = hashlib.sha256(digests.tobytes()).hexdigest()
+                self._file.attrs["data_fingerprint"] = data_fingerprint(digests)
                 self._file.attrs["complete"] = True
                 self._file.flush()
         finally:

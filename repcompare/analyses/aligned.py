@@ -1,0 +1,169 @@
+"""Batches of several sides over the same images, in the same order, with the same views.
+
+Sides are activation files or models captured on the fly, in any mix. Files
+are checked against each other before anything is computed (sample order,
+views, input fingerprint). Models are streamed together, so they see the
+identical (augmented) images; next to a file they are fed the file's recorded
+images, batch by batch, and each batch's input digest is checked against the
+file's.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from repcompare.activations import InputPlan, prepare_inputs, stream_activations
+from repcompare.analyses.sides import Side, check_files_aligned, plan_from_file
+from repcompare.errors import InputError
+from repcompare.store.layout import data_fingerprint
+from repcompare.store.reader import ActivationFile
+
+READ_AHEAD = 2
+
+
+@dataclass
+class AlignedBatch:
+    """One batch: ``feats[side][view][layer]`` as ``(m, d)`` tensors on the device."""
+
+    labels: np.ndarray
+    feats: list[list[list[torch.Tensor]]]
+
+
+@dataclass
+class AlignedStream:
+    """The batches, their size, the number of samples and of classes (None: unlabelled).
+
+    ``digests`` holds each batch's ``(views, 32)`` input digests: the files' recorded
+    ones, or those of the batches streamed so far.
+    """
+
+    batches: Iterator[AlignedBatch]
+    batch_size: int
+    num_samples: int
+    num_classes: int | None
+    digests: list[np.ndarray]
+
+    def fingerprint(self) -> str:
+        """The images' fingerprint, equal to an activation file's ``data_fingerprint``."""
+        return data_fingerprint(np.stack(self.digests, axis=1))
+
+
+def _read_ahead(batches: Iterator) -> Iterator:
+    """Produce the items of ``batches`` from a thread, up to ``READ_AHEAD`` in advance."""
+    buffer: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+    done = object()
+
+    def fill() -> None:
+        try:
+            for item in batches:
+                buffer.put(item)
+        except BaseException as error:
+            buffer.put(error)
+        buffer.put(done)
+
+    threading.Thread(target=fill, daemon=True).start()
+    while (item := buffer.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _file_rows(file: ActivationFile, layers: list[str], size: int, views: int) -> Iterator:
+    """``[view][layer]`` CPU tensors of consecutive batches of ``size`` rows."""
+    per_view = [file.batches(v, layers, size) for v in range(views)]
+    for batch in zip(*per_view, strict=True):
+        yield [[torch.from_numpy(x) for x in view] for view in batch]
+
+
+def _to(device: torch.device, views: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+    return [[t.to(device, non_blocking=True) for t in view] for view in views]
+
+
+def _file_classes(file: ActivationFile) -> int | None:
+    labels = file.labels
+    return None if len(labels) == 0 or labels.min() < 0 else int(labels.max()) + 1
+
+
+def _recorded(file: ActivationFile, views: int) -> list[np.ndarray]:
+    """The file's ``(views, 32)`` input digests of each of its batches."""
+    return list(file.handle["input_digest"][:views].transpose(1, 0, 2))
+
+
+def _check_views(files: list[ActivationFile], views: int) -> None:
+    for file in files:
+        if file.settings.views < views:
+            raise InputError(
+                f"{file.path} holds {file.settings.views} view(s) but {views} are needed; "
+                f"extract it with --views {views} --augment simclr (or another augmentation)"
+            )
+
+
+def aligned_batches(
+    sides: list[Side], plan: InputPlan, device: torch.device, views: int = 1
+) -> AlignedStream:
+    """The first ``views`` views of every side's layers, batch by batch, over the same images.
+
+    With files only, batches hold ``plan.batch_size`` rows; with a file among
+    models, the file's own batches; with models only, the plan's.
+    """
+    files = [s.file for s in sides if s.is_file]
+    for other in files[1:]:
+        check_files_aligned(files[0], other)
+    _check_views(files, views)
+    targets = [s.target for s in sides if not s.is_file]
+    if not targets:
+        size = plan.batch_size
+        readers = [_read_ahead(_file_rows(s.file, s.layers, size, views)) for s in sides]
+        first = files[0]
+        n = first.settings.num_samples
+
+        def from_files() -> Iterator[AlignedBatch]:
+            for start in range(0, n, size):
+                feats = [_to(device, next(reader)) for reader in readers]
+                yield AlignedBatch(first.labels[start : start + size], feats)
+
+        return AlignedStream(from_files(), size, n, _file_classes(first), _recorded(first, views))
+    if files:
+        first = files[0]
+        plan = replace(plan_from_file(first, plan), views=views)
+    prepared = prepare_inputs(plan, targets)
+    if files and not np.array_equal(prepared.indices, first.sample_index):
+        raise InputError(
+            f"the data set behind {first.path} ({first.attrs.get('data_source')}) no longer "
+            "yields the same samples; compare against a file extracted from the current data"
+        )
+    readers = {
+        id(s): _read_ahead(_file_rows(s.file, s.layers, plan.batch_size, views))
+        for s in sides
+        if s.is_file
+    }
+    recorded = _recorded(files[0], views) if files else []
+    digests = list(recorded)
+
+    def from_models() -> Iterator[AlignedBatch]:
+        for streamed in stream_activations(targets, plan, prepared, device):
+            if recorded and not np.array_equal(streamed.digests, recorded[streamed.number]):
+                raise InputError(
+                    f"batch {streamed.number} of the images differs from those recorded in "
+                    f"{files[0].path} (input fingerprints differ); check that --data points at "
+                    "the same images and that the file's preprocessing matches"
+                )
+            captured = iter(streamed.activations)
+            feats = [
+                _to(device, next(readers[id(s)])) if s.is_file else next(captured) for s in sides
+            ]
+            if not recorded:
+                digests.append(streamed.digests)
+            yield AlignedBatch(streamed.labels, feats)
+
+    source = prepared.source
+    classes = len(source.classes) if source.has_labels else None
+    if files:
+        classes = _file_classes(files[0])
+    return AlignedStream(from_models(), plan.batch_size, len(prepared.indices), classes, digests)
