@@ -7,6 +7,7 @@ so ``--help`` and argument errors answer at once.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -369,6 +370,76 @@ def reselect_side(side, selection):
     return replace(side, layers=chosen, target=replace(side.target, layers=chosen))
 
 
+MinibatchOpt = Annotated[
+    int | None,
+    typer.Option("--batch-size", help="Examples per minibatch (default: 64, or the file's)."),
+]
+BootstrapOpt = Annotated[
+    int, typer.Option("--bootstrap", help="Resamples of minibatches for 95% intervals.")
+]
+ModelsArg = Annotated[
+    list[str],
+    typer.Argument(metavar="A [B ...]", help="Activation files or MODEL specs, one or more."),
+]
+OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder for tables and plots.")]
+
+
+def distinct_labels(sides, texts: list[str]) -> None:
+    """Give sides that share a label (same architecture) the argument they came from instead,
+    and letters when even those agree."""
+    if len({s.label for s in sides}) == len(sides):
+        return
+    labels = [t.split("@")[0] for t in texts]
+    if len(set(labels)) < len(labels):
+        labels = [f"{chr(ord('A') + i)}: {label}" for i, label in enumerate(labels)]
+    for side, label in zip(sides, labels, strict=True):
+        side.label = label
+
+
+def build_sides(texts, selection, reduce, pretrained, allow_missing, image_size, tracer):
+    """One side per argument (files or MODEL specs), each named distinctly."""
+    repeated = sorted({t for t in texts if texts.count(t) > 1})
+    if repeated:
+        raise InputError(f"{repeated[0]} is given more than once; give each model once")
+    sides = [
+        build_side(t, selection, reduce, pretrained, allow_missing, image_size, tracer)
+        for t in texts
+    ]
+    distinct_labels(sides, texts)
+    return sides
+
+
+def batch_size_of(sides, batch_size: int | None) -> int:
+    """The --batch-size given, else the first activation file's, else 64."""
+    files = [s.file for s in sides if s.is_file]
+    return batch_size or (files[0].settings.batch_size if files else 64)
+
+
+def with_progress(description: str, compute):
+    """``compute(progress)`` under a transient progress bar; ``progress(done, total)``."""
+    from rich.progress import Progress
+
+    with Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        return compute(lambda done, total: bar.update(task, advance=done, total=total))
+
+
+def undefined_layers(layers: list[str], values) -> list[str]:
+    """The layers whose value is NaN (undefined: the layer is constant over the images)."""
+    return [n for n, v in zip(layers, values, strict=True) if math.isnan(v)]
+
+
+def warn_constant(label: str, layers) -> None:
+    """Tell the user which layers are constant over the images (undefined values)."""
+    if layers:
+        stderr.print(
+            f"[yellow]{label}: {len(layers)} layer(s) are constant over these images, so their "
+            f"values are undefined (grey or gaps in the pictures): {', '.join(layers)}. "
+            "Random-init timm ResNets zero the last BatchNorm of each block; load trained "
+            "weights.[/]"
+        )
+
+
 @app.command()
 def cka(
     model_a: Annotated[
@@ -377,7 +448,7 @@ def cka(
     model_b: Annotated[
         str, typer.Argument(metavar="B", help="An activation file or a MODEL spec.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for tables and heatmaps.")],
+    out: OutDirOpt,
     layers_a: Annotated[
         list[str] | None, typer.Option("--layers-a", help="Layers of A (default: blocks).")
     ] = None,
@@ -392,13 +463,8 @@ def cka(
     estimator: Annotated[
         str, typer.Option("--estimator", help="minibatch (unbiased HSIC_1), exact or debiased.")
     ] = "minibatch",
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Resamples of minibatches for 95% intervals.")
-    ] = 0,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="Examples per minibatch (default: 64, or the file's)."),
-    ] = None,
+    bootstrap: BootstrapOpt = 0,
+    batch_size: MinibatchOpt = None,
     data: DataOpt = None,
     num_samples: NumSamplesOpt = None,
     order: OrderOpt = "random",
@@ -421,8 +487,6 @@ def cka(
     model; --layers-b defaults to A's layers then). Model specs are captured on
     the fly on the same images in the same order and never written to disk.
     """
-    from rich.progress import Progress
-
     from repcompare.activations import resolve_device
     from repcompare.analyses.cka import CKAOptions, compare
     from repcompare.report.cka import write_cka_outputs
@@ -440,12 +504,8 @@ def cka(
         side_b = build_side(
             model_b, layers_b, reduce, pretrained, allow_missing, image_size, tracer
         )
-    if side_a.label == side_b.label and not symmetric:
-        side_a.label, side_b.label = model_a.split("@")[0], model_b.split("@")[0]
-        if side_a.label == side_b.label:
-            side_a.label, side_b.label = f"A: {side_a.label}", f"B: {side_b.label}"
-    files = [s.file for s in (side_a, side_b) if s.is_file]
-    size = batch_size or (files[0].settings.batch_size if files else 64)
+    if not symmetric:
+        distinct_labels([side_a, side_b], [model_a, model_b])
     plan = input_plan(
         data,
         num_samples,
@@ -459,48 +519,184 @@ def cka(
         mean,
         std,
         interpolation,
-        size,
+        batch_size_of([side_a, side_b], batch_size),
         workers,
     )
     options = CKAOptions(
         kernel=kernel, rbf_fraction=rbf_sigma, estimator=estimator, bootstrap=bootstrap, seed=seed
     )
-    with Progress(console=stderr, transient=True) as progress:
-        task = progress.add_task("cka", total=None)
-        result = compare(
-            side_a,
-            side_b,
-            options,
-            plan,
-            resolve_device(device),
-            symmetric,
-            progress=lambda done, total: progress.update(task, advance=done, total=total),
-        )
+    result = with_progress(
+        "cka",
+        lambda progress: compare(
+            side_a, side_b, options, plan, resolve_device(device), symmetric, progress
+        ),
+    )
     written = write_cka_outputs(result, out, side_a.roles, side_b.roles)
     stdout_console().print(cka_table(result, best_matches(result)))
-    for label, dead in (
-        (result.side_a, result.matrix.degenerate_a),
-        (result.side_b, result.matrix.degenerate_b),
-    ):
-        if dead:
-            stderr.print(
-                f"[yellow]{label}: {len(dead)} layer(s) are constant over these images, so their "
-                f"CKA is undefined (grey in the heatmaps): {', '.join(dead)}. Random-init timm "
-                "ResNets zero the last BatchNorm of each block; load trained weights.[/]"
-            )
+    warn_constant(result.side_a, result.matrix.degenerate_a)
+    warn_constant(result.side_b, result.matrix.degenerate_b)
     stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def invariance(ctx: typer.Context) -> None:
-    """Per-layer CKA between augmented views of the same images, for one or more models."""
-    _not_yet("invariance")
+@app.command()
+def invariance(
+    models: ModelsArg,
+    out: OutDirOpt,
+    augment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--augment",
+            help="simclr (default), crop, flip, color, grayscale, blur or none; repeat it for a "
+            "curve per augmentation. Activation files bring their own.",
+        ),
+    ] = None,
+    views: Annotated[
+        int | None,
+        typer.Option("--views", help="Augmented views per image (default 2; files: their own)."),
+    ] = None,
+    layer_selection: LayersOpt = None,
+    reduce: ReduceOpt = "flatten",
+    bootstrap: BootstrapOpt = 0,
+    batch_size: MinibatchOpt = None,
+    data: DataOpt = None,
+    num_samples: NumSamplesOpt = None,
+    order: OrderOpt = "random",
+    seed: SeedOpt = 0,
+    view_size: ViewSizeOpt = None,
+    device: DeviceOpt = "auto",
+    image_size: ImageSizeOpt = None,
+    crop_pct: CropOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpolationOpt = None,
+    workers: WorkersOpt = None,
+    pretrained: PretrainedOpt = False,
+    allow_missing: AllowMissingOpt = False,
+    tracer: TracerOpt = "auto",
+) -> None:
+    """Per-layer CKA between augmented views of the same images, for one or more models.
+
+    Every model sees the identical augmented images (same --seed, same views);
+    activation files must hold at least two views (extract --views 2 --augment ...).
+    """
+    from repcompare.activations import resolve_device
+    from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
+    from repcompare.report.invariance import COLUMNS, invariance_records, write_invariance_outputs
+    from repcompare.report.terminal import records_table, stdout_console
+
+    options = InvarianceOptions(
+        tuple(augment) if augment else None, views, bootstrap=bootstrap, seed=seed
+    )
+    sides = build_sides(
+        models, layer_selection, reduce, pretrained, allow_missing, image_size, tracer
+    )
+    plan = input_plan(
+        data,
+        num_samples,
+        order,
+        seed,
+        1,
+        None,
+        view_size,
+        image_size,
+        crop_pct,
+        mean,
+        std,
+        interpolation,
+        batch_size_of(sides, batch_size),
+        workers,
+    )
+    result = with_progress(
+        "invariance",
+        lambda progress: measure_invariance(sides, options, plan, resolve_device(device), progress),
+    )
+    written = write_invariance_outputs(result, out)
+    s = result.settings
+    caption = "; ".join(f"{k} inputs {v[:16]}" for k, v in result.fingerprints.items())
+    title = f"Invariance: CKA between {s['views']} augmented views, {s['n_examples']} images"
+    columns = COLUMNS | ({"ci_low": "95% low", "ci_high": "95% high"} if bootstrap else {})
+    stdout_console().print(records_table(invariance_records(result), columns, title, caption))
+    for curve in result.curves[: len(sides)]:
+        warn_constant(curve.model, undefined_layers(curve.layers, curve.values))
+    stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 
-@app.command(name="class-fit", context_settings=_PASSTHROUGH)
-def class_fit(ctx: typer.Context) -> None:
-    """Per-layer class structure: CKA with the labels, crowding, kNN and linear probe."""
-    _not_yet("class-fit")
+@app.command(name="class-fit")
+def class_fit(
+    models: ModelsArg,
+    out: OutDirOpt,
+    layer_selection: LayersOpt = None,
+    reduce: ReduceOpt = "flatten",
+    knn_k: Annotated[int, typer.Option("--knn-k", help="Neighbours of the kNN vote.")] = 20,
+    test_fraction: Annotated[
+        float,
+        typer.Option("--test-fraction", help="Share of each class held out for kNN and probe."),
+    ] = 0.2,
+    probe_l2: Annotated[
+        float, typer.Option("--probe-l2", help="L2 penalty of the linear probe.")
+    ] = 1e-3,
+    bootstrap: BootstrapOpt = 0,
+    batch_size: MinibatchOpt = None,
+    data: DataOpt = None,
+    num_samples: NumSamplesOpt = None,
+    order: OrderOpt = "random",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    image_size: ImageSizeOpt = None,
+    crop_pct: CropOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpolationOpt = None,
+    workers: WorkersOpt = None,
+    pretrained: PretrainedOpt = False,
+    allow_missing: AllowMissingOpt = False,
+    tracer: TracerOpt = "auto",
+) -> None:
+    """Per-layer class structure: CKA with the labels, crowding, kNN and linear probe.
+
+    Needs labelled images. kNN and the probe use spatially pooled features of
+    every image, on one seeded, stratified train/test split.
+    """
+    from repcompare.activations import resolve_device
+    from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
+    from repcompare.report.class_fit import COLUMNS, class_fit_records, write_class_fit_outputs
+    from repcompare.report.terminal import records_table, stdout_console
+
+    options = ClassFitOptions(knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=seed)
+    sides = build_sides(
+        models, layer_selection, reduce, pretrained, allow_missing, image_size, tracer
+    )
+    plan = input_plan(
+        data,
+        num_samples,
+        order,
+        seed,
+        1,
+        None,
+        None,
+        image_size,
+        crop_pct,
+        mean,
+        std,
+        interpolation,
+        batch_size_of(sides, batch_size),
+        workers,
+    )
+    result = with_progress(
+        "class-fit",
+        lambda progress: measure_class_fit(sides, options, plan, resolve_device(device), progress),
+    )
+    written = write_class_fit_outputs(result, out)
+    s = result.settings
+    title = (
+        f"Class fit: {s['n_examples']} images, {s['num_classes']} classes "
+        f"(kNN and probe: {s['n_train']} train / {s['n_test']} test)"
+    )
+    caption = f"inputs {result.fingerprint[:16]}; every measure in class_fit.csv"
+    stdout_console().print(records_table(class_fit_records(result), COLUMNS, title, caption))
+    for fit in result.fits:
+        warn_constant(fit.model, undefined_layers(fit.layers, fit.measures["class_cka"]))
+    stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 
 @app.command(context_settings=_PASSTHROUGH)

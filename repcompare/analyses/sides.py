@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +34,17 @@ class Side:
         if self.file is not None:
             return [self.file.handle[activation_path(0, n)].shape[1] for n in self.layers]
         return self.target.widths()
+
+    @property
+    def reduction(self) -> str:
+        return self.file.settings.reduction if self.file is not None else self.target.reduction
+
+    def layer_shapes(self) -> list[tuple[int, ...]]:
+        """Per-example output shape of each selected layer, before reduction."""
+        if self.file is not None:
+            shapes = json.loads(self.file.attrs.get("layer_shapes", "{}"))
+            return [tuple(shapes[n]) for n in self.layers]
+        return [tuple(self.target.graph.point(n).shape) for n in self.layers]
 
     def provenance(self) -> dict:
         if self.file is not None:
@@ -94,7 +106,7 @@ def plan_from_file(file: ActivationFile, plan: InputPlan) -> InputPlan:
         order=s.order,
         seed=s.seed,
         views=s.views,
-        augment=None if s.augment == "none" else s.augment,
+        augment=s.augment if s.view_size else None,
         view_size=s.view_size or None,
         batch_size=s.batch_size,
     )

@@ -52,3 +52,17 @@ def reduce(x: torch.Tensor, how: str, layer: str = "?", prefix_tokens: int = 0) 
     if how == "cls":
         return x[:, 0]
     return x[:, prefix_tokens:].mean(dim=1)
+
+
+def pooled_width(shape: tuple[int, ...], how: str, layer: str = "?") -> int:
+    """Width of the spatially pooled features of a layer stored with reduction ``how``."""
+    return reduced_width(shape, "avgpool" if how == "flatten" else how, layer)
+
+
+def pool(x: torch.Tensor, shape: tuple[int, ...], how: str) -> torch.Tensor:
+    """Spatially pooled ``(n, C)`` features from a batch ``x`` reduced with ``how``.
+
+    Flattened maps are unflattened to ``shape`` and averaged over positions
+    (tokens); the other reductions are pooled already.
+    """
+    return reduce(x.reshape(len(x), *shape), "avgpool") if how == "flatten" else x

@@ -123,3 +123,38 @@ def write_cka_md(result, path: Path, pictures: list[str]) -> None:
         )
     lines += ["", "Every pair is in `cka.csv`; the matrix and provenance in `cka.json`.", ""]
     path.write_text("\n".join(lines))
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6f}"
+    return "" if value is None else str(value)
+
+
+def write_records_csv(records: list[dict], path: Path) -> None:
+    """One row per record, the keys of the first record as the header; NaN as an empty cell."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows({k: _text(v) for k, v in r.items()} for r in records)
+
+
+def json_records(records: list[dict]) -> list[dict]:
+    """Records with NaN as null (JSON has no NaN)."""
+    return [{k: _number(v) if isinstance(v, float) else v for k, v in r.items()} for r in records]
+
+
+def markdown_table(records: list[dict], columns: dict[str, str]) -> list[str]:
+    """Lines of a Markdown table of ``columns`` ({key: header}); numbers to 3 decimals."""
+    lines = ["| " + " | ".join(columns.values()) + " |"]
+    numeric = [isinstance(records[0][k], float) for k in columns]
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+    for r in records:
+        cells = [
+            ("undefined" if math.isnan(r[k]) else f"{r[k]:.3f}")
+            if isinstance(r[k], float)
+            else str(r[k])
+            for k in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

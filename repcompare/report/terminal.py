@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
@@ -87,4 +89,24 @@ def cka_table(result, rows: list[dict]) -> Table:
             same = row["same_layer_cka"]
             cells.append("" if same is None else f"{same:.3f}")
         table.add_row(*cells)
+    return table
+
+
+def records_table(records: list[dict], columns: dict[str, str], title: str, caption: str) -> Table:
+    """``columns`` ({key: header}) of ``records``, a section per model; numbers to 3 decimals."""
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for key, header in columns.items():
+        numeric = isinstance(records[0][key], float)
+        table.add_column(header, justify="right" if numeric else "left", overflow="fold")
+    for i, record in enumerate(records):
+        if i and record["model"] != records[i - 1]["model"]:
+            table.add_section()
+        table.add_row(
+            *(
+                ("[dim]undefined[/]" if math.isnan(value) else f"{value:.3f}")
+                if isinstance(value, float)
+                else str(value)
+                for value in (record[k] for k in columns)
+            )
+        )
     return table

@@ -37,6 +37,13 @@ from repcompare.similarity.hsic import u_centre
 from repcompare.similarity.result import SimilarityMatrix, normalise
 
 
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``level`` of ``values`` along axis 0: (low, high) percentiles."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    return low, high
+
+
 class MinibatchCKA:
     """Accumulates minibatch CKA for all pairs of two ordered lists of layers.
 
@@ -126,14 +133,11 @@ class MinibatchCKA:
         self.n_examples += m
         self.n_batches += 1
 
-    def bootstrap(
-        self, resamples: int, seed: int = 0, level: float = 0.95
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval of each pair's CKA over batches resampled with replacement.
+    def resample(self, resamples: int, seed: int = 0) -> np.ndarray:
+        """CKA of every pair over batches resampled with replacement: ``(resamples, L_A, L_B)``.
 
         Each resample draws as many batches as were seen, with replacement, and
-        recomputes the weighted minibatch CKA from their HSIC_1 terms; the
-        interval is the central ``level`` of the ``resamples`` values.
+        recomputes the weighted minibatch CKA from their HSIC_1 terms.
         """
         if len(self._per_batch) < 2:
             raise BatchShapeError(
@@ -146,12 +150,15 @@ class MinibatchCKA:
         )
         draw = counts * weights
         with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.einsum("rb,bij->rij", draw, cross) / np.sqrt(
+            return np.einsum("rb,bij->rij", draw, cross) / np.sqrt(
                 (draw @ self_a)[:, :, None] * (draw @ self_b)[:, None, :]
             )
-        tail = 100 * (1 - level) / 2
-        low, high = np.percentile(values, [tail, 100 - tail], axis=0)
-        return low, high
+
+    def bootstrap(
+        self, resamples: int, seed: int = 0, level: float = 0.95
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval of each pair's CKA: the central ``level`` of ``resample()``."""
+        return percentile_interval(self.resample(resamples, seed), level)
 
     def result(self) -> SimilarityMatrix:
         """The CKA matrix over every batch seen so far (rows: side A, columns: side B)."""

@@ -1,0 +1,173 @@
+"""``repcompare class-fit``: how well each layer fits the classes (Grigg et al. 2021,
+Song et al. 2024).
+
+Per layer of every model, over the same images:
+
+- ``class_cka``: minibatch CKA (unbiased HSIC_1, linear kernel) between the
+  layer's representation and the one-hot label matrix, which is one more
+  "layer" of the accumulator;
+- ``intra``, ``inter``, ``inter_min``, ``ratio``: the crowding measures on
+  L2-normalised, spatially pooled features, accumulated per class;
+- ``knn`` and ``probe``: cosine kNN and linear-probe accuracy on the pooled
+  features, trained and tested on one seeded, stratified split.
+
+The pooled features of all examples are kept (float32) for kNN and the probe;
+everything else streams.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from repcompare.activations import InputPlan
+from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.memory import check_memory
+from repcompare.analyses.sides import Side
+from repcompare.capture.reduce import pool, pooled_width
+from repcompare.errors import InputError
+from repcompare.similarity import CrowdingStats, MinibatchCKA
+from repcompare.similarity.probes import knn_accuracy, linear_probe_accuracy, stratified_split
+
+MEASURES = ("class_cka", "intra", "inter", "inter_min", "ratio", "knn", "probe")
+LABELS = "labels (one-hot)"
+
+
+@dataclass(frozen=True)
+class ClassFitOptions:
+    knn_k: int = 20
+    test_fraction: float = 0.2
+    probe_l2: float = 1e-3
+    bootstrap: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.knn_k < 1:
+            raise InputError(f"--knn-k {self.knn_k} must be at least 1")
+        if not 0 < self.test_fraction < 1:
+            raise InputError(f"--test-fraction {self.test_fraction} must lie between 0 and 1")
+        if self.probe_l2 < 0:
+            raise InputError(f"--probe-l2 {self.probe_l2} must not be negative")
+
+
+@dataclass
+class ClassFit:
+    """Every measure of one model, one value per layer (NaN: undefined, a constant layer)."""
+
+    model: str
+    layers: list[str]
+    measures: dict[str, np.ndarray]
+    class_ci: tuple[np.ndarray, np.ndarray] | None = None
+
+
+@dataclass
+class ClassFitResult:
+    fits: list[ClassFit]
+    fingerprint: str
+    settings: dict
+    provenance: dict[str, dict]
+    seconds: float
+
+
+class _SideMeasures:
+    """The accumulators of one side: class CKA, crowding, and the pooled features kept."""
+
+    def __init__(self, side: Side, num_classes: int):
+        self.side = side
+        self.shapes = side.layer_shapes()
+        self.class_cka = MinibatchCKA(side.layers, [LABELS])
+        self.crowding = CrowdingStats(side.layers, num_classes)
+        self.pooled: list[list[torch.Tensor]] = [[] for _ in side.layers]
+
+    def update(self, feats: list[torch.Tensor], labels: torch.Tensor, onehot: torch.Tensor):
+        pooled = [
+            pool(x, shape, self.side.reduction) for x, shape in zip(feats, self.shapes, strict=True)
+        ]
+        self.class_cka.update(feats, [onehot])
+        self.crowding.update(pooled, labels)
+        for kept, x in zip(self.pooled, pooled, strict=True):
+            kept.append(x.to("cpu", torch.float32))
+
+    def result(self, labels: torch.Tensor, split, options: ClassFitOptions) -> ClassFit:
+        train, test = (torch.from_numpy(part) for part in split)
+        class_cka = self.class_cka.result().values[:, 0]
+        measures = {"class_cka": class_cka, **self.crowding.result()}
+        knn, probe = [], []
+        for chunks in self.pooled:
+            x = torch.cat(chunks)
+            parts = (x[train], labels[train], x[test], labels[test])
+            knn.append(knn_accuracy(*parts, k=options.knn_k))
+            probe.append(linear_probe_accuracy(*parts, l2=options.probe_l2))
+        constant = np.isnan(class_cka)
+        measures |= {"knn": np.array(knn), "probe": np.array(probe)}
+        measures = {k: np.where(constant, np.nan, v) for k, v in measures.items()}
+        fit = ClassFit(self.side.label, list(self.side.layers), measures)
+        if options.bootstrap:
+            low, high = self.class_cka.bootstrap(options.bootstrap, options.seed)
+            fit.class_ci = (low[:, 0], high[:, 0])
+        return fit
+
+
+def _check_pooled_memory(sides: list[Side], n: int) -> None:
+    widths = sum(
+        pooled_width(shape, s.reduction, layer)
+        for s in sides
+        for shape, layer in zip(s.layer_shapes(), s.layers, strict=True)
+    )
+    check_memory(
+        4 * n * widths,
+        f"keeping the pooled features of {n} images for kNN and the probe",
+        "use fewer --num-samples or fewer --layers",
+    )
+
+
+def measure_class_fit(
+    sides: list[Side],
+    options: ClassFitOptions,
+    plan: InputPlan,
+    device: torch.device,
+    progress=None,
+) -> ClassFitResult:
+    """Every measure of every selected layer of every side over the planned images.
+
+    ``progress(examples_done_now, total_examples)`` is called after each batch.
+    """
+    started = time.perf_counter()
+    stream = aligned_batches(sides, plan, device)
+    if stream.num_classes is None:
+        raise InputError(
+            "class-fit needs labelled images but this data set has none; use class "
+            "subfolders, cifar10:PATH, an .npz with labels, or the builtin data"
+        )
+    _check_pooled_memory(sides, stream.num_samples)
+    per_side = [_SideMeasures(s, stream.num_classes) for s in sides]
+    labels = []
+    for batch in stream.batches:
+        batch_labels = torch.from_numpy(batch.labels)
+        onehot = torch.nn.functional.one_hot(batch_labels, stream.num_classes).float()
+        for measures, feats in zip(per_side, batch.feats, strict=True):
+            measures.update(feats[0], batch_labels, onehot.to(feats[0][0].device))
+        labels.append(batch_labels)
+        if progress:
+            progress(len(batch_labels), stream.num_samples)
+    all_labels = torch.cat(labels)
+    split = stratified_split(all_labels.numpy(), options.test_fraction, options.seed)
+    fits = [m.result(all_labels, split, options) for m in per_side]
+    settings = asdict(options) | {
+        "num_classes": stream.num_classes,
+        "n_train": len(split[0]),
+        "n_test": len(split[1]),
+        "batch_size": stream.batch_size,
+        "n_examples": len(all_labels),
+        "device": str(device),
+    }
+    return ClassFitResult(
+        fits,
+        stream.fingerprint(),
+        settings,
+        {s.label: s.provenance() for s in sides},
+        time.perf_counter() - started,
+    )

@@ -1,0 +1,165 @@
+"""``repcompare invariance``: what each layer learns to ignore (Grigg et al. 2021).
+
+The invariance of layer l to augmentation T is the minibatch CKA between the
+layer's representations of K views of the same images, each view drawn
+independently from T, averaged over the K (K - 1) / 2 view pairs:
+
+    inv_l = mean_{i < j} CKA(X_l^(view i), X_l^(view j))
+
+1 means the layer represents every view alike (fully invariant). Views depend
+only on (seed, sample, view number), and all models of one run are streamed
+together (or fed a file's recorded views), so every model sees the identical
+augmented images; the run reports their fingerprint per augmentation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from repcompare.activations import InputPlan
+from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.sides import Side
+from repcompare.data.augment import AUGMENTATIONS
+from repcompare.errors import InputError
+from repcompare.similarity import MinibatchCKA
+from repcompare.similarity.minibatch import percentile_interval
+
+DEFAULT_AUGMENTATION = "simclr"
+
+
+@dataclass(frozen=True)
+class InvarianceOptions:
+    """Augmentations and views (None: the default, or the files' own), bootstrap resamples."""
+
+    augmentations: tuple[str, ...] | None = None
+    views: int | None = None
+    bootstrap: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.augmentations or ():
+            if name not in AUGMENTATIONS:
+                raise InputError(
+                    f"unknown augmentation {name!r}; use one of {', '.join(AUGMENTATIONS)}"
+                )
+        if self.views is not None and self.views < 2:
+            raise InputError(f"--views {self.views} leaves no pair of views; use --views 2 or more")
+
+
+@dataclass
+class LayerCurve:
+    """One value per layer of one model: a line of the plot, with its 95% interval if any."""
+
+    model: str
+    group: str
+    layers: list[str]
+    values: np.ndarray
+    ci_low: np.ndarray | None = None
+    ci_high: np.ndarray | None = None
+
+
+@dataclass
+class InvarianceResult:
+    curves: list[LayerCurve]
+    fingerprints: dict[str, str]
+    settings: dict
+    provenance: dict[str, dict]
+    seconds: float
+
+
+def view_pair_mean(values: np.ndarray, layers: int, views: int) -> np.ndarray:
+    """Mean over view pairs i < j of ``values[..., i*L + l, j*L + l]``, per layer l."""
+    layer = np.arange(layers)
+    pairs = [
+        values[..., i * layers + layer, j * layers + layer]
+        for i, j in itertools.combinations(range(views), 2)
+    ]
+    return np.mean(pairs, axis=0)
+
+
+def _passes(sides: list[Side], options: InvarianceOptions) -> list[tuple[str, int]]:
+    """(augmentation, views) of each pass over the data: the options', or the files' own."""
+    files = [s.file for s in sides if s.is_file]
+    if not files:
+        views = options.views or 2
+        return [(name, views) for name in options.augmentations or (DEFAULT_AUGMENTATION,)]
+    first = files[0].settings
+    if not first.view_size:
+        raise InputError(
+            f"{files[0].path} holds no augmented views; extract it with --views 2 --augment simclr "
+            "(or another augmentation), or give the MODEL spec instead"
+        )
+    if options.augmentations not in (None, (first.augment,)):
+        raise InputError(
+            f"{files[0].path} holds views augmented with {first.augment!r}; drop --augment, or "
+            "give MODEL specs to compute other augmentations on the fly"
+        )
+    if options.views not in (None, first.views):
+        raise InputError(f"{files[0].path} holds {first.views} views; drop --views")
+    return [(first.augment, first.views)]
+
+
+def measure_invariance(
+    sides: list[Side],
+    options: InvarianceOptions,
+    plan: InputPlan,
+    device: torch.device,
+    progress=None,
+) -> InvarianceResult:
+    """Invariance of every selected layer of every side, once per augmentation.
+
+    ``progress(examples_done_now, total_examples)`` is called after each batch.
+    """
+    started = time.perf_counter()
+    passes = _passes(sides, options)
+    curves, fingerprints, n_examples = [], {}, 0
+    for augmentation, views in passes:
+        run_plan = replace(plan, augment=augmentation, views=views)
+        stream = aligned_batches(sides, run_plan, device, views)
+        accumulators = [
+            MinibatchCKA([f"{layer} (view {v})" for v in range(views) for layer in s.layers])
+            for s in sides
+        ]
+        for batch in stream.batches:
+            for accumulator, per_view in zip(accumulators, batch.feats, strict=True):
+                accumulator.update([x for view in per_view for x in view])
+            if progress:
+                progress(len(batch.labels), stream.num_samples * len(passes))
+        fingerprints[augmentation] = stream.fingerprint()
+        n_examples = stream.num_samples
+        for side, accumulator in zip(sides, accumulators, strict=True):
+            layers = len(side.layers)
+            curve = LayerCurve(
+                side.label,
+                augmentation,
+                list(side.layers),
+                view_pair_mean(accumulator.result().values, layers, views),
+            )
+            if options.bootstrap:
+                resampled = accumulator.resample(options.bootstrap, options.seed)
+                curve.ci_low, curve.ci_high = percentile_interval(
+                    view_pair_mean(resampled, layers, views)
+                )
+            curves.append(curve)
+    files = [s.file for s in sides if s.is_file]
+    settings = {
+        "augmentations": list(fingerprints),
+        "views": passes[0][1],
+        "view_seed": files[0].settings.seed if files else plan.seed,
+        "bootstrap": options.bootstrap,
+        "batch_size": stream.batch_size,
+        "n_examples": n_examples,
+        "device": str(device),
+    }
+    return InvarianceResult(
+        curves,
+        fingerprints,
+        settings,
+        {s.label: s.provenance() for s in sides},
+        time.perf_counter() - started,
+    )

@@ -1,0 +1,90 @@
+"""All files of a ``class-fit`` run: class_fit.csv/json/md and one plot per measure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from repcompare.analyses.class_fit import MEASURES
+from repcompare.report.curves import Line, plot_curves, relative_depth
+from repcompare.report.tables import json_records, markdown_table, write_records_csv
+
+UNIT = (0.0, 1.02)
+PLOTS = {
+    "class_cka": ("class-structure CKA (with one-hot labels)", UNIT),
+    "intra": ("intra-class squared distance to the class mean", None),
+    "inter": ("mean squared distance between class means", None),
+    "inter_min": ("smallest squared distance between class means", None),
+    "ratio": ("crowding ratio intra / inter (lower: better separated)", None),
+    "knn": ("kNN accuracy (cosine)", UNIT),
+    "probe": ("linear-probe accuracy", UNIT),
+}
+COLUMNS = {
+    "model": "model",
+    "layer": "layer",
+    "class_cka": "class CKA",
+    "ratio": "crowding ratio",
+    "knn": "kNN acc.",
+    "probe": "probe acc.",
+}
+
+
+def class_fit_records(result) -> list[dict]:
+    """One record per (model, layer), in depth order, with every measure."""
+    records = []
+    for fit in result.fits:
+        depths = relative_depth(len(fit.layers))
+        for i, layer in enumerate(fit.layers):
+            low, high = fit.class_ci if fit.class_ci else (None, None)
+            records.append(
+                {
+                    "model": fit.model,
+                    "layer": layer,
+                    "depth": float(depths[i]),
+                    **{m: float(fit.measures[m][i]) for m in MEASURES},
+                    "class_cka_ci_low": None if low is None else float(low[i]),
+                    "class_cka_ci_high": None if high is None else float(high[i]),
+                }
+            )
+    return records
+
+
+def write_class_fit_outputs(result, out: Path) -> list[Path]:
+    """class_fit.csv/json/md and a PNG/SVG plot per measure in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = result.settings
+    pictures = []
+    for measure, (ylabel, ylim) in PLOTS.items():
+        curves = []
+        for fit in result.fits:
+            ci = fit.class_ci if measure == "class_cka" and fit.class_ci else (None, None)
+            curves.append(Line(fit.model, "", fit.layers, fit.measures[measure], *ci))
+        title = f"{ylabel}\n{s['n_examples']} images, {s['num_classes']} classes"
+        pictures += plot_curves(curves, ylabel, title, out / f"class_fit_{measure}", ylim)
+    records = class_fit_records(result)
+    write_records_csv(records, out / "class_fit.csv")
+    document = {
+        "records": json_records(records),
+        "input_fingerprint": result.fingerprint,
+        "settings": s,
+        "provenance": result.provenance,
+        "seconds": result.seconds,
+    }
+    (out / "class_fit.json").write_text(json.dumps(document, indent=2, default=str))
+    text = [
+        "# Class structure per layer",
+        "",
+        f"{s['n_examples']} images of {s['num_classes']} classes. Class CKA: minibatch CKA with "
+        f"the one-hot labels (batch size {s['batch_size']}). Crowding: on L2-normalised pooled "
+        f"features. kNN (cosine, k={s['knn_k']}) and linear probe (L2 {s['probe_l2']}) trained "
+        f"on {s['n_train']} and tested on {s['n_test']} images (seeded stratified split).",
+        "",
+        *(f"![{p.stem}]({p.name})" for p in pictures if p.suffix == ".png"),
+        "",
+        *markdown_table(records, COLUMNS),
+        "",
+        "Every measure (intra, inter, inter_min too) is in `class_fit.csv`.",
+        "",
+    ]
+    (out / "class_fit.md").write_text("\n".join(text))
+    return [out / "class_fit.csv", out / "class_fit.json", out / "class_fit.md", *pictures]

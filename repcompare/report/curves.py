@@ -1,0 +1,89 @@
+"""Per-layer line plots (PNG and SVG): one line per model (and augmentation), depth on x."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+MAX_NAMED_TICKS = 40
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+@dataclass
+class Line:
+    """One line of a plot: a value per layer, and its 95% interval when there is one.
+
+    Lines of one ``model`` share a colour; the ``variant`` (an augmentation) sets the dash.
+    """
+
+    model: str
+    variant: str
+    layers: list[str]
+    values: np.ndarray
+    ci_low: np.ndarray | None = None
+    ci_high: np.ndarray | None = None
+
+
+def relative_depth(layers: int) -> np.ndarray:
+    """Layer i of L at depth i / (L - 1), so models of different depth overlay on 0..1."""
+    return np.linspace(0.0, 1.0, layers) if layers > 1 else np.zeros(1)
+
+
+def plot_curves(
+    curves: list[Line],
+    ylabel: str,
+    title: str,
+    stem: Path,
+    ylim: tuple[float, float] | None = None,
+) -> list[Path]:
+    """Draw ``curves``, one line each, with shaded intervals where given.
+
+    The x axis is relative depth; when every curve has the same layers (one
+    architecture), the ticks are the layer names. Undefined (NaN) values leave
+    gaps. Writes ``stem.png`` and ``stem.svg``.
+    """
+    same_layers = all(c.layers == curves[0].layers for c in curves)
+    named = same_layers and len(curves[0].layers) <= MAX_NAMED_TICKS
+    width = max(6.0, 0.22 * len(curves[0].layers) + 3) if named else 7.0
+    fig, ax = plt.subplots(figsize=(width, 4.5), constrained_layout=True)
+    models = list(dict.fromkeys(c.model for c in curves))
+    variants = list(dict.fromkeys(c.variant for c in curves))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for curve in curves:
+        depth = relative_depth(len(curve.layers))
+        colour = colours[models.index(curve.model) % len(colours)]
+        ax.plot(
+            depth,
+            curve.values,
+            color=colour,
+            linestyle=LINE_STYLES[variants.index(curve.variant) % len(LINE_STYLES)],
+            marker="o",
+            markersize=3,
+            label=f"{curve.model} ({curve.variant})" if len(variants) > 1 else curve.model,
+        )
+        if curve.ci_low is not None:
+            ax.fill_between(depth, curve.ci_low, curve.ci_high, color=colour, alpha=0.2)
+    if named:
+        ax.set_xticks(relative_depth(len(curves[0].layers)), curves[0].layers, rotation=90)
+        ax.tick_params(axis="x", labelsize=float(np.clip(300 / len(curves[0].layers), 5, 9)))
+        ax.set_xlabel("layer")
+    else:
+        ax.set_xlabel("relative depth (first layer 0, last layer 1)")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,81 @@
+"""All files of an ``invariance`` run: invariance.csv/json/md and the invariance plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from repcompare.report.curves import Line, plot_curves, relative_depth
+from repcompare.report.tables import json_records, markdown_table, write_records_csv
+
+COLUMNS = {
+    "model": "model",
+    "augmentation": "augmentation",
+    "layer": "layer",
+    "depth": "depth",
+    "invariance": "invariance",
+}
+
+
+def invariance_records(result) -> list[dict]:
+    """One record per (model, augmentation, layer), in depth order."""
+    records = []
+    for curve in result.curves:
+        depths = relative_depth(len(curve.layers))
+        for i, layer in enumerate(curve.layers):
+            records.append(
+                {
+                    "model": curve.model,
+                    "augmentation": curve.group,
+                    "layer": layer,
+                    "depth": float(depths[i]),
+                    "invariance": float(curve.values[i]),
+                    "ci_low": None if curve.ci_low is None else float(curve.ci_low[i]),
+                    "ci_high": None if curve.ci_high is None else float(curve.ci_high[i]),
+                }
+            )
+    return records
+
+
+def write_invariance_outputs(result, out: Path) -> list[Path]:
+    """invariance.csv/json/md and invariance.png/svg in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = result.settings
+    records = invariance_records(result)
+    title = (
+        f"Invariance to {', '.join(s['augmentations'])}: CKA between {s['views']} views\n"
+        f"minibatch estimator, {s['n_examples']} images"
+    )
+    pictures = plot_curves(
+        [Line(c.model, c.group, c.layers, c.values, c.ci_low, c.ci_high) for c in result.curves],
+        "CKA between views",
+        title,
+        out / "invariance",
+        (0, 1.02),
+    )
+    write_records_csv(records, out / "invariance.csv")
+    document = {
+        "records": json_records(records),
+        "input_fingerprints": result.fingerprints,
+        "settings": s,
+        "provenance": result.provenance,
+        "seconds": result.seconds,
+    }
+    (out / "invariance.json").write_text(json.dumps(document, indent=2, default=str))
+    text = [
+        "# Augmentation invariance per layer",
+        "",
+        f"CKA between {s['views']} augmented views of the same {s['n_examples']} images "
+        f"(minibatch estimator, batch size {s['batch_size']}), mean over view pairs; 1 = the "
+        "layer represents every view alike.",
+        "",
+        "![invariance](invariance.png)",
+        "",
+        *markdown_table(records, COLUMNS),
+        "",
+        "Input fingerprints (identical for every model of a run): "
+        + ", ".join(f"{k} `{v[:16]}`" for k, v in result.fingerprints.items()),
+        "",
+    ]
+    (out / "invariance.md").write_text("\n".join(text))
+    return [out / "invariance.csv", out / "invariance.json", out / "invariance.md", *pictures]
