@@ -11,12 +11,15 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from repcompare.errors import InputError, RepcompareError
+
+if TYPE_CHECKING:
+    from repcompare.activations import InputPlan
 
 app = typer.Typer(
     name="repcompare",
@@ -204,44 +207,32 @@ def _triple(text: str | None, option: str) -> tuple[float, ...] | None:
 
 
 def input_plan(
-    data,
-    num_samples,
-    order,
-    seed,
-    views,
-    augment,
-    view_size,
-    image_size,
-    crop_pct,
-    mean,
-    std,
-    interpolation,
-    batch_size,
-    workers,
-):
-    """The InputPlan for the shared data and preprocessing options."""
+    params: dict, batch_size: int, views: int = 1, augment: str | None = None
+) -> InputPlan:
+    """The InputPlan of a command's shared data and preprocessing options (its ``ctx.params``)."""
     import os
 
     from repcompare.activations import InputPlan
     from repcompare.data.transforms import TransformOverrides
 
     overrides = TransformOverrides(
-        image_size=image_size,
-        crop_pct=crop_pct,
-        mean=_triple(mean, "--mean"),
-        std=_triple(std, "--std"),
-        interpolation=interpolation,
+        image_size=params["image_size"],
+        crop_pct=params["crop_pct"],
+        mean=_triple(params["mean"], "--mean"),
+        std=_triple(params["std"], "--std"),
+        interpolation=params["interpolation"],
     )
+    workers = params["workers"]
     if workers is None:
         workers = max(0, min(8, (os.cpu_count() or 1) - 1))
     return InputPlan(
-        data=data,
-        num_samples=num_samples,
-        order=order,
-        seed=seed,
+        data=params["data"],
+        num_samples=params["num_samples"],
+        order=params["order"],
+        seed=params["seed"],
         views=views,
         augment=augment,
-        view_size=view_size,
+        view_size=params.get("view_size"),
         overrides=overrides,
         batch_size=batch_size,
         workers=workers,
@@ -250,6 +241,7 @@ def input_plan(
 
 @app.command()
 def extract(
+    ctx: typer.Context,
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="The HDF5 file to write.")],
     data: DataOpt = None,
@@ -288,22 +280,7 @@ def extract(
     from repcompare.extraction import extract as run_extract
     from repcompare.report.terminal import extract_summary, stdout_console
 
-    plan = input_plan(
-        data,
-        num_samples,
-        order,
-        seed,
-        views,
-        augment,
-        view_size,
-        image_size,
-        crop_pct,
-        mean,
-        std,
-        interpolation,
-        batch_size,
-        workers,
-    )
+    plan = input_plan(ctx.params, batch_size, views, augment)
     target_device = resolve_device(device)
     loaded, graph = open_model(model, pretrained, allow_missing, image_size, tracer)
     target = CaptureTarget(
@@ -330,8 +307,9 @@ def extract(
     stdout_console().print(extract_summary(result))
 
 
-def build_side(text, selection, reduce, pretrained, allow_missing, image_size, tracer):
-    """A comparison side from an activation file path or a MODEL spec."""
+def build_side(text: str, selection: list[str] | None, params: dict):
+    """A comparison side from an activation file path or a MODEL spec (model options from
+    the command's ``params``)."""
     from repcompare.activations import CaptureTarget
     from repcompare.analyses.sides import (
         Side,
@@ -346,9 +324,11 @@ def build_side(text, selection, reduce, pretrained, allow_missing, image_size, t
         file = open_activations(Path(text))
         roles = json.loads(file.attrs.get("layer_roles", "{}"))
         return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
-    loaded, graph = open_model(text, pretrained, allow_missing, image_size, tracer)
+    loaded, graph = open_model(
+        text, params["pretrained"], params["allow_missing"], params["image_size"], params["tracer"]
+    )
     layers_chosen = select_layers(graph, selection or ["blocks"])
-    target = CaptureTarget(loaded, graph, layers_chosen, reduce)
+    target = CaptureTarget(loaded, graph, layers_chosen, params["reduce"])
     return Side(
         loaded.spec.short_name,
         layers_chosen,
@@ -396,15 +376,12 @@ def distinct_labels(sides, texts: list[str]) -> None:
         side.label = label
 
 
-def build_sides(texts, selection, reduce, pretrained, allow_missing, image_size, tracer):
+def build_sides(texts: list[str], selection: list[str] | None, params: dict):
     """One side per argument (files or MODEL specs), each named distinctly."""
     repeated = sorted({t for t in texts if texts.count(t) > 1})
     if repeated:
         raise InputError(f"{repeated[0]} is given more than once; give each model once")
-    sides = [
-        build_side(t, selection, reduce, pretrained, allow_missing, image_size, tracer)
-        for t in texts
-    ]
+    sides = [build_side(t, selection, params) for t in texts]
     distinct_labels(sides, texts)
     return sides
 
@@ -442,6 +419,7 @@ def warn_constant(label: str, layers) -> None:
 
 @app.command()
 def cka(
+    ctx: typer.Context,
     model_a: Annotated[
         str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")
     ],
@@ -493,7 +471,7 @@ def cka(
     from repcompare.report.tables import best_matches
     from repcompare.report.terminal import cka_table, stdout_console
 
-    side_a = build_side(model_a, layers_a, reduce, pretrained, allow_missing, image_size, tracer)
+    side_a = build_side(model_a, layers_a, ctx.params)
     same_source = model_a == model_b
     symmetric = same_source and (not layers_b or layers_b == layers_a)
     if symmetric:
@@ -501,27 +479,10 @@ def cka(
     elif same_source:
         side_b = reselect_side(side_a, layers_b)
     else:
-        side_b = build_side(
-            model_b, layers_b, reduce, pretrained, allow_missing, image_size, tracer
-        )
+        side_b = build_side(model_b, layers_b, ctx.params)
     if not symmetric:
         distinct_labels([side_a, side_b], [model_a, model_b])
-    plan = input_plan(
-        data,
-        num_samples,
-        order,
-        seed,
-        1,
-        None,
-        None,
-        image_size,
-        crop_pct,
-        mean,
-        std,
-        interpolation,
-        batch_size_of([side_a, side_b], batch_size),
-        workers,
-    )
+    plan = input_plan(ctx.params, batch_size_of([side_a, side_b], batch_size))
     options = CKAOptions(
         kernel=kernel, rbf_fraction=rbf_sigma, estimator=estimator, bootstrap=bootstrap, seed=seed
     )
@@ -540,6 +501,7 @@ def cka(
 
 @app.command()
 def invariance(
+    ctx: typer.Context,
     models: ModelsArg,
     out: OutDirOpt,
     augment: Annotated[
@@ -587,25 +549,8 @@ def invariance(
     options = InvarianceOptions(
         tuple(augment) if augment else None, views, bootstrap=bootstrap, seed=seed
     )
-    sides = build_sides(
-        models, layer_selection, reduce, pretrained, allow_missing, image_size, tracer
-    )
-    plan = input_plan(
-        data,
-        num_samples,
-        order,
-        seed,
-        1,
-        None,
-        view_size,
-        image_size,
-        crop_pct,
-        mean,
-        std,
-        interpolation,
-        batch_size_of(sides, batch_size),
-        workers,
-    )
+    sides = build_sides(models, layer_selection, ctx.params)
+    plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
     result = with_progress(
         "invariance",
         lambda progress: measure_invariance(sides, options, plan, resolve_device(device), progress),
@@ -623,6 +568,7 @@ def invariance(
 
 @app.command(name="class-fit")
 def class_fit(
+    ctx: typer.Context,
     models: ModelsArg,
     out: OutDirOpt,
     layer_selection: LayersOpt = None,
@@ -663,25 +609,8 @@ def class_fit(
     from repcompare.report.terminal import records_table, stdout_console
 
     options = ClassFitOptions(knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=seed)
-    sides = build_sides(
-        models, layer_selection, reduce, pretrained, allow_missing, image_size, tracer
-    )
-    plan = input_plan(
-        data,
-        num_samples,
-        order,
-        seed,
-        1,
-        None,
-        None,
-        image_size,
-        crop_pct,
-        mean,
-        std,
-        interpolation,
-        batch_size_of(sides, batch_size),
-        workers,
-    )
+    sides = build_sides(models, layer_selection, ctx.params)
+    plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
     result = with_progress(
         "class-fit",
         lambda progress: measure_class_fit(sides, options, plan, resolve_device(device), progress),

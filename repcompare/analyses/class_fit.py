@@ -91,13 +91,16 @@ class _SideMeasures:
         for kept, x in zip(self.pooled, pooled, strict=True):
             kept.append(x.to("cpu", torch.float32))
 
-    def result(self, labels: torch.Tensor, split, options: ClassFitOptions) -> ClassFit:
+    def result(
+        self, labels: torch.Tensor, split, options: ClassFitOptions, device: torch.device
+    ) -> ClassFit:
+        """Every measure per layer; kNN and the probe run on ``device``."""
         train, test = (torch.from_numpy(part) for part in split)
         class_cka = self.class_cka.result().values[:, 0]
         measures = {"class_cka": class_cka, **self.crowding.result()}
         knn, probe = [], []
         for chunks in self.pooled:
-            x = torch.cat(chunks)
+            x = torch.cat(chunks).to(device)
             parts = (x[train], labels[train], x[test], labels[test])
             knn.append(knn_accuracy(*parts, k=options.knn_k))
             probe.append(linear_probe_accuracy(*parts, l2=options.probe_l2))
@@ -155,7 +158,7 @@ def measure_class_fit(
             progress(len(batch_labels), stream.num_samples)
     all_labels = torch.cat(labels)
     split = stratified_split(all_labels.numpy(), options.test_fraction, options.seed)
-    fits = [m.result(all_labels, split, options) for m in per_side]
+    fits = [m.result(all_labels, split, options, device) for m in per_side]
     settings = asdict(options) | {
         "num_classes": stream.num_classes,
         "n_train": len(split[0]),

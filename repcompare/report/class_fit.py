@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from repcompare.analyses.class_fit import MEASURES
 from repcompare.report.curves import Line, plot_curves, relative_depth
-from repcompare.report.tables import json_records, markdown_table, write_records_csv
+from repcompare.report.tables import markdown_table, write_records
 
 UNIT = (0.0, 1.02)
 PLOTS = {
@@ -62,15 +61,13 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
         title = f"{ylabel}\n{s['n_examples']} images, {s['num_classes']} classes"
         pictures += plot_curves(curves, ylabel, title, out / f"class_fit_{measure}", ylim)
     records = class_fit_records(result)
-    write_records_csv(records, out / "class_fit.csv")
-    document = {
-        "records": json_records(records),
+    context = {
         "input_fingerprint": result.fingerprint,
         "settings": s,
         "provenance": result.provenance,
         "seconds": result.seconds,
     }
-    (out / "class_fit.json").write_text(json.dumps(document, indent=2, default=str))
+    tables = write_records(records, out / "class_fit", context)
     text = [
         "# Class structure per layer",
         "",
@@ -87,4 +84,4 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
         "",
     ]
     (out / "class_fit.md").write_text("\n".join(text))
-    return [out / "class_fit.csv", out / "class_fit.json", out / "class_fit.md", *pictures]
+    return [*tables, out / "class_fit.md", *pictures]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from repcompare.report.curves import Line, plot_curves, relative_depth
-from repcompare.report.tables import json_records, markdown_table, write_records_csv
+from repcompare.report.tables import markdown_table, write_records
 
 COLUMNS = {
     "model": "model",
@@ -53,15 +52,13 @@ def write_invariance_outputs(result, out: Path) -> list[Path]:
         out / "invariance",
         (0, 1.02),
     )
-    write_records_csv(records, out / "invariance.csv")
-    document = {
-        "records": json_records(records),
+    context = {
         "input_fingerprints": result.fingerprints,
         "settings": s,
         "provenance": result.provenance,
         "seconds": result.seconds,
     }
-    (out / "invariance.json").write_text(json.dumps(document, indent=2, default=str))
+    tables = write_records(records, out / "invariance", context)
     text = [
         "# Augmentation invariance per layer",
         "",
@@ -78,4 +75,4 @@ def write_invariance_outputs(result, out: Path) -> list[Path]:
         "",
     ]
     (out / "invariance.md").write_text("\n".join(text))
-    return [out / "invariance.csv", out / "invariance.json", out / "invariance.md", *pictures]
+    return [*tables, out / "invariance.md", *pictures]

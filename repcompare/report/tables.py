@@ -139,9 +139,14 @@ def write_records_csv(records: list[dict], path: Path) -> None:
         writer.writerows({k: _text(v) for k, v in r.items()} for r in records)
 
 
-def json_records(records: list[dict]) -> list[dict]:
-    """Records with NaN as null (JSON has no NaN)."""
-    return [{k: _number(v) if isinstance(v, float) else v for k, v in r.items()} for r in records]
+def write_records(records: list[dict], stem: Path, context: dict) -> list[Path]:
+    """``stem.csv`` (one row per record) and ``stem.json`` (the records, NaN as null, and
+    ``context``: settings, provenance, fingerprints)."""
+    write_records_csv(records, stem.with_suffix(".csv"))
+    rows = [{k: _number(v) if isinstance(v, float) else v for k, v in r.items()} for r in records]
+    document = {"records": rows, **context}
+    stem.with_suffix(".json").write_text(json.dumps(document, indent=2, default=str))
+    return [stem.with_suffix(".csv"), stem.with_suffix(".json")]
 
 
 def markdown_table(records: list[dict], columns: dict[str, str]) -> list[str]:
