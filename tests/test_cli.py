@@ -33,8 +33,8 @@ def test_input_error_is_one_sentence_exit_2_without_traceback(capsys, monkeypatc
     def broken(*_args, **_kwargs):
         raise InputError("file 'x.h5' is incomplete; rerun extract to finish it")
 
-    monkeypatch.setattr("repcompare.cli._not_yet", broken)
-    assert main(["demo"]) == 2
+    monkeypatch.setattr("repcompare.cli.open_model", broken)
+    assert main(["layers", "resnet18"]) == 2
     err = capsys.readouterr().err
     assert "file 'x.h5' is incomplete" in err
     assert "Traceback" not in err
@@ -45,8 +45,8 @@ def test_unexpected_failure_exits_1_and_debug_shows_the_traceback(capsys, monkey
     def crash(*_args, **_kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr("repcompare.cli._not_yet", crash)
-    assert main(["demo"]) == 1
+    monkeypatch.setattr("repcompare.cli.open_model", crash)
+    assert main(["layers", "resnet18"]) == 1
     assert "Rerun with --debug" in capsys.readouterr().err
     with pytest.raises(KeyError):
-        main(["demo", "--debug"])
+        main(["layers", "resnet18", "--debug"])

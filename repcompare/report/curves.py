@@ -51,7 +51,7 @@ def plot_curves(
     """
     same_layers = all(c.layers == curves[0].layers for c in curves)
     named = same_layers and len(curves[0].layers) <= MAX_NAMED_TICKS
-    width = max(6.0, 0.22 * len(curves[0].layers) + 3) if named else 7.0
+    width = (max(6.0, 0.22 * len(curves[0].layers) + 3) if named else 7.0) + 2.5
     fig, ax = plt.subplots(figsize=(width, 4.5), constrained_layout=True)
     models = list(dict.fromkeys(c.model for c in curves))
     variants = list(dict.fromkeys(c.variant for c in curves))
@@ -81,7 +81,7 @@ def plot_curves(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
         fig.savefig(path, dpi=150)
