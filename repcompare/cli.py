@@ -534,7 +534,7 @@ def invariance(
     """
     from repcompare.activations import resolve_device
     from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
-    from repcompare.report.invariance import COLUMNS, invariance_records, write_invariance_outputs
+    from repcompare.report.invariance import columns, invariance_records, write_invariance_outputs
     from repcompare.report.terminal import records_table, stdout_console
 
     options = InvarianceOptions(
@@ -550,8 +550,8 @@ def invariance(
     s = result.settings
     caption = "; ".join(f"{k} inputs {v[:16]}" for k, v in result.fingerprints.items())
     title = f"Invariance: CKA between {s['views']} augmented views, {s['n_examples']} images"
-    columns = COLUMNS | ({"ci_low": "95% low", "ci_high": "95% high"} if bootstrap else {})
-    stdout_console().print(records_table(invariance_records(result), columns, title, caption))
+    table = records_table(invariance_records(result), columns(bootstrap > 0), title, caption)
+    stdout_console().print(table)
     for curve in result.curves[: len(sides)]:
         warn_constant(curve.model, undefined_layers(curve.layers, curve.values))
     stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
@@ -655,7 +655,7 @@ def demo(
         )
         if not trained:
             stderr.print(f"  {path} was trained with these settings already; reusing it")
-    for args in demo_commands(specs, out, images):
+    for args in demo_commands(specs, out, images, device):
         stderr.print(f"\n[bold]$ repcompare {' '.join(args)}[/]")
         code = main(args)
         if code:

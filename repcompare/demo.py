@@ -88,9 +88,10 @@ def train_demo_model(
     return True
 
 
-def demo_commands(specs: dict[str, str], out: Path, images: int) -> list[list[str]]:
+def demo_commands(specs: dict[str, str], out: Path, images: int, device: str) -> list[list[str]]:
     """The command lines the demo runs, in order, given each objective's MODEL spec."""
     data = ["--data", f"builtin:{images}:{SIZE}", "--image-size", str(SIZE), "--crop-pct", "1.0"]
+    data += ["--device", device]
     files = {name: str(out / f"{name}.h5") for name in specs}
     models = list(specs.values())
     batch = str(min(64, images // 4))  # at least 4 batches, for the bootstrap
@@ -102,9 +103,10 @@ def demo_commands(specs: dict[str, str], out: Path, images: int) -> list[list[st
         ]
         for name, spec in specs.items()
     ]
+    cka = ["cka", *files.values(), "--out", str(out / "cka"), "--bootstrap", "100"]
     return [
         *extract,
-        ["cka", *files.values(), "--out", str(out / "cka"), "--bootstrap", "100"],
+        [*cka, "--device", device],
         [
             "invariance",
             *models,

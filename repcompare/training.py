@@ -83,7 +83,7 @@ def train(
     model = nn.Sequential(backbone, head).to(device).train()
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=5e-4)
-    steps = epochs * -(-len(source) // batch_size)
+    steps = epochs * (len(source) // batch_size)  # the loader drops a last partial batch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(steps, 1))
     generator = torch.Generator().manual_seed(seed)
     losses = []

@@ -84,6 +84,15 @@ def test_unlabelled_images_exit_2_with_a_clear_message(tmp_path, capsys):
     assert "class-fit needs labelled images" in err and "Traceback" not in err
 
 
+def test_a_file_of_augmented_views_is_refused(tmp_path, capsys):
+    file = tmp_path / "views.h5"
+    args = ["timm:resnet18", "--out", str(file), *DATA, "--layers", "layer4", "--num-samples", "8"]
+    assert main(["extract", *args, "--batch-size", "4", "--views", "2", "--augment", "flip"]) == 0
+    capsys.readouterr()
+    assert main(["class-fit", str(file), "--out", str(tmp_path / "o")]) == 2
+    assert "holds augmented views (flip) but class-fit" in capsys.readouterr().err
+
+
 def test_bad_probe_options_exit_2(capsys, tmp_path):
     assert main(["class-fit", "resnet18", "--out", str(tmp_path), "--test-fraction", "1.5"]) == 2
     assert "--test-fraction 1.5 must lie between 0 and 1" in capsys.readouterr().err

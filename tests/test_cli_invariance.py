@@ -93,12 +93,19 @@ def test_options_that_contradict_the_file_exit_2(checkpoint, tmp_path, capsys, e
     assert message in err and "Traceback" not in err
 
 
-def test_files_without_views_and_repeated_models_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("augment", "message"), [([], "no augmented views"), (["--augment", "flip"], "a single")]
+)
+def test_files_with_fewer_than_two_views_exit_2(tmp_path, capsys, augment, message):
     file = tmp_path / "one_view.h5"
     args = ["timm:resnet18", "--out", str(file), *DATA, "--layers", "layer1", "--num-samples", "8"]
-    assert main(["extract", *args, "--batch-size", "4"]) == 0
+    assert main(["extract", *args, "--batch-size", "4", *augment]) == 0
     capsys.readouterr()
     assert main(["invariance", str(file), "--out", str(tmp_path / "o")]) == 2
-    assert "holds no augmented views" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"holds {message}" in err and "--views 2" in err
+
+
+def test_repeated_models_exit_2(tmp_path, capsys):
     assert main(["invariance", "resnet18", "resnet18", "--out", str(tmp_path / "o")]) == 2
     assert "resnet18 is given more than once" in capsys.readouterr().err

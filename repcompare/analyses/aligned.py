@@ -50,7 +50,8 @@ class AlignedStream:
     digests: list[np.ndarray]
 
     def fingerprint(self) -> str:
-        """The images' fingerprint, equal to an activation file's ``data_fingerprint``."""
+        """SHA-256 of the digests of the views streamed: equal to the ``data_fingerprint`` of a
+        file extracted from the same images with as many views."""
         return data_fingerprint(np.stack(self.digests, axis=1))
 
 
@@ -95,15 +96,6 @@ def _recorded(file: ActivationFile, views: int) -> list[np.ndarray]:
     return list(file.handle["input_digest"][:views].transpose(1, 0, 2))
 
 
-def _check_views(files: list[ActivationFile], views: int) -> None:
-    for file in files:
-        if file.settings.views < views:
-            raise InputError(
-                f"{file.path} holds {file.settings.views} view(s) but {views} are needed; "
-                f"extract it with --views {views} --augment simclr (or another augmentation)"
-            )
-
-
 def aligned_batches(
     sides: list[Side], plan: InputPlan, device: torch.device, views: int = 1
 ) -> AlignedStream:
@@ -115,7 +107,6 @@ def aligned_batches(
     files = [s.file for s in sides if s.is_file]
     for other in files[1:]:
         check_files_aligned(files[0], other)
-    _check_views(files, views)
     targets = [s.target for s in sides if not s.is_file]
     if not targets:
         size = plan.batch_size

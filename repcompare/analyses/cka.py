@@ -82,7 +82,13 @@ def _accumulator(a: Side, b: Side, options: CKAOptions, symmetric: bool, n: int)
             f"debiased CKA on {n} samples",
             "use --estimator minibatch or fewer --num-samples",
         )
-    return MinibatchCKA(a.layers, names_b, kernel=options.kernel, rbf_fraction=options.rbf_fraction)
+    return MinibatchCKA(
+        a.layers,
+        names_b,
+        kernel=options.kernel,
+        rbf_fraction=options.rbf_fraction,
+        keep_batch_terms=options.bootstrap > 0,
+    )
 
 
 def compare(

@@ -75,10 +75,10 @@ class ClassFitResult:
 class _SideMeasures:
     """The accumulators of one side: class CKA, crowding, and the pooled features kept."""
 
-    def __init__(self, side: Side, num_classes: int):
+    def __init__(self, side: Side, num_classes: int, keep_batch_terms: bool):
         self.side = side
         self.shapes = side.layer_shapes()
-        self.class_cka = MinibatchCKA(side.layers, [LABELS])
+        self.class_cka = MinibatchCKA(side.layers, [LABELS], keep_batch_terms=keep_batch_terms)
         self.crowding = CrowdingStats(side.layers, num_classes)
         self.pooled: list[list[torch.Tensor]] = [[] for _ in side.layers]
 
@@ -139,6 +139,13 @@ def measure_class_fit(
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
     started = time.perf_counter()
+    for file in (s.file for s in sides if s.is_file):
+        if file.settings.view_size:
+            raise InputError(
+                f"{file.path} holds augmented views ({file.settings.augment}) but class-fit "
+                "measures the images themselves; extract a file without --augment, or give "
+                "the MODEL spec"
+            )
     stream = aligned_batches(sides, plan, device)
     if stream.num_classes is None:
         raise InputError(
@@ -146,7 +153,7 @@ def measure_class_fit(
             "subfolders, cifar10:PATH, an .npz with labels, or the builtin data"
         )
     _check_pooled_memory(sides, stream.num_samples)
-    per_side = [_SideMeasures(s, stream.num_classes) for s in sides]
+    per_side = [_SideMeasures(s, stream.num_classes, options.bootstrap > 0) for s in sides]
     labels = []
     for batch in stream.batches:
         batch_labels = torch.from_numpy(batch.labels)

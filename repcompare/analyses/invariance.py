@@ -23,6 +23,7 @@ import torch
 
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.curve import LayerCurve
 from repcompare.analyses.sides import Side
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.errors import InputError
@@ -42,6 +43,8 @@ class InvarianceOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.augmentations is not None:  # each augmentation once, in the order given
+            object.__setattr__(self, "augmentations", tuple(dict.fromkeys(self.augmentations)))
         for name in self.augmentations or ():
             if name not in AUGMENTATIONS:
                 raise InputError(
@@ -49,18 +52,6 @@ class InvarianceOptions:
                 )
         if self.views is not None and self.views < 2:
             raise InputError(f"--views {self.views} leaves no pair of views; use --views 2 or more")
-
-
-@dataclass
-class LayerCurve:
-    """One value per layer of one model: a line of the plot, with its 95% interval if any."""
-
-    model: str
-    group: str
-    layers: list[str]
-    values: np.ndarray
-    ci_low: np.ndarray | None = None
-    ci_high: np.ndarray | None = None
 
 
 @dataclass
@@ -74,6 +65,8 @@ class InvarianceResult:
 
 def view_pair_mean(values: np.ndarray, layers: int, views: int) -> np.ndarray:
     """Mean over view pairs i < j of ``values[..., i*L + l, j*L + l]``, per layer l."""
+    if views < 2:
+        raise ValueError("invariance needs at least 2 views")
     layer = np.arange(layers)
     pairs = [
         values[..., i * layers + layer, j * layers + layer]
@@ -89,9 +82,10 @@ def _passes(sides: list[Side], options: InvarianceOptions) -> list[tuple[str, in
         views = options.views or 2
         return [(name, views) for name in options.augmentations or (DEFAULT_AUGMENTATION,)]
     first = files[0].settings
-    if not first.view_size:
+    if not first.view_size or first.views < 2:
+        held = "no augmented views" if not first.view_size else "a single augmented view"
         raise InputError(
-            f"{files[0].path} holds no augmented views; extract it with --views 2 --augment simclr "
+            f"{files[0].path} holds {held}; extract it with --views 2 --augment simclr "
             "(or another augmentation), or give the MODEL spec instead"
         )
     if options.augmentations not in (None, (first.augment,)):
@@ -122,7 +116,10 @@ def measure_invariance(
         run_plan = replace(plan, augment=augmentation, views=views)
         stream = aligned_batches(sides, run_plan, device, views)
         accumulators = [
-            MinibatchCKA([f"{layer} (view {v})" for v in range(views) for layer in s.layers])
+            MinibatchCKA(
+                [f"{layer} (view {v})" for v in range(views) for layer in s.layers],
+                keep_batch_terms=options.bootstrap > 0,
+            )
             for s in sides
         ]
         for batch in stream.batches:

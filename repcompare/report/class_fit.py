@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from repcompare.analyses.class_fit import MEASURES
-from repcompare.report.curves import Line, plot_curves, relative_depth
+from repcompare.analyses.curve import LayerCurve
+from repcompare.report.curves import plot_curves, relative_depth
 from repcompare.report.tables import markdown_table, write_records
 
 UNIT = (0.0, 1.02)
@@ -57,7 +58,7 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
         curves = []
         for fit in result.fits:
             ci = fit.class_ci if measure == "class_cka" and fit.class_ci else (None, None)
-            curves.append(Line(fit.model, "", fit.layers, fit.measures[measure], *ci))
+            curves.append(LayerCurve(fit.model, "", fit.layers, fit.measures[measure], *ci))
         title = f"{ylabel}\n{s['n_examples']} images, {s['num_classes']} classes"
         pictures += plot_curves(curves, ylabel, title, out / f"class_fit_{measure}", ylim)
     records = class_fit_records(result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -12,23 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from repcompare.analyses.curve import LayerCurve
+
 MAX_NAMED_TICKS = 40
 LINE_STYLES = ("-", "--", ":", "-.")
-
-
-@dataclass
-class Line:
-    """One line of a plot: a value per layer, and its 95% interval when there is one.
-
-    Lines of one ``model`` share a colour; the ``variant`` (an augmentation) sets the dash.
-    """
-
-    model: str
-    variant: str
-    layers: list[str]
-    values: np.ndarray
-    ci_low: np.ndarray | None = None
-    ci_high: np.ndarray | None = None
 
 
 def relative_depth(layers: int) -> np.ndarray:
@@ -37,13 +23,14 @@ def relative_depth(layers: int) -> np.ndarray:
 
 
 def plot_curves(
-    curves: list[Line],
+    curves: list[LayerCurve],
     ylabel: str,
     title: str,
     stem: Path,
     ylim: tuple[float, float] | None = None,
 ) -> list[Path]:
-    """Draw ``curves``, one line each, with shaded intervals where given.
+    """Draw ``curves``, one line each (a colour per model, a dash per variant), with shaded
+    intervals where given; ``ylim`` is widened to show any value below it.
 
     The x axis is relative depth; when every curve has the same layers (one
     architecture), the ticks are the layer names. Undefined (NaN) values leave
@@ -77,7 +64,9 @@ def plot_curves(
     else:
         ax.set_xlabel("relative depth (first layer 0, last layer 1)")
     if ylim is not None:
-        ax.set_ylim(*ylim)
+        shown = [c.values for c in curves] + [c.ci_low for c in curves if c.ci_low is not None]
+        lowest = float(np.nanmin(np.concatenate(shown), initial=ylim[0]))
+        ax.set_ylim(min(ylim[0], lowest - 0.02), ylim[1])
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repcompare.report.curves import Line, plot_curves, relative_depth
+from repcompare.report.curves import plot_curves, relative_depth
 from repcompare.report.tables import markdown_table, write_records
 
 COLUMNS = {
@@ -16,6 +16,11 @@ COLUMNS = {
 }
 
 
+def columns(intervals: bool) -> dict[str, str]:
+    """The table columns, with the 95% interval when there is one."""
+    return COLUMNS | ({"ci_low": "95% low", "ci_high": "95% high"} if intervals else {})
+
+
 def invariance_records(result) -> list[dict]:
     """One record per (model, augmentation, layer), in depth order."""
     records = []
@@ -25,7 +30,7 @@ def invariance_records(result) -> list[dict]:
             records.append(
                 {
                     "model": curve.model,
-                    "augmentation": curve.group,
+                    "augmentation": curve.variant,
                     "layer": layer,
                     "depth": float(depths[i]),
                     "invariance": float(curve.values[i]),
@@ -46,7 +51,7 @@ def write_invariance_outputs(result, out: Path) -> list[Path]:
         f"minibatch estimator, {s['n_examples']} images"
     )
     pictures = plot_curves(
-        [Line(c.model, c.group, c.layers, c.values, c.ci_low, c.ci_high) for c in result.curves],
+        result.curves,
         "CKA between views",
         title,
         out / "invariance",
@@ -68,7 +73,7 @@ def write_invariance_outputs(result, out: Path) -> list[Path]:
         "",
         "![invariance](invariance.png)",
         "",
-        *markdown_table(records, COLUMNS),
+        *markdown_table(records, columns(s["bootstrap"] > 0)),
         "",
         "Input fingerprints (identical for every model of a run): "
         + ", ".join(f"{k} `{v[:16]}`" for k, v in result.fingerprints.items()),

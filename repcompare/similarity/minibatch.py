@@ -51,7 +51,9 @@ class MinibatchCKA:
     heatmap): each Gram matrix is then formed once per batch and ``update``
     takes only ``feats_a``. Extra targets such as one-hot labels or a second
     augmented view are simply more layers on a side. Tensors stay on the
-    device they arrive on.
+    device they arrive on. ``keep_batch_terms`` keeps each batch's HSIC_1
+    terms (L_A x L_B floats per batch) for ``resample``/``bootstrap``; without
+    it memory does not grow with the number of batches.
     """
 
     def __init__(
@@ -61,11 +63,13 @@ class MinibatchCKA:
         *,
         kernel: str = "linear",
         rbf_fraction: float = DEFAULT_RBF_FRACTION,
+        keep_batch_terms: bool = True,
     ):
         self.names_a = tuple(names_a)
         self.names_b = None if names_b is None else tuple(names_b)
         self.kernel = kernel
         self.rbf_fraction = rbf_fraction
+        self.keep_batch_terms = keep_batch_terms
         self.n_examples = 0
         self.n_batches = 0
         self._cross: torch.Tensor | None = None
@@ -122,9 +126,10 @@ class MinibatchCKA:
             self._cross = torch.zeros_like(cross)
             self._self_a, self._self_b = torch.zeros_like(self_a), torch.zeros_like(self_b)
             self._scale_a, self._scale_b = torch.zeros_like(scale_a), torch.zeros_like(scale_b)
-        self._per_batch.append(
-            (m, *(t.cpu().numpy() / (m * (m - 3)) for t in (cross, self_a, self_b)))
-        )
+        if self.keep_batch_terms:
+            self._per_batch.append(
+                (m, *(t.cpu().numpy() / (m * (m - 3)) for t in (cross, self_a, self_b)))
+            )
         self._cross += weight * cross
         self._self_a += weight * self_a
         self._self_b += weight * self_b
@@ -139,6 +144,8 @@ class MinibatchCKA:
         Each resample draws as many batches as were seen, with replacement, and
         recomputes the weighted minibatch CKA from their HSIC_1 terms.
         """
+        if not self.keep_batch_terms:
+            raise BatchShapeError("resampling needs an accumulator built with keep_batch_terms")
         if len(self._per_batch) < 2:
             raise BatchShapeError(
                 "a bootstrap interval needs at least 2 batches; use more samples or smaller batches"

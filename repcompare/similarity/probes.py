@@ -27,8 +27,8 @@ PROBE_ITERATIONS = 300
 def stratified_split(
     labels: np.ndarray, test_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, test): ``test_fraction`` of each class (rounded, at least one when the
-    class has two or more examples) drawn at random under ``seed``; both sorted."""
+    """Indices (train, test): ``test_fraction`` of each class (rounded, at least one and at most
+    all but one when the class has two or more examples) drawn under ``seed``; both sorted."""
     if not 0 < test_fraction < 1:
         raise BatchShapeError(f"the test fraction must lie between 0 and 1, not {test_fraction}")
     rng = np.random.default_rng(seed)
@@ -36,7 +36,8 @@ def stratified_split(
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
         if len(members) >= 2:
-            test.append(members[: max(1, round(test_fraction * len(members)))])
+            take = min(len(members) - 1, max(1, round(test_fraction * len(members))))
+            test.append(members[:take])
     test = np.sort(np.concatenate(test)) if test else np.array([], dtype=np.int64)
     train = np.setdiff1d(np.arange(len(labels)), test)
     if len(test) == 0 or len(np.unique(labels[train])) < 2:

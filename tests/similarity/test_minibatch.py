@@ -162,3 +162,13 @@ def test_bootstrap_needs_two_batches(rng):
     acc.update(layers(rng, 16, [3]), layers(rng, 16, [3]))
     with pytest.raises(BatchShapeError, match="at least 2 batches"):
         acc.bootstrap(100)
+
+
+def test_without_batch_terms_the_estimate_is_the_same_and_nothing_is_kept(rng):
+    feats_a, feats_b = layers(rng, 96, [5, 7]), layers(rng, 96, [4])
+    kept = run(MinibatchCKA(["a1", "a2"], ["b"]), feats_a, feats_b, 32)
+    lean = MinibatchCKA(["a1", "a2"], ["b"], keep_batch_terms=False)
+    np.testing.assert_array_equal(run(lean, feats_a, feats_b, 32).values, kept.values)
+    assert lean._per_batch == []
+    with pytest.raises(BatchShapeError, match="keep_batch_terms"):
+        lean.bootstrap(10)

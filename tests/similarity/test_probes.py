@@ -45,6 +45,9 @@ def test_split_is_stratified_disjoint_complete_and_seeded():
     assert np.array_equal(train, again) and not np.array_equal(train, other)
     with pytest.raises(BatchShapeError, match="between 0 and 1"):
         stratified_split(labels, 1.0, seed=0)
+    pairs = np.repeat(np.arange(3), 2)
+    train, test = stratified_split(pairs, 0.75, seed=0)  # round(1.5) = 2 would empty a class
+    assert sorted(pairs[train]) == sorted(pairs[test]) == [0, 1, 2]
 
 
 def test_knn_and_probe_exceed_95_percent_on_separable_clusters(rng):
