@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from repcompare.data.augment import augmentation, augmented_view
+from repcompare.data.batches import InputsDataset
 from repcompare.data.sources import ImageSource
 
 OBJECTIVES = {"supervised": ("flip", 1), "simclr": ("simclr", 2)}
@@ -33,25 +34,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = TEMPERATURE
     n = len(z1)
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return nn.functional.cross_entropy(logits, partner)
-
-
-class _TrainingViews(Dataset):
-    """Item i: ``(views, 3, H, W)`` augmented, normalised views of image i and its label."""
-
-    def __init__(self, source: ImageSource, pipeline, transform, views: int, seed: int):
-        self.source, self.pipeline, self.transform = source, pipeline, transform
-        self.views, self.seed = views, seed
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int):
-        image, label = self.source.load(index)
-        views = [
-            self.transform(augmented_view(image, self.pipeline, self.seed, index, v))
-            for v in range(self.views)
-        ]
-        return torch.stack(views), label
 
 
 def projector(width: int) -> nn.Module:
@@ -88,11 +70,12 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     losses = []
     for epoch in range(epochs):
-        dataset = _TrainingViews(source, augmentation(preset, size), transform, views, seed + epoch)
+        everything = np.arange(len(source))
+        dataset = InputsDataset(source, everything, [transform], preset, views, size, seed + epoch)
         loader = DataLoader(dataset, batch_size, shuffle=True, drop_last=True, generator=generator)
         total, batches = 0.0, 0
-        for inputs, labels in loader:
-            inputs, labels = inputs.to(device), labels.to(device)
+        for batch in loader:
+            inputs, labels = batch["inputs"][0].to(device), batch["label"].to(device)
             if objective == "supervised":
                 loss = nn.functional.cross_entropy(model(inputs[:, 0]), labels)
             else:

@@ -5,12 +5,12 @@ import json
 import h5py
 import numpy as np
 import pytest
-import timm
 import torch
 import torchvision
 
 from repcompare.cli import main
 from repcompare.store.layout import activation_path
+from tests.checkpoints import seeded_timm_resnet18
 from tests.similarity import numpy_reference as ref
 
 LAYERS = "layer2.1,layer3.1,layer4.1"
@@ -28,13 +28,11 @@ def extract(spec: str, out, *extra: str) -> None:
 def setup(tmp_path_factory):
     """Two seeded checkpoints and their float32 activation files (batch 16, 40 samples)."""
     root = tmp_path_factory.mktemp("cka")
-    torch.manual_seed(0)
-    spec_a = root / "a.pth"
-    torch.save(timm.create_model("resnet18").state_dict(), spec_a)
+    spec_a = seeded_timm_resnet18(root / "a.pth")
     torch.manual_seed(1)
     spec_b = root / "b.pth"
     torch.save(torchvision.models.resnet18().state_dict(), spec_b)
-    specs = {"a": f"timm:resnet18@{spec_a}", "b": f"torchvision:resnet18@{spec_b}"}
+    specs = {"a": spec_a, "b": f"torchvision:resnet18@{spec_b}"}
     files = {}
     for key, spec in specs.items():
         files[key] = root / f"{key}.h5"

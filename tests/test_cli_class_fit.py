@@ -5,13 +5,12 @@ import json
 
 import numpy as np
 import pytest
-import timm
-import torch
 from PIL import Image
 
 from repcompare.analyses.class_fit import MEASURES
 from repcompare.cli import main
 from repcompare.report.class_fit import PLOTS
+from tests.checkpoints import seeded_timm_resnet18
 
 DATA = ["--data", "builtin:60:32", "--image-size", "32", "--workers", "0", "--batch-size", "20"]
 LAYERS = ["--layers", "layer2,layer3,layer4"]
@@ -28,9 +27,7 @@ def measures(out, model: str) -> dict[str, np.ndarray]:
 def checkpoint(tmp_path_factory):
     """A seeded ResNet-18 checkpoint and a float32 activation file of its flattened layers."""
     root = tmp_path_factory.mktemp("class_fit")
-    torch.manual_seed(0)
-    torch.save(timm.create_model("resnet18").state_dict(), root / "a.pth")
-    spec = f"timm:resnet18@{root / 'a.pth'}"
+    spec = seeded_timm_resnet18(root / "a.pth")
     file = root / "a.h5"
     assert main(["extract", spec, "--out", str(file), *DATA, *LAYERS, "--dtype", "float32"]) == 0
     return spec, file

@@ -5,10 +5,9 @@ import json
 
 import numpy as np
 import pytest
-import timm
-import torch
 
 from repcompare.cli import main
+from tests.checkpoints import seeded_timm_resnet18
 
 DATA = ["--data", "builtin:40:32", "--image-size", "32", "--workers", "0", "--batch-size", "20"]
 LAYERS = ["--layers", "layer1,layer2,layer3"]
@@ -29,9 +28,7 @@ def curve(document, model: str, augmentation: str) -> np.ndarray:
 def checkpoint(tmp_path_factory):
     """A seeded ResNet-18 checkpoint and an activation file of it with two flipped views."""
     root = tmp_path_factory.mktemp("invariance")
-    torch.manual_seed(0)
-    torch.save(timm.create_model("resnet18").state_dict(), root / "a.pth")
-    spec = f"timm:resnet18@{root / 'a.pth'}"
+    spec = seeded_timm_resnet18(root / "a.pth")
     file = root / "a.h5"
     extract = ["extract", spec, "--out", str(file), *DATA, *LAYERS, "--dtype", "float32"]
     assert main([*extract, "--views", "2", "--augment", "flip", "--reduce", "avgpool"]) == 0

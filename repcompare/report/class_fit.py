@@ -62,13 +62,7 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
         title = f"{ylabel}\n{s['n_examples']} images, {s['num_classes']} classes"
         pictures += plot_curves(curves, ylabel, title, out / f"class_fit_{measure}", ylim)
     records = class_fit_records(result)
-    context = {
-        "input_fingerprint": result.fingerprint,
-        "settings": s,
-        "provenance": result.provenance,
-        "seconds": result.seconds,
-    }
-    tables = write_records(records, out / "class_fit", context)
+    tables = write_records(records, out / "class_fit", result, input_fingerprint=result.fingerprint)
     text = [
         "# Class structure per layer",
         "",

@@ -57,13 +57,9 @@ def write_invariance_outputs(result, out: Path) -> list[Path]:
         out / "invariance",
         (0, 1.02),
     )
-    context = {
-        "input_fingerprints": result.fingerprints,
-        "settings": s,
-        "provenance": result.provenance,
-        "seconds": result.seconds,
-    }
-    tables = write_records(records, out / "invariance", context)
+    tables = write_records(
+        records, out / "invariance", result, input_fingerprints=result.fingerprints
+    )
     text = [
         "# Augmentation invariance per layer",
         "",

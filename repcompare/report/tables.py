@@ -139,12 +139,18 @@ def write_records_csv(records: list[dict], path: Path) -> None:
         writer.writerows({k: _text(v) for k, v in r.items()} for r in records)
 
 
-def write_records(records: list[dict], stem: Path, context: dict) -> list[Path]:
-    """``stem.csv`` (one row per record) and ``stem.json`` (the records, NaN as null, and
-    ``context``: settings, provenance, fingerprints)."""
+def write_records(records: list[dict], stem: Path, result, **context) -> list[Path]:
+    """``stem.csv`` (one row per record) and ``stem.json``: the records (NaN as null),
+    ``context`` (fingerprints), and the result's settings, provenance and seconds."""
     write_records_csv(records, stem.with_suffix(".csv"))
     rows = [{k: _number(v) if isinstance(v, float) else v for k, v in r.items()} for r in records]
-    document = {"records": rows, **context}
+    document = {
+        "records": rows,
+        **context,
+        "settings": result.settings,
+        "provenance": result.provenance,
+        "seconds": result.seconds,
+    }
     stem.with_suffix(".json").write_text(json.dumps(document, indent=2, default=str))
     return [stem.with_suffix(".csv"), stem.with_suffix(".json")]
 
