@@ -88,9 +88,13 @@ def test_file_on_the_fly_and_mixed_inputs_match_the_float64_reference(setup, tmp
 
 def test_self_comparison_is_symmetric_with_unit_diagonal_and_swap_transposes(setup, tmp_path):
     _specs, files = setup
-    assert main(["cka", str(files["a"]), str(files["a"]), "--out", str(tmp_path / "aa")]) == 0
-    self_cka = np.array(load(tmp_path / "aa")["cka"])
+    args = ["cka", str(files["a"]), str(files["a"]), "--out", str(tmp_path / "aa")]
+    assert main([*args, "--bootstrap", "50"]) == 0
+    document = load(tmp_path / "aa")
+    self_cka = np.array(document["cka"])
     np.testing.assert_allclose(np.diag(self_cka), 1.0, atol=1e-9)
+    for key in ("cka", "ci_low", "ci_high"):  # rounding never written as a value above 1
+        assert np.max(document[key]) <= 1.0, key
     np.testing.assert_allclose(self_cka, self_cka.T, atol=1e-9)
     assert main(["cka", str(files["a"]), str(files["b"]), "--out", str(tmp_path / "ab")]) == 0
     assert main(["cka", str(files["b"]), str(files["a"]), "--out", str(tmp_path / "ba")]) == 0

@@ -19,6 +19,7 @@ from repcompare.similarity.checks import (
 )
 from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, gram
 from repcompare.similarity.hsic import hsic_biased, hsic_unbiased
+from repcompare.similarity.result import clip_rounding
 
 
 class DegenerateRepresentationError(InputError):
@@ -26,7 +27,7 @@ class DegenerateRepresentationError(InputError):
 
 
 def cka_from_grams(gram_x: torch.Tensor, gram_y: torch.Tensor, *, debiased: bool = False):
-    """CKA of two n x n Gram matrices, in float64 (a 0-dim tensor)."""
+    """CKA of two n x n Gram matrices, in float64 (a 0-dim tensor), rounding clipped to +-1."""
     hsic = hsic_unbiased if debiased else hsic_biased
     self_x, self_y = hsic(gram_x, gram_x), hsic(gram_y, gram_y)
     for side, self_term, g in (("X", self_x, gram_x), ("Y", self_y, gram_y)):
@@ -38,7 +39,9 @@ def cka_from_grams(gram_x: torch.Tensor, gram_y: torch.Tensor, *, debiased: bool
                 f"representation {side} is constant over the examples, so its CKA is "
                 "undefined; check that the layer is not dead for these inputs"
             )
-    return hsic(gram_x, gram_y) / torch.sqrt(self_x * self_y)
+    value = hsic(gram_x, gram_y) / torch.sqrt(self_x * self_y)
+    clip_rounding(value.detach().cpu().numpy())  # raises on an excess beyond rounding
+    return value.clamp(-1.0, 1.0)
 
 
 def cka(

@@ -34,7 +34,7 @@ from repcompare.similarity.checks import (
 )
 from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, gram
 from repcompare.similarity.hsic import u_centre
-from repcompare.similarity.result import SimilarityMatrix, normalise
+from repcompare.similarity.result import SimilarityMatrix, clip_rounding, normalise
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +157,10 @@ class MinibatchCKA:
         )
         draw = counts * weights
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.einsum("rb,bij->rij", draw, cross) / np.sqrt(
+            values = np.einsum("rb,bij->rij", draw, cross) / np.sqrt(
                 (draw @ self_a)[:, :, None] * (draw @ self_b)[:, None, :]
             )
+        return clip_rounding(values, self.names_a, self.names_b or self.names_a)
 
     def bootstrap(
         self, resamples: int, seed: int = 0, level: float = 0.95
