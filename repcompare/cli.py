@@ -58,6 +58,8 @@ def open_model(
     image_size: int | None,
     tracer: str = "auto",
     quiet: bool = False,
+    *,
+    init_seed: int = 0,
 ):
     """Parse, build and trace a model, telling the user what was loaded and how."""
     from repcompare.capture.graph import discover
@@ -66,7 +68,12 @@ def open_model(
 
     if tracer not in ("auto", "fx", "hooks"):
         raise InputError(f"unknown tracer {tracer!r}; use auto, fx or hooks")
-    loaded = load_model(parse_spec(spec_text), pretrained=pretrained, allow_missing=allow_missing)
+    loaded = load_model(
+        parse_spec(spec_text),
+        pretrained=pretrained,
+        allow_missing=allow_missing,
+        init_seed=init_seed,
+    )
     graph = discover(loaded.module, image_size_of(loaded, image_size), tracer)
     if not quiet:
         for line in [*loaded.notes, *(loaded.load_report.lines() if loaded.load_report else [])]:
@@ -97,6 +104,12 @@ ReduceOpt = Annotated[
 PretrainedOpt = Annotated[
     bool, typer.Option("--pretrained", help="Use the library's published weights (online).")
 ]
+InitSeedOpt = Annotated[
+    int,
+    typer.Option(
+        "--init-seed", help="Seed of the random initialisation (models built without weights)."
+    ),
+]
 AllowMissingOpt = Annotated[
     bool,
     typer.Option("--allow-missing", help="Load a checkpoint that lacks some backbone weights."),
@@ -113,6 +126,7 @@ def layers(
     layer_selection: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
     pretrained: PretrainedOpt = False,
+    init_seed: InitSeedOpt = 0,
     allow_missing: AllowMissingOpt = False,
     image_size: ImageSizeOpt = None,
     tracer: TracerOpt = "auto",
@@ -123,7 +137,9 @@ def layers(
     from repcompare.capture.select import select_layers
     from repcompare.report.terminal import layers_table, stdout_console
 
-    loaded, graph = open_model(model, pretrained, allow_missing, image_size, tracer, quiet=as_json)
+    loaded, graph = open_model(
+        model, pretrained, allow_missing, image_size, tracer, quiet=as_json, init_seed=init_seed
+    )
     names = select_layers(graph, layer_selection or ["all"])
     rows = layer_rows(graph, names, reduce)
     if as_json:
@@ -255,6 +271,7 @@ def extract(
     interpolation: InterpolationOpt = None,
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
+    init_seed: InitSeedOpt = 0,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
     force: Annotated[
@@ -273,7 +290,9 @@ def extract(
 
     plan = input_plan(ctx.params, batch_size, views, augment)
     target_device = resolve_device(device)
-    loaded, graph = open_model(model, pretrained, allow_missing, image_size, tracer)
+    loaded, graph = open_model(
+        model, pretrained, allow_missing, image_size, tracer, init_seed=init_seed
+    )
     target = CaptureTarget(
         loaded, graph, select_layers(graph, layer_selection or ["blocks"]), reduce
     )
@@ -316,7 +335,12 @@ def build_side(text: str, selection: list[str] | None, params: dict):
         roles = json.loads(file.attrs.get("layer_roles", "{}"))
         return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
     loaded, graph = open_model(
-        text, params["pretrained"], params["allow_missing"], params["image_size"], params["tracer"]
+        text,
+        params["pretrained"],
+        params["allow_missing"],
+        params["image_size"],
+        params["tracer"],
+        init_seed=params.get("init_seed", 0),
     )
     layers_chosen = select_layers(graph, selection or ["blocks"])
     target = CaptureTarget(loaded, graph, layers_chosen, params["reduce"])
@@ -447,6 +471,7 @@ def cka(
     interpolation: InterpolationOpt = None,
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
+    init_seed: InitSeedOpt = 0,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
 ) -> None:
@@ -524,6 +549,7 @@ def invariance(
     interpolation: InterpolationOpt = None,
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
+    init_seed: InitSeedOpt = 0,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
 ) -> None:
@@ -586,6 +612,7 @@ def class_fit(
     interpolation: InterpolationOpt = None,
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
+    init_seed: InitSeedOpt = 0,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
 ) -> None:

@@ -58,6 +58,7 @@ def _settings(target: CaptureTarget, plan: InputPlan, prepared, dtype: str, comp
         batch_size=plan.batch_size,
         dtype=dtype,
         compression=compression,
+        init_seed=loaded.init_seed,
     )
 
 

@@ -15,6 +15,7 @@ from repcompare.capture.checkpoint import (
 from repcompare.capture.spec import ModelSpec
 from repcompare.errors import InputError
 
+DEFAULT_INIT_SEED = 0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -41,6 +42,7 @@ class LoadedModel:
     pretrained: bool = False
     load_report: LoadReport | None = None
     checkpoint_sha256: str | None = None
+    init_seed: int | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -50,6 +52,13 @@ def _no_weights(spec: ModelSpec, error: Exception) -> InputError:
         f"{str(error).splitlines()[0] if str(error) else 'no detail'}); connect to the "
         f"internet, or give a local checkpoint as {spec}@PATH"
     )
+
+
+def _classifier_roots(pretrained_cfg: dict) -> list[str]:
+    """First key components of a timm model's classifier(s): one name, or a tuple of them
+    (distilled DeiT's ``head`` and ``head_dist``)."""
+    names = pretrained_cfg.get("classifier") or ()
+    return [n.split(".", 1)[0] for n in ((names,) if isinstance(names, str) else names)]
 
 
 def _build_timm(spec: ModelSpec, pretrained: bool):
@@ -69,8 +78,7 @@ def _build_timm(spec: ModelSpec, pretrained: bool):
         mean=tuple(float(v) for v in config["mean"]),
         std=tuple(float(v) for v in config["std"]),
     )
-    head = model.pretrained_cfg.get("classifier") or ""
-    heads = tuple(dict.fromkeys((*HEAD_PREFIXES, head.split(".", 1)[0]))) if head else HEAD_PREFIXES
+    heads = tuple(dict.fromkeys((*HEAD_PREFIXES, *_classifier_roots(model.pretrained_cfg))))
     return model, data, int(getattr(model, "num_prefix_tokens", 0)), heads
 
 
@@ -97,11 +105,22 @@ def _build_torchvision(spec: ModelSpec, pretrained: bool):
     return model, data, prefix_tokens, HEAD_PREFIXES
 
 
-def load_model(spec: ModelSpec, *, pretrained: bool = False, allow_missing: bool = False):
+def load_model(
+    spec: ModelSpec,
+    *,
+    pretrained: bool = False,
+    allow_missing: bool = False,
+    init_seed: int = DEFAULT_INIT_SEED,
+) -> LoadedModel:
     """Build ``spec``'s architecture in eval mode with the requested weights.
 
     Weights come from the checkpoint in the spec, else from the library's
     published weights when ``pretrained``, else they are the random init.
+    The architecture is always built under ``torch.manual_seed(init_seed)``
+    inside ``torch.random.fork_rng``, so the random init (and any head a
+    checkpoint lacks) is the same in every process and the caller's global
+    RNG state is untouched. ``LoadedModel.init_seed`` is the seed when the
+    weights are the random init, else None.
     """
     if pretrained and spec.checkpoint is not None:
         raise InputError(
@@ -109,7 +128,9 @@ def load_model(spec: ModelSpec, *, pretrained: bool = False, allow_missing: bool
             "give one or the other"
         )
     build = _build_timm if spec.library == "timm" else _build_torchvision
-    module, data, prefix_tokens, heads = build(spec, pretrained)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        module, data, prefix_tokens, heads = build(spec, pretrained)
     loaded = LoadedModel(spec, module.eval(), data, prefix_tokens, pretrained)
     if spec.chosen_from_bare_name:
         loaded.notes.append(f"'{spec.name}' resolved to {spec.library}:{spec.name}")
@@ -119,5 +140,8 @@ def load_model(spec: ModelSpec, *, pretrained: bool = False, allow_missing: bool
         )
         loaded.checkpoint_sha256 = sha256(spec.checkpoint)
     elif not pretrained:
-        loaded.notes.append(f"{spec} has random weights (no checkpoint, no --pretrained)")
+        loaded.init_seed = init_seed
+        loaded.notes.append(
+            f"{spec} has random weights (init seed {init_seed}; no checkpoint, no --pretrained)"
+        )
     return loaded

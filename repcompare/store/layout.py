@@ -52,6 +52,7 @@ class Settings:
     batch_size: int
     dtype: str
     compression: str
+    init_seed: int | None = None  # the random-init seed; None for checkpoint or published weights
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -1,9 +1,12 @@
+import subprocess
+import sys
 import urllib.error
 
 import pytest
+import timm
 import torch
 
-from repcompare.capture.models import load_model
+from repcompare.capture.models import DEFAULT_INIT_SEED, load_model
 from repcompare.capture.spec import parse_spec
 from repcompare.errors import InputError
 
@@ -51,3 +54,49 @@ def test_checkpoint_and_pretrained_together_are_refused(tmp_path):
     torch.save({}, path)
     with pytest.raises(InputError, match="give one or the other"):
         load_model(parse_spec(f"timm:resnet18@{path}"), pretrained=True)
+
+
+WEIGHTS_DIGEST = """
+import hashlib, sys
+from repcompare.capture.models import load_model
+from repcompare.capture.spec import parse_spec
+loaded = load_model(parse_spec("timm:resnet18"), init_seed=int(sys.argv[1]))
+digest = hashlib.sha256()
+for value in loaded.module.state_dict().values():
+    digest.update(value.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def weights_digest(seed: int) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", WEIGHTS_DIGEST, str(seed)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_random_init_is_the_same_in_two_processes_and_differs_by_seed():
+    first, second, other = weights_digest(0), weights_digest(0), weights_digest(1)
+    assert first == second
+    assert other != first
+
+
+def test_random_init_equals_timm_under_the_seed_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    state_before = torch.random.get_rng_state()
+    loaded = load_model(parse_spec("timm:resnet18"), init_seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state_before)
+    assert loaded.init_seed == 3
+    assert any("init seed 3" in note for note in loaded.notes)
+    torch.manual_seed(3)
+    reference = timm.create_model("resnet18").state_dict()
+    for key, value in loaded.module.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    assert load_model(parse_spec("timm:resnet18")).init_seed == DEFAULT_INIT_SEED == 0
+
+
+def test_init_seed_is_none_when_weights_come_from_a_checkpoint(tmp_path):
+    path = tmp_path / "r18.pth"
+    torch.save(load_model(parse_spec("timm:resnet18"), init_seed=4).module.state_dict(), path)
+    assert load_model(parse_spec(f"timm:resnet18@{path}")).init_seed is None
