@@ -138,7 +138,7 @@ def extract(
                 speed=0.0,
                 megabytes=0.0,
             )
-            first = rows_before // settings.batch_size
+            first = layout.first_batch(rows_before)
             for streamed in stream_activations([target], plan, prepared, device, first):
                 views = [
                     [

@@ -20,6 +20,7 @@ import torch
 
 from repcompare.activations import InputPlan, prepare_inputs, stream_activations
 from repcompare.analyses.sides import Side, check_files_aligned, plan_from_file
+from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
 from repcompare.store.layout import data_fingerprint
 from repcompare.store.reader import ActivationFile
@@ -115,9 +116,9 @@ def aligned_batches(
         n = first.settings.num_samples
 
         def from_files() -> Iterator[AlignedBatch]:
-            for start in range(0, n, size):
+            for start, stop in batch_bounds(n, size):
                 feats = [_to(device, next(reader)) for reader in readers]
-                yield AlignedBatch(first.labels[start : start + size], feats)
+                yield AlignedBatch(first.labels[start:stop], feats)
 
         return AlignedStream(from_files(), size, n, _file_classes(first), _recorded(first, views))
     if files:

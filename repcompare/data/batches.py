@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 from repcompare.data.augment import augmentation, augmented_view
 from repcompare.data.sources import ImageSource
 
+MIN_BATCH = 4  # the fewest rows a batch may hold: the minibatch CKA estimator needs 4
+
 
 def image_digest(image) -> torch.Tensor:
     """SHA-256 of an RGB image's size and pixels, as 32 uint8."""
@@ -68,12 +70,28 @@ class InputsDataset(Dataset):
         }
 
 
+def batch_bounds(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` rows of each batch: consecutive ``batch_size`` rows, except that
+    a last batch of fewer than ``MIN_BATCH`` rows is merged into the one before it.
+
+    The one batch plan of the package: the loader, the file layout, the writer's row
+    offsets, the reader and resuming all use it, so batch ``b`` is the same rows everywhere.
+    """
+    starts = list(range(0, num_samples, batch_size))
+    if len(starts) > 1 and num_samples - starts[-1] < MIN_BATCH:
+        starts.pop()
+    stops = [*starts[1:], num_samples] if starts else []
+    return list(zip(starts, stops, strict=True))
+
+
 def make_loader(dataset: InputsDataset, batch_size: int, workers: int) -> DataLoader:
-    """Batches in the dataset's order (no shuffling), loaded by ``workers`` processes."""
+    """The dataset's ``batch_bounds`` batches in order (no shuffling), loaded by ``workers``
+    processes. A dataset starting at a batch boundary (a resume) gets the same later batches
+    as the whole one, since only the last batch is ever merged."""
+    bounds = batch_bounds(len(dataset), batch_size)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=False,
+        batch_sampler=[range(start, stop) for start, stop in bounds],
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,

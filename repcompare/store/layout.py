@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from repcompare.data.batches import batch_bounds
+
 FORMAT_NAME = "repcompare-activations"
 FORMAT_VERSION = 1
 DIGEST_BYTES = 32
@@ -78,5 +80,14 @@ class Layout:
     layer_shapes: dict[str, list[int]] = field(default_factory=dict)
 
     @property
+    def bounds(self) -> list[tuple[int, int]]:
+        """The ``(start, stop)`` rows of each batch (see ``batch_bounds``)."""
+        return batch_bounds(self.settings.num_samples, self.settings.batch_size)
+
+    @property
     def num_batches(self) -> int:
-        return -(-self.settings.num_samples // self.settings.batch_size)
+        return len(self.bounds)
+
+    def first_batch(self, rows_done: int) -> int:
+        """The batch a run resumes at when rows ``0..rows_done-1`` are done."""
+        return [start for start, _ in self.bounds].index(rows_done)

@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
 from repcompare.store.layout import FORMAT_NAME, Settings, activation_path
 
@@ -35,10 +36,11 @@ class ActivationFile:
     def batches(
         self, view: int, layers: list[str], size: int | None = None
     ) -> Iterator[list[np.ndarray]]:
-        """Consecutive batches of ``size`` rows (default: the file's batch size, chunk-aligned)."""
-        size, n = size or self.settings.batch_size, self.settings.num_samples
-        for start in range(0, n, size):
-            yield [self.read(view, layer, start, min(start + size, n)) for layer in layers]
+        """The ``batch_bounds`` batches of ``size`` rows (default: the file's batch size, so
+        chunk-aligned), a short last batch merged into the one before."""
+        size = size or self.settings.batch_size
+        for start, stop in batch_bounds(self.settings.num_samples, size):
+            yield [self.read(view, layer, start, stop) for layer in layers]
 
     def close(self) -> None:
         self.handle.close()

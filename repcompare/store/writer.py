@@ -166,8 +166,7 @@ class ActivationWriter:
 
     def _write(self, batch: Batch) -> None:
         s, f = self.layout.settings, self._file
-        start = batch.number * s.batch_size
-        stop = start + len(batch.labels)
+        start, stop = self.layout.bounds[batch.number]
         for view, layers in enumerate(batch.activations):
             for layer, tensor in zip(s.layers, layers, strict=True):
                 values = tensor.cpu().numpy()

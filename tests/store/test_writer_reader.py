@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
 from repcompare.store.layout import Layout, Settings, activation_path
 from repcompare.store.reader import open_activations
@@ -37,8 +38,8 @@ def layout(s: Settings) -> Layout:
 
 def batches(s: Settings):
     gen = torch.Generator().manual_seed(0)
-    for number, start in enumerate(range(0, s.num_samples, s.batch_size)):
-        rows = min(s.batch_size, s.num_samples - start)
+    for number, (start, stop) in enumerate(batch_bounds(s.num_samples, s.batch_size)):
+        rows = stop - start
         acts = [[torch.randn(rows, w, generator=gen) for w in (3, 5)] for _ in range(s.views)]
         yield Batch(
             number,
@@ -50,7 +51,7 @@ def batches(s: Settings):
 
 
 def write(path, s: Settings, stop_after: int | None = None) -> list[Batch]:
-    first = prepare(path, layout(s), {"model_spec": s.model}, force=False) // s.batch_size
+    first = layout(s).first_batch(prepare(path, layout(s), {"model_spec": s.model}, force=False))
     written = list(batches(s))
     writer = ActivationWriter(path, layout(s))
     for batch in written[first:stop_after]:
@@ -78,8 +79,8 @@ def test_incomplete_file_is_refused_and_resumes_to_the_same_content(tmp_path):
     s = settings()
     write(tmp_path / "whole.h5", s)
     partial = tmp_path / "partial.h5"
-    write(partial, s, stop_after=2)
-    with pytest.raises(InputError, match=r"incomplete \(8 of 10 samples\); rerun the same"):
+    write(partial, s, stop_after=1)
+    with pytest.raises(InputError, match=r"incomplete \(4 of 10 samples\); rerun the same"):
         open_activations(partial)
     write(partial, s)
     with h5py.File(tmp_path / "whole.h5") as a, h5py.File(partial) as b:
