@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,6 +37,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
+
+
+def _raise_terminated(_signum, _frame) -> None:
+    raise Terminated
+
+
+@contextmanager
+def interrupt_says(message: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside: print ``interrupted; <message>`` and exit 130 or 143."""
+    try:
+        yield
+    except KeyboardInterrupt as signal_raised:
+        stderr.print(f"interrupted; {message}")
+        name = "SIGTERM" if isinstance(signal_raised, Terminated) else "SIGINT"
+        raise typer.Exit(SIGNAL_EXIT_CODES[name]) from None
 
 
 @app.callback()
@@ -296,7 +320,7 @@ def extract(
     target = CaptureTarget(
         loaded, graph, select_layers(graph, layer_selection or ["blocks"]), reduce
     )
-    try:
+    with interrupt_says(f"rerun the same command to resume {out}"):
         result = run_extract(
             target,
             plan,
@@ -307,9 +331,6 @@ def extract(
             force=force,
             console=stderr,
         )
-    except KeyboardInterrupt:
-        stderr.print(f"interrupted; rerun the same command to resume {out}")
-        raise typer.Exit(130) from None
     if result.images == 0:
         stderr.print(
             f"{out} is already complete with these settings; nothing to do (--force recomputes it)"
@@ -483,10 +504,12 @@ def cka(
     """
     from repcompare.activations import resolve_device
     from repcompare.analyses.cka import CKAOptions, compare
-    from repcompare.report.cka import write_cka_outputs
+    from repcompare.report.cka import OWNED_FILES, write_cka_outputs
+    from repcompare.report.outdir import check_out_dir, staged_outputs
     from repcompare.report.tables import best_matches
     from repcompare.report.terminal import cka_table, stdout_console
 
+    check_out_dir(out)
     side_a = build_side(model_a, layers_a, ctx.params)
     same_source = model_a == model_b
     symmetric = same_source and (not layers_b or layers_b == layers_a)
@@ -502,13 +525,15 @@ def cka(
     options = CKAOptions(
         kernel=kernel, rbf_fraction=rbf_sigma, estimator=estimator, bootstrap=bootstrap, seed=seed
     )
-    result = with_progress(
-        "cka",
-        lambda progress: compare(
-            side_a, side_b, options, plan, resolve_device(device), symmetric, progress
-        ),
-    )
-    written = write_cka_outputs(result, out, side_a.roles, side_b.roles)
+    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
+        result = with_progress(
+            "cka",
+            lambda progress: compare(
+                side_a, side_b, options, plan, resolve_device(device), symmetric, progress
+            ),
+        )
+        with staged_outputs(out, OWNED_FILES) as staging:
+            written = write_cka_outputs(result, staging, side_a.roles, side_b.roles)
     stdout_console().print(cka_table(result, best_matches(result)))
     warn_constant(result.side_a, result.matrix.degenerate_a)
     warn_constant(result.side_b, result.matrix.degenerate_b)
@@ -560,19 +585,30 @@ def invariance(
     """
     from repcompare.activations import resolve_device
     from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
-    from repcompare.report.invariance import columns, invariance_records, write_invariance_outputs
+    from repcompare.report.invariance import (
+        OWNED_FILES,
+        columns,
+        invariance_records,
+        write_invariance_outputs,
+    )
+    from repcompare.report.outdir import check_out_dir, staged_outputs
     from repcompare.report.terminal import records_table, stdout_console
 
+    check_out_dir(out)
     options = InvarianceOptions(
         tuple(augment) if augment else None, views, bootstrap=bootstrap, seed=seed
     )
     sides = build_sides(models, layer_selection, ctx.params)
     plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
-    result = with_progress(
-        "invariance",
-        lambda progress: measure_invariance(sides, options, plan, resolve_device(device), progress),
-    )
-    written = write_invariance_outputs(result, out)
+    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
+        result = with_progress(
+            "invariance",
+            lambda progress: measure_invariance(
+                sides, options, plan, resolve_device(device), progress
+            ),
+        )
+        with staged_outputs(out, OWNED_FILES) as staging:
+            written = write_invariance_outputs(result, staging)
     s = result.settings
     caption = "; ".join(f"{k} inputs {v[:16]}" for k, v in result.fingerprints.items())
     title = f"Invariance: CKA between {s['views']} augmented views, {s['n_examples']} images"
@@ -623,17 +659,28 @@ def class_fit(
     """
     from repcompare.activations import resolve_device
     from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
-    from repcompare.report.class_fit import COLUMNS, class_fit_records, write_class_fit_outputs
+    from repcompare.report.class_fit import (
+        COLUMNS,
+        OWNED_FILES,
+        class_fit_records,
+        write_class_fit_outputs,
+    )
+    from repcompare.report.outdir import check_out_dir, staged_outputs
     from repcompare.report.terminal import records_table, stdout_console
 
+    check_out_dir(out)
     options = ClassFitOptions(knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=seed)
     sides = build_sides(models, layer_selection, ctx.params)
     plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
-    result = with_progress(
-        "class-fit",
-        lambda progress: measure_class_fit(sides, options, plan, resolve_device(device), progress),
-    )
-    written = write_class_fit_outputs(result, out)
+    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
+        result = with_progress(
+            "class-fit",
+            lambda progress: measure_class_fit(
+                sides, options, plan, resolve_device(device), progress
+            ),
+        )
+        with staged_outputs(out, OWNED_FILES) as staging:
+            written = write_class_fit_outputs(result, staging)
     s = result.settings
     title = (
         f"Class fit: {s['n_examples']} images, {s['num_classes']} classes "
@@ -693,34 +740,61 @@ def demo(
     )
 
 
+def _signal_behind(error: BaseException) -> str | None:
+    """``SIGINT``/``SIGTERM`` when ``error`` was raised while handling an interrupt.
+
+    An interrupt that lands inside a library import or a C extension can come out
+    as another exception (a RuntimeError from an import hook); it is still an interrupt.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return "SIGTERM" if isinstance(seen, Terminated) else "SIGINT"
+        seen = seen.__context__
+    return None
+
+
+def _failure_code(error: BaseException, debug: bool) -> int:
+    """Print one sentence for ``error`` (and its traceback under ``--debug``); its exit code."""
+    if debug:
+        traceback.print_exception(error)
+    signal_name = _signal_behind(error)
+    if signal_name is not None:
+        stderr.print("interrupted; nothing was marked complete, rerun the command")
+        return SIGNAL_EXIT_CODES[signal_name]
+    if isinstance(error, RepcompareError):
+        stderr.print(f"[bold red]error:[/] {error}")
+        return error.exit_code
+    stderr.print(
+        f"[bold red]error:[/] unexpected {type(error).__name__}: {error}. "
+        "Rerun with --debug for the traceback and report it if it persists."
+    )
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code (0 ok, 1 failure, 2 bad input).
 
-    ``--debug`` may stand anywhere on the command line; without it, errors are
-    one sentence on stderr and no traceback.
+    ``--debug`` may stand anywhere on the command line and only adds the
+    traceback; without it, errors are one sentence on stderr. SIGTERM is
+    handled like Ctrl-C (clean-up runs, nothing is marked complete), exit 143.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
         args = ["--debug", *(a for a in args if a != "--debug")]
     command = typer.main.get_command(app)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         command.main(args=args, prog_name="repcompare", standalone_mode=True)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 0
-    except RepcompareError as error:
-        if debug:
-            raise
-        stderr.print(f"[bold red]error:[/] {error}")
-        return error.exit_code
     except Exception as error:
-        if debug:
-            raise
-        stderr.print(
-            f"[bold red]error:[/] unexpected {type(error).__name__}: {error}. "
-            "Rerun with --debug for the traceback and report it if it persists."
-        )
-        return 1
+        return _failure_code(error, debug)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

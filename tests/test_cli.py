@@ -1,8 +1,6 @@
 import subprocess
 import sys
 
-import pytest
-
 from repcompare.cli import main
 from repcompare.errors import InputError
 
@@ -48,5 +46,15 @@ def test_unexpected_failure_exits_1_and_debug_shows_the_traceback(capsys, monkey
     monkeypatch.setattr("repcompare.cli.open_model", crash)
     assert main(["layers", "resnet18"]) == 1
     assert "Rerun with --debug" in capsys.readouterr().err
-    with pytest.raises(KeyError):
-        main(["layers", "resnet18", "--debug"])
+    assert main(["layers", "resnet18", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_debug_adds_the_traceback_and_keeps_exit_code_2(capsys, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise InputError("file 'x.h5' is incomplete; rerun extract to finish it")
+
+    monkeypatch.setattr("repcompare.cli.open_model", broken)
+    assert main(["--debug", "layers", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "file 'x.h5' is incomplete" in err

@@ -9,6 +9,9 @@ import numpy as np
 from repcompare.report.heatmap import plot_heatmap
 from repcompare.report.tables import write_cka_csv, write_cka_json, write_cka_md
 
+# the files a run writes into --out: replaced together, stale ones removed
+OWNED_FILES = ("cka.csv", "cka.json", "cka.md", "heatmap*.png", "heatmap*.svg")
+
 PAPER_SPLIT = (
     ("block", "block outputs", "heatmap_blocks"),
     ("residual", "residual branches", "heatmap_residual"),

@@ -9,6 +9,15 @@ from repcompare.analyses.curve import LayerCurve
 from repcompare.report.curves import plot_curves, relative_depth
 from repcompare.report.tables import markdown_table, write_records
 
+# the files a run writes into --out: replaced together, stale ones removed
+OWNED_FILES = (
+    "class_fit.csv",
+    "class_fit.json",
+    "class_fit.md",
+    "class_fit_*.png",
+    "class_fit_*.svg",
+)
+
 UNIT = (0.0, 1.02)
 PLOTS = {
     "class_cka": ("class-structure CKA (with one-hot labels)", UNIT),

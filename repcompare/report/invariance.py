@@ -7,6 +7,15 @@ from pathlib import Path
 from repcompare.report.curves import plot_curves, relative_depth
 from repcompare.report.tables import markdown_table, write_records
 
+# the files a run writes into --out: replaced together, stale ones removed
+OWNED_FILES = (
+    "invariance.csv",
+    "invariance.json",
+    "invariance.md",
+    "invariance.png",
+    "invariance.svg",
+)
+
 COLUMNS = {
     "model": "model",
     "augmentation": "augmentation",
