@@ -7,7 +7,9 @@ Two ways to see a model:
   ``create_feature_extractor``). Every graph node whose output is a tensor
   computed from the input is a capture point, named by torchvision's stable
   node names: functional ops and the residual ``add`` are capturable, and a
-  module called twice gives two nodes (``act``, ``act_1``). A module's name is
+  module called twice gives two nodes (``act``, ``act_1``). A leaf module's
+  node is named exactly after the module (torchvision's own tracer renames
+  ``ln_1`` to ``ln``; see ``fx_tracer``). A module's name is
   an alias for its output node (the last node inside it), so ``layer1.0``
   names the block output.
 - ``hooks`` (fallback when tracing fails): forward hooks on every submodule
@@ -88,20 +90,49 @@ class LayerGraph:
         return name in self._by_name or name in self.aliases
 
 
+def _exact_module_tracer():
+    """torchvision's ``NodePathTracer`` with module call nodes named exactly after the module.
+
+    torchvision strips a trailing ``_<digits>`` from every node name (to undo
+    torch.fx's global de-dup suffix) before adding its own per-module one, so
+    a module whose own name ends in digits is misnamed: torchvision ViT's
+    ``ln_1`` became ``ln`` and ``ln_2`` became ``ln_1``. Here a module's first
+    call is its exact name; a repeated call gets ``name_1``, ``name_2``, ...
+    (skipping any name that is taken or is another module's name). Other
+    nodes keep torchvision's names.
+    """
+    from torchvision.models.feature_extraction import NodePathTracer
+
+    class ExactModuleTracer(NodePathTracer):
+        def _get_node_qualname(self, module_qualname: str, node: torch.fx.Node) -> str:
+            if node.op != "call_module":
+                return super()._get_node_qualname(module_qualname, node)
+            if not hasattr(self, "_module_names"):
+                self._module_names = {n for n, _ in self.root.named_modules()}
+            taken = set(self.node_to_qualname.values())
+            name, call = module_qualname, 0
+            while name in taken or (call and name in self._module_names):
+                call += 1
+                name = call_name(module_qualname, call)
+            return name
+
+    return ExactModuleTracer
+
+
 def fx_tracer():
-    """torchvision's node-naming tracer, with timm's leaf modules and functions.
+    """The node-naming tracer (see ``_exact_module_tracer``), with timm's leaf modules and
+    functions.
 
     timm's lists name timm layer classes only, so they matter only when timm
     is loaded (a timm model); a torchvision model is traced without importing
     timm, which costs seconds.
     """
-    from torchvision.models.feature_extraction import NodePathTracer
-
+    tracer = _exact_module_tracer()
     if "timm" not in sys.modules:
-        return NodePathTracer()
+        return tracer()
     from timm.models._features_fx import get_notrace_functions, get_notrace_modules
 
-    return NodePathTracer(
+    return tracer(
         leaf_modules=list(get_notrace_modules()),
         autowrap_functions=list(get_notrace_functions()),
     )

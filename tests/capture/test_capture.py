@@ -148,3 +148,16 @@ def test_requested_order_is_kept_and_hooks_and_mode_are_restored():
     assert late.shape[1] == 256 * 2 * 2 and early.shape[1] == 64 * 8 * 8
     assert model.training
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_torchvision_vit_sub_layer_names_are_the_modules():
+    """torchvision's tracer named module ``ln_1`` ``ln`` and ``ln_2`` ``ln_1``."""
+    model = torchvision.models.vit_b_16(image_size=32).eval()
+    layer = "encoder.layers.encoder_layer_0"
+    graph = discover(model, (3, 32, 32))
+    assert graph.mode == "fx"
+    names = [f"{layer}.ln_1", f"{layer}.ln_2", f"{layer}.mlp", "encoder.ln"]
+    assert graph.point(f"{layer}.ln_1").name == f"{layer}.ln_1"
+    assert graph.point(f"{layer}.ln_2").name == f"{layer}.ln_2"
+    assert f"{layer}.ln" not in graph
+    check_capture(model, 32, names, module_outputs(names))
