@@ -6,8 +6,9 @@ comma-separated list of items. An item is
 - a preset: ``blocks`` (each residual block's output), ``residual`` (each
   residual branch's output before the addition: the paper's block-interior
   layers), ``paper`` (both, interleaved in depth order), ``all``;
-- a glob pattern (``layer3.*.bn?``), matched against every selectable name;
-- an exact capture point or module name.
+- an exact capture point or module name (taken as that name even when it
+  holds glob characters, such as ``self_attention[0]``);
+- a glob pattern (``layer3.*.bn?``), matched against every selectable name.
 
 The result is de-duplicated (two names for the same point keep the first
 given) and sorted by depth. Anything that selects nothing is an error.
@@ -61,13 +62,13 @@ def select_layers(graph: LayerGraph, selection: Sequence[str]) -> list[str]:
     for item in _items(selection):
         if item in PRESETS:
             chosen += _preset(graph, item)
+        elif item in graph:
+            chosen.append(item)
         elif GLOB_CHARS & set(item):
             matches = [n for n in graph.names() if fnmatch.fnmatchcase(n, item)]
             if not matches:
                 raise InputError(f"pattern {item!r} matches no layer; {_close_names(graph, item)}")
             chosen += matches
-        elif item in graph:
-            chosen.append(item)
         else:
             raise InputError(f"this model has no layer {item!r}; {_close_names(graph, item)}")
     if not chosen:

@@ -33,3 +33,16 @@ def test_model_without_residual_blocks_explains_the_empty_preset():
     with pytest.raises(InputError, match="no residual blocks"):
         select_layers(plain, ["blocks"])
     assert len(select_layers(plain, ["all"])) == len(plain.points)
+
+
+def test_exact_names_with_brackets_win_over_glob_patterns():
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    )
+    graph = discover(model, (3, 32, 32))
+    name = "encoder.layers.encoder_layer_1.self_attention[0]"
+    assert select_layers(graph, [name]) == [name]
+    assert select_layers(graph, ["encoder.layers.encoder_layer_[01].ln_2"]) == [
+        "encoder.layers.encoder_layer_0.ln_2",
+        "encoder.layers.encoder_layer_1.ln_2",
+    ]
