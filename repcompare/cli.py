@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from repcompare.errors import InputError, RepcompareError, RunError
+from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
 
 if TYPE_CHECKING:
     from repcompare.activations import InputPlan
@@ -740,6 +741,14 @@ def demo(
     )
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """repcompare's own warnings as one yellow sentence; others as Python shows them."""
+    if issubclass(category, RepcompareWarning):
+        stderr.print(f"[yellow]warning:[/] {message}")
+    else:
+        stderr.print(warnings.formatwarning(message, category, filename, lineno, line), end="")
+
+
 def _signal_behind(error: BaseException) -> str | None:
     """``SIGINT``/``SIGTERM`` when ``error`` was raised while handling an interrupt.
 
@@ -787,7 +796,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        command.main(args=args, prog_name="repcompare", standalone_mode=True)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            command.main(args=args, prog_name="repcompare", standalone_mode=True)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 0
     except Exception as error:

@@ -17,6 +17,7 @@ from repcompare.activations import (
     stream_activations,
 )
 from repcompare.analyses.sides import layer_roles
+from repcompare.data.sources import absolute_spec
 from repcompare.errors import InputError
 from repcompare.store.layout import Layout, Settings
 from repcompare.store.writer import ActivationWriter, Batch, prepare
@@ -96,7 +97,7 @@ def extract(
         "model_spec": settings.model,
         "checkpoint_sha256": settings.checkpoint_sha256,
         "data_source": settings.data,
-        "data_spec": plan.data or "builtin",
+        "data_spec": absolute_spec(plan.data),
         "transform": settings.transform,
         "reduction": settings.reduction,
         "seed": settings.seed,

@@ -127,8 +127,9 @@ def aligned_batches(
     prepared = prepare_inputs(plan, targets)
     if files and not np.array_equal(prepared.indices, first.sample_index):
         raise InputError(
-            f"the data set behind {first.path} ({first.attrs.get('data_source')}) no longer "
-            "yields the same samples; compare against a file extracted from the current data"
+            f"the data set {plan.data} does not yield the samples recorded in {first.path} "
+            f"({first.attrs.get('data_source')}); pass --data pointing at the images it was "
+            "extracted from, or extract the file again from the current data"
         )
     readers = {
         id(s): _read_ahead(_file_rows(s.file, s.layers, plan.batch_size, views))

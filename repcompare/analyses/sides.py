@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from repcompare.activations import CaptureTarget, InputPlan
+from repcompare.data.sources import source_exists
 from repcompare.errors import InputError
 from repcompare.store.layout import activation_path
 from repcompare.store.reader import ActivationFile
@@ -97,11 +98,20 @@ def plan_from_file(file: ActivationFile, plan: InputPlan) -> InputPlan:
 
     The model's own preprocessing overrides and the loader settings of ``plan``
     are kept: only the model-independent choice of inputs comes from the file.
+    An explicit ``--data`` (``plan.data``) wins over the file's recorded data set
+    (the images moved); every batch is then checked against the file's input
+    fingerprint, so other images are an error, never a silent mix.
     """
     s = file.settings
+    recorded = str(file.attrs.get("data_spec", "builtin"))
+    if plan.data is None and not source_exists(recorded):
+        raise InputError(
+            f"{file.path} was extracted from {recorded}, which is not there any more; "
+            "pass --data pointing at the same images"
+        )
     return replace(
         plan,
-        data=str(file.attrs.get("data_spec", "builtin")),
+        data=plan.data or recorded,
         num_samples=s.num_samples,
         order=s.order,
         seed=s.seed,

@@ -14,6 +14,8 @@ integer label (-1 when the source has no labels).
 from __future__ import annotations
 
 import pickle
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from repcompare.data.procedural import ProceduralShapes
-from repcompare.errors import InputError
+from repcompare.errors import InputError, RepcompareWarning
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 CIFAR_FILES = {
@@ -204,6 +206,34 @@ def _npz(path: Path) -> _ArraySource:
     return _ArraySource(images, labels, classes, f"{path} ({len(images)} images, {labelled})")
 
 
+def _is_image(path: Path) -> bool:
+    """Whether PIL recognises ``path``'s header as an image (the pixels are not decoded)."""
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError):
+        return False
+
+
+def _only_images(files: list[tuple[Path, int]], folder: Path) -> list[tuple[Path, int]]:
+    """``files`` without those that are not images (a text file named .jpg), with a warning.
+
+    Headers are read before any work so that the sample set is fixed up front; a
+    real image whose pixels turn out corrupt stops the run naming the file.
+    """
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keep = list(pool.map(_is_image, (f for f, _ in files)))
+    skipped = [f.name for (f, _), ok in zip(files, keep, strict=True) if not ok]
+    if skipped:
+        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        warnings.warn(
+            f"skipped {len(skipped)} file(s) in {folder} that are not images ({shown})",
+            RepcompareWarning,
+            stacklevel=3,
+        )
+    return [item for item, ok in zip(files, keep, strict=True) if ok]
+
+
 def _folder(path: Path):
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
@@ -222,12 +252,43 @@ def _folder(path: Path):
     else:
         files = sorted((p, -1) for p in path.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
         classes, kind = None, "unlabelled"
+    files = _only_images(files, path)
     if not files:
         raise InputError(
             f"image folder {str(path)!r} is empty: it holds no images "
             f"({', '.join(IMG_EXTENSIONS[:4])}, ...) directly or in class sub-folders"
         )
     return _FileSource(files, classes, f"imagefolder:{path} ({len(files)} images, {kind})")
+
+
+def _cifar_root_and_split(rest: str) -> tuple[str, str]:
+    """``PATH[:train|test]`` of a cifar spec as (PATH, split), the test split by default."""
+    if rest.endswith((":train", ":test")):
+        root, _, split = rest.rpartition(":")
+        return root, split
+    return rest, "test"
+
+
+def absolute_spec(spec: str | None) -> str:
+    """``spec`` with its path made absolute (``builtin`` when None), so that it names the same
+    images from any working directory; builtin specs are returned as they are."""
+    if spec is None or spec == "builtin" or spec.startswith("builtin:"):
+        return spec or "builtin"
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in CIFAR_FOLDERS:
+        root, split = _cifar_root_and_split(rest)
+        return f"{kind}:{Path(root).expanduser().resolve()}:{split}"
+    return str(Path(spec).expanduser().resolve())
+
+
+def source_exists(spec: str) -> bool:
+    """Whether the files behind ``spec`` are there (builtin always is)."""
+    if spec == "builtin" or spec.startswith("builtin:"):
+        return True
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in CIFAR_FOLDERS:
+        return Path(_cifar_root_and_split(rest)[0]).expanduser().exists()
+    return Path(spec).expanduser().exists()
 
 
 def open_source(spec: str | None) -> ImageSource:
@@ -243,9 +304,7 @@ def open_source(spec: str | None) -> ImageSource:
         return ProceduralShapes(*numbers)
     kind, sep, rest = spec.partition(":")
     if sep and kind in CIFAR_FOLDERS:
-        root, split = rest, "test"
-        if rest.endswith((":train", ":test")):
-            root, split = rest.rsplit(":", 1)
+        root, split = _cifar_root_and_split(rest)
         return _cifar(kind, Path(root), split)
     path = Path(spec).expanduser()
     if not path.exists():

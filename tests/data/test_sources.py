@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repcompare.data.sources import open_source
-from repcompare.errors import InputError
+from repcompare.data.sources import absolute_spec, open_source, source_exists
+from repcompare.errors import InputError, RepcompareWarning
 
 
 def png(path: Path, value: int, size=(6, 5)) -> None:
@@ -110,8 +110,11 @@ def test_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad" / "cls" / "x.png"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not an image")
-    with pytest.raises(InputError, match=r"x\.png' is corrupt"):
-        open_source(str(tmp_path / "bad")).load(0)
+    with (
+        pytest.warns(RepcompareWarning, match="not images"),
+        pytest.raises(InputError, match="holds no images"),
+    ):
+        open_source(str(tmp_path / "bad"))
     np.savez(tmp_path / "m.npz", images=np.zeros((3, 4, 4, 3), np.uint8), labels=np.zeros(2))
     with pytest.raises(InputError, match=r"holds 3 images but labels of \w+ \(2,\)"):
         open_source(str(tmp_path / "m.npz"))
@@ -148,3 +151,40 @@ def test_protocol_5_cifar_pickles_load(tmp_path):
     image, label = open_source(f"cifar10:{tmp_path}").load(3)
     assert label == 1
     assert np.array_equal(np.asarray(image), data[3].reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+def test_files_that_are_not_images_are_skipped_with_one_warning(tmp_path):
+    for cls in ("cat", "dog"):
+        for i in range(2):
+            png(tmp_path / cls / f"{i}.png", 10 * i)
+    (tmp_path / "cat" / "notes.jpg").write_text("not an image")
+    (tmp_path / "dog" / "readme.txt").write_text("not an image either")
+    (tmp_path / "dog" / ".DS_Store.png").write_bytes(b"\x00\x00\x00\x01Bud1")
+    with pytest.warns(RepcompareWarning, match=r"skipped 2 file\(s\) .* not images"):
+        source = open_source(str(tmp_path))
+    assert len(source) == 4
+    assert [source.load(i)[1] for i in range(4)] == [0, 0, 1, 1]
+
+
+def test_a_corrupt_real_image_names_the_file(tmp_path):
+    png(tmp_path / "a" / "good.png", 1)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "a" / "whole.png")
+    whole = (tmp_path / "a" / "whole.png").read_bytes()
+    (tmp_path / "a" / "whole.png").unlink()
+    (tmp_path / "a" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    source = open_source(str(tmp_path))
+    assert len(source) == 2  # its header is fine: it is an image, not a stray file
+    with pytest.raises(InputError, match=r"cut\.png' is corrupt"):
+        source.load([p.name for p, _ in source.files].index("cut.png"))
+
+
+def test_specs_made_absolute_and_checked_for_existence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    assert absolute_spec(None) == "builtin" and absolute_spec("builtin:8:16") == "builtin:8:16"
+    assert absolute_spec("imgs") == str(tmp_path / "imgs")
+    assert absolute_spec("cifar10:c10") == f"cifar10:{tmp_path / 'c10'}:test"
+    assert absolute_spec("cifar100:c:train") == f"cifar100:{tmp_path / 'c'}:train"
+    assert source_exists("builtin:8") and source_exists(absolute_spec("imgs"))
+    assert not source_exists(absolute_spec("cifar10:c10"))
