@@ -42,10 +42,18 @@ class CaptureTarget:
     reduction: str
 
     def widths(self) -> list[int]:
-        return [reduced_width(self.graph.point(n).shape, self.reduction, n) for n in self.layers]
+        points = [self.graph.point(n) for n in self.layers]
+        return [
+            reduced_width(p.shape, self.reduction, p.layout, n)
+            for p, n in zip(points, self.layers, strict=True)
+        ]
 
     def layer_shapes(self) -> dict[str, list[int]]:
         return {n: list(self.graph.point(n).shape) for n in self.layers}
+
+    def layer_layouts(self) -> dict[str, dict]:
+        """Each layer's layout (``Layout.to_json``), stored beside its shape."""
+        return {n: self.graph.point(n).layout.to_json() for n in self.layers}
 
 
 @dataclass(frozen=True)
@@ -131,11 +139,7 @@ def stream_activations(
     loader = make_loader(dataset, plan.batch_size, plan.workers)
     with ExitStack() as stack:
         captures = [
-            stack.enter_context(
-                capture_layers(
-                    t.loaded.module, t.graph, t.layers, t.reduction, t.loaded.prefix_tokens
-                )
-            )
+            stack.enter_context(capture_layers(t.loaded.module, t.graph, t.layers, t.reduction))
             for t in targets
         ]
         for number, batch in enumerate(loader, start=first_batch):

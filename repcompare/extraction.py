@@ -102,6 +102,7 @@ def extract(
         "reduction": settings.reduction,
         "seed": settings.seed,
         "layer_roles": json.dumps(layer_roles(target.graph.blocks, target.graph.residual)),
+        "layer_layouts": json.dumps(target.layer_layouts()),
     }
     rows_before = prepare(out, layout, provenance, force)
     result = ExtractResult(

@@ -78,13 +78,17 @@ class _SideMeasures:
     def __init__(self, side: Side, num_classes: int, keep_batch_terms: bool):
         self.side = side
         self.shapes = side.layer_shapes()
+        self.layouts = side.layer_layouts()
         self.class_cka = MinibatchCKA(side.layers, [LABELS], keep_batch_terms=keep_batch_terms)
         self.crowding = CrowdingStats(side.layers, num_classes)
         self.pooled: list[list[torch.Tensor]] = [[] for _ in side.layers]
 
     def update(self, feats: list[torch.Tensor], labels: torch.Tensor, onehot: torch.Tensor):
         pooled = [
-            pool(x, shape, self.side.reduction) for x, shape in zip(feats, self.shapes, strict=True)
+            pool(x, shape, self.side.reduction, layout, layer)
+            for x, shape, layout, layer in zip(
+                feats, self.shapes, self.layouts, self.side.layers, strict=True
+            )
         ]
         self.class_cka.update(feats, [onehot])
         self.crowding.update(pooled, labels)
@@ -116,9 +120,9 @@ class _SideMeasures:
 
 def _check_pooled_memory(sides: list[Side], n: int) -> None:
     widths = sum(
-        pooled_width(shape, s.reduction, layer)
+        pooled_width(shape, s.reduction, layout, layer)
         for s in sides
-        for shape, layer in zip(s.layer_shapes(), s.layers, strict=True)
+        for shape, layout, layer in zip(s.layer_shapes(), s.layer_layouts(), s.layers, strict=True)
     )
     check_memory(
         4 * n * widths,

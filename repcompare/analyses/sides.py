@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from repcompare.activations import CaptureTarget, InputPlan
+from repcompare.capture.layout import Layout
 from repcompare.data.sources import source_exists
 from repcompare.errors import InputError
 from repcompare.store.layout import activation_path
@@ -46,6 +47,14 @@ class Side:
             shapes = json.loads(self.file.attrs.get("layer_shapes", "{}"))
             return [tuple(shapes[n]) for n in self.layers]
         return [tuple(self.target.graph.point(n).shape) for n in self.layers]
+
+    def layer_layouts(self) -> list[Layout | None]:
+        """Layout of each selected layer's output; None for a file written before layouts
+        were stored (see ``repcompare.capture.reduce.pool``)."""
+        if self.file is not None:
+            stored = json.loads(self.file.attrs.get("layer_layouts", "{}"))
+            return [Layout.from_json(stored[n]) if n in stored else None for n in self.layers]
+        return [self.target.graph.point(n).layout for n in self.layers]
 
     def provenance(self) -> dict:
         if self.file is not None:

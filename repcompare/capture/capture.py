@@ -86,9 +86,11 @@ def capture_layers(
     graph: LayerGraph,
     names: Sequence[str],
     reduction: str = "flatten",
-    prefix_tokens: int = 0,
 ) -> Iterator[Capture]:
     """Context manager yielding ``capture(images) -> [activation per layer]``.
+
+    Each layer is reduced with ``reduction`` as its capture point's layout
+    says (prefix tokens, class token, channel axis).
 
     Inside, the model is in eval mode and every forward runs under
     ``torch.inference_mode``; activations come back reduced to ``(n, d)`` in
@@ -98,6 +100,7 @@ def capture_layers(
     was_training = model.training
     model.eval()
     points = [graph.point(n).name for n in names]
+    layouts = [graph.point(n).layout for n in names]
     runner = (
         _hook_capture(model, points)
         if graph.mode == "hooks"
@@ -109,8 +112,8 @@ def capture_layers(
             def capture(images: torch.Tensor) -> list[torch.Tensor]:
                 with torch.inference_mode():
                     return [
-                        reduce(x, reduction, name, prefix_tokens)
-                        for x, name in zip(run(images), names, strict=True)
+                        reduce(x, reduction, layout, name)
+                        for x, layout, name in zip(run(images), layouts, names, strict=True)
                     ]
 
             yield capture

@@ -8,13 +8,14 @@ from repcompare.errors import InputError
 
 
 def layer_rows(graph: LayerGraph, names: list[str], reduction: str) -> list[dict]:
-    """One dict per selected layer: name, kind, shape, reduced width, presets it belongs to."""
+    """One dict per selected layer: name, kind, shape, layout, reduced width (None where the
+    reduction does not apply), presets it belongs to."""
     blocks, residual = set(graph.blocks), set(graph.residual)
     rows = []
     for name in names:
         point = graph.point(name)
         try:
-            width: int | None = reduced_width(point.shape, reduction, name)
+            width: int | None = reduced_width(point.shape, reduction, point.layout, name)
         except InputError:
             width = None
         presets = [
@@ -28,6 +29,7 @@ def layer_rows(graph: LayerGraph, names: list[str], reduction: str) -> list[dict
                 "node": point.name,
                 "kind": point.kind,
                 "shape": list(point.shape),
+                "layout": str(point.layout),
                 "width": width,
                 "presets": presets,
             }

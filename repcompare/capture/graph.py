@@ -36,6 +36,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from repcompare.capture.layout import (
+    UNKNOWN,
+    Axes,
+    Layout,
+    fill_backwards,
+    hook_layout,
+    infer_axes,
+    input_axes,
+)
+
 FX_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
 # identity in eval mode: a residual branch is named past these
 PASS_THROUGH = {
@@ -56,12 +66,14 @@ HOOK_BLOCK_PATTERN = re.compile(
 
 @dataclass(frozen=True)
 class CapturePoint:
-    """One capturable output: its name, what produces it, and its per-example shape."""
+    """One capturable output: its name, what produces it, its per-example shape and the
+    meaning of its axes (``Layout``, see ``repcompare.capture.layout``)."""
 
     name: str
     kind: str
     shape: tuple[int, ...]
     depth: int
+    layout: Layout = UNKNOWN
 
 
 @dataclass
@@ -227,7 +239,9 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
 
     dependent: set[torch.fx.Node] = set()
     path_length: dict[torch.fx.Node, int] = {}
-    points: list[CapturePoint] = []
+    axes_of: dict[torch.fx.Node, Axes | None] = {}
+    backwards: dict[torch.fx.Node, str] = {}
+    captured: list[torch.fx.Node] = []
     kinds = {n: _kind(n, modules) for n in graph.nodes if n.op != "output"}
     batch = example.shape[0]
     for node in graph.nodes:
@@ -238,16 +252,30 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
         if node.op == "placeholder" and not dependent:
             dependent.add(node)
             path_length[node] = 0
+            axes_of[node] = input_axes(value)
             continue
         if not parents:
             continue
         dependent.add(node)
         path_length[node] = 1 + max(path_length[p] for p in parents)
+        if torch.is_tensor(value):
+            axes_of[node], rule = infer_axes(node, value, axes_of, dependent, outputs, modules)
+            if rule is not None:
+                backwards[node] = rule
         capturable = torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == batch
         if capturable and node in qualname:
-            points.append(
-                CapturePoint(qualname[node], kinds[node], tuple(value.shape[1:]), len(points))
-            )
+            captured.append(node)
+    fill_backwards(list(graph.nodes), backwards, axes_of, dependent, outputs)
+    points = [
+        CapturePoint(
+            qualname[node],
+            kinds[node],
+            tuple(outputs[node].shape[1:]),
+            depth,
+            axes_of[node].layout() if axes_of[node] else UNKNOWN,
+        )
+        for depth, node in enumerate(captured)
+    ]
     names = {p.name for p in points}
     aliases = _module_aliases(graph, qualname, modules, names)
 
@@ -298,12 +326,14 @@ def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
             calls[name] = call + 1
             for suffix, tensor in _tensors(output):
                 if tensor.ndim >= 1 and tensor.shape[0] == batch:
+                    shape = tuple(tensor.shape[1:])
                     points.append(
                         CapturePoint(
                             call_name(name, call) + suffix,
                             type(mod).__name__,
-                            tuple(tensor.shape[1:]),
+                            shape,
                             len(points),
+                            hook_layout(mod, shape),
                         )
                     )
 

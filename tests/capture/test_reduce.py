@@ -1,31 +1,62 @@
 import pytest
 import torch
 
-from repcompare.capture.reduce import reduce, reduced_width
+from repcompare.capture.layout import Layout
+from repcompare.capture.reduce import pool, pooled_width, reduce, reduced_width
 from repcompare.errors import InputError
 
+NCHW, NHWC, FLAT = Layout("NCHW"), Layout("NHWC"), Layout("flat")
+CLS_REG = Layout("tokens", prefix_tokens=2, class_token=True)
+REG_ONLY = Layout("tokens", prefix_tokens=1)
 
-def test_each_reduction_on_maps_and_tokens():
-    maps = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
-    assert torch.equal(reduce(maps, "flatten"), maps.reshape(2, 12))
-    assert torch.equal(reduce(maps, "avgpool"), maps.mean((2, 3)))
-    tokens = torch.randn(2, 5, 4)
-    assert torch.equal(reduce(tokens, "cls"), tokens[:, 0])
-    assert torch.allclose(reduce(tokens, "mean", prefix_tokens=1), tokens[:, 1:].mean(1))
-    assert torch.allclose(reduce(tokens, "avgpool"), tokens.mean(1))
+
+def test_each_reduction_follows_the_layout():
+    maps = torch.randn(2, 3, 4, 5)
+    assert torch.equal(reduce(maps, "flatten", NCHW), maps.reshape(2, 60))
+    assert torch.equal(reduce(maps, "avgpool", NCHW), maps.mean((2, 3)))
+    channels_last = maps.permute(0, 2, 3, 1)
+    assert torch.allclose(reduce(channels_last, "avgpool", NHWC), maps.mean((2, 3)), atol=1e-6)
+    assert torch.allclose(
+        reduce(maps.flatten(2), "avgpool", Layout("NCL")), maps.mean((2, 3)), atol=1e-6
+    )
+    tokens = torch.randn(2, 6, 4)
+    assert torch.equal(reduce(tokens, "cls", CLS_REG), tokens[:, 0])
+    assert torch.allclose(reduce(tokens, "mean", CLS_REG), tokens[:, 2:].mean(1))
+    assert torch.allclose(reduce(tokens, "mean", Layout("tokens")), tokens.mean(1))
+    assert torch.allclose(reduce(tokens, "avgpool", REG_ONLY), tokens.mean(1))
     flat = torch.randn(2, 7)
-    assert torch.equal(reduce(flat, "avgpool"), flat)
+    assert torch.equal(reduce(flat, "avgpool", FLAT), flat)
 
 
 def test_widths_match_the_reductions():
-    assert reduced_width((256, 56, 56), "flatten") == 802816
-    assert reduced_width((256, 56, 56), "avgpool") == 256
-    assert reduced_width((197, 768), "cls") == 768
-    assert reduced_width((197, 768), "avgpool") == 768
+    assert reduced_width((256, 56, 56), "flatten", NCHW) == 802816
+    assert reduced_width((256, 56, 56), "avgpool", NCHW) == 256
+    assert reduced_width((56, 56, 96), "avgpool", NHWC) == 96
+    assert reduced_width((197, 768), "cls", CLS_REG) == 768
+    assert reduced_width((197, 768), "avgpool", CLS_REG) == 768
 
 
-def test_token_reductions_refuse_conv_maps():
-    with pytest.raises(InputError, match=r"'cls' needs token outputs .* layer 'layer1\.0'"):
-        reduce(torch.randn(2, 3, 4, 4), "cls", "layer1.0")
+def test_unknown_layouts_and_missing_tokens_are_input_errors():
+    with pytest.raises(
+        InputError, match=r"--reduce cls needs token outputs .* layer 'layer1\.0' is NCHW"
+    ):
+        reduce(torch.randn(2, 3, 4, 4), "cls", NCHW, "layer1.0")
+    with pytest.raises(InputError, match=r"layer 'x' \(shape \(3, 4, 4\)\).*--reduce flatten"):
+        reduce(torch.randn(2, 3, 4, 4), "avgpool", Layout(), "x")
+    with pytest.raises(InputError, match="layer 'norm' has no class token"):
+        reduce(torch.randn(2, 5, 4), "cls", REG_ONLY, "norm")
     with pytest.raises(InputError, match="unknown reduction 'max'"):
-        reduce(torch.randn(2, 3), "max")
+        reduce(torch.randn(2, 3), "max", FLAT)
+    assert torch.equal(reduce(x := torch.randn(2, 3, 4, 4), "flatten", Layout()), x.flatten(1))
+
+
+def test_class_fit_pooling_of_flattened_layers_follows_the_layout():
+    maps = torch.randn(3, 4, 5, 6)
+    channels_last = maps.permute(0, 2, 3, 1)
+    stored = channels_last.flatten(1)
+    assert torch.allclose(pool(stored, (5, 6, 4), "flatten", NHWC), maps.mean((2, 3)), atol=1e-6)
+    assert pooled_width((5, 6, 4), "flatten", NHWC) == 4
+    with pytest.raises(InputError, match="extract the file again"):
+        pool(stored, (5, 6, 4), "flatten", None, "stage")
+    assert torch.equal(pool(x := torch.randn(3, 4), (4,), "flatten", None), x)
+    assert pooled_width((5, 6, 4), "avgpool", None) == 5  # an old file: as it was reduced
