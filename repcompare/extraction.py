@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from repcompare.activations import (
     CaptureTarget,
     InputPlan,
+    PreparedInputs,
     prepare_inputs,
     stream_activations,
 )
@@ -20,6 +21,7 @@ from repcompare.analyses.sides import layer_roles
 from repcompare.data.sources import absolute_spec
 from repcompare.errors import InputError
 from repcompare.store.layout import Layout, Settings
+from repcompare.store.lock import lock_for_writing
 from repcompare.store.writer import ActivationWriter, Batch, prepare
 
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -85,7 +87,10 @@ def extract(
     force: bool = False,
     console=None,
 ) -> ExtractResult:
-    """Capture ``target``'s layers over the planned inputs into ``out`` (resuming if possible)."""
+    """Capture ``target``'s layers over the planned inputs into ``out`` (resuming if possible).
+
+    Holds ``out``'s write lock throughout: another process using it is an InputError.
+    """
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"unknown --dtype {dtype!r}; use float16 or float32")
     if compression not in COMPRESSIONS:
@@ -104,7 +109,23 @@ def extract(
         "layer_roles": json.dumps(layer_roles(target.graph.blocks, target.graph.residual)),
         "layer_layouts": json.dumps(target.layer_layouts()),
     }
-    rows_before = prepare(out, layout, provenance, force)
+    with lock_for_writing(out):
+        rows_before = prepare(out, layout, provenance, force)
+        return _capture(target, plan, prepared, layout, out, rows_before, device, console)
+
+
+def _capture(
+    target: CaptureTarget,
+    plan: InputPlan,
+    prepared: PreparedInputs,
+    layout: Layout,
+    out: Path,
+    rows_before: int,
+    device: torch.device,
+    console,
+) -> ExtractResult:
+    """Capture the batches from ``rows_before`` on into the prepared file ``out``."""
+    settings = layout.settings
     result = ExtractResult(
         out,
         settings,
@@ -118,7 +139,7 @@ def extract(
     if rows_before >= settings.num_samples:
         return result
     target.loaded.module.to(device)
-    storage = STORAGE_DTYPES[dtype]
+    storage = STORAGE_DTYPES[settings.dtype]
     writer = ActivationWriter(out, layout)
     started = time.perf_counter()
     complete = False

@@ -6,7 +6,8 @@
 /input_digest                  (views, batches, 32) uint8, SHA-256 of each batch's inputs
 /rows_done                     () int64, rows 0..rows_done-1 are complete
 attributes of /                provenance, the settings that fixed the content (``settings``,
-                               JSON), ``complete`` and, once complete, ``data_fingerprint``
+                               JSON), ``complete`` and ``data_fingerprint`` (64 ASCII hex
+                               digits, fixed length; all zeros until complete)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from repcompare.data.batches import batch_bounds
 FORMAT_NAME = "repcompare-activations"
 FORMAT_VERSION = 1
 DIGEST_BYTES = 32
+PENDING_FINGERPRINT = "0" * 64  # the data_fingerprint of a file not yet complete
 
 
 def activation_path(view: int, layer: str) -> str:

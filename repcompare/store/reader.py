@@ -12,6 +12,7 @@ import numpy as np
 from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
 from repcompare.store.layout import FORMAT_NAME, Settings, activation_path
+from repcompare.store.lock import FileLock, lock_for_reading
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ActivationFile:
     labels: np.ndarray
     sample_index: np.ndarray
     handle: h5py.File
+    lock: FileLock
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -44,6 +46,7 @@ class ActivationFile:
 
     def close(self) -> None:
         self.handle.close()
+        self.lock.release()
 
     def __enter__(self) -> ActivationFile:
         return self
@@ -53,16 +56,26 @@ class ActivationFile:
 
 
 def open_activations(path: Path) -> ActivationFile:
-    """Open a complete activation file; an incomplete or foreign file is an InputError."""
+    """Open a complete activation file, holding its read lock until ``close``; an incomplete,
+    foreign or in-progress file is an InputError."""
     if not path.is_file():
         raise InputError(f"activation file {str(path)!r} does not exist; run 'repcompare extract'")
+    lock = lock_for_reading(path)
+    try:
+        return _open(path, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open(path: Path, lock: FileLock) -> ActivationFile:
     try:
         handle = h5py.File(path, "r")
     except OSError:
         raise InputError(
             f"{path} is not a readable HDF5 file; re-run 'repcompare extract'"
         ) from None
-    attrs = dict(handle.attrs)
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in handle.attrs.items()}
     if attrs.get("format") != FORMAT_NAME:
         handle.close()
         raise InputError(f"{path} is not a repcompare activation file (no '{FORMAT_NAME}' format)")
@@ -81,4 +94,5 @@ def open_activations(path: Path) -> ActivationFile:
         labels=handle["labels"][()],
         sample_index=handle["sample_index"][()],
         handle=handle,
+        lock=lock,
     )

@@ -13,12 +13,26 @@ included) leaves a file whose metadata is intact and whose rows below
 ``rows_done`` are complete; resuming rewrites everything from ``rows_done``.
 With compression the chunks are re-allocated as they are written, so this
 guarantee needs the default ``--compression none``.
+
+A full disk: all the file's blocks are reserved with ``posix_fallocate``
+before any work, so a disk too small is reported at once, naming the space
+needed. After creation nothing in the file is ever allocated again: batches
+overwrite reserved chunks and ``/rows_done``, and completing overwrites the
+fixed-size ``complete`` and ``data_fingerprint`` attributes in place. Should a
+write fail anyway (a file size limit, compression), the writer stops, the
+compute loop stops at its next batch, the file is abandoned unmarked (HDF5
+writes nothing more to it) and the error is a RunError that says to rerun
+the same command, which resumes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import queue
+import re
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,11 +43,12 @@ import h5py
 import numpy as np
 import torch
 
-from repcompare.errors import InputError
+from repcompare.errors import InputError, RunError
 from repcompare.store.layout import (
     DIGEST_BYTES,
     FORMAT_NAME,
     FORMAT_VERSION,
+    PENDING_FINGERPRINT,
     Layout,
     Settings,
     activation_path,
@@ -66,10 +81,97 @@ def _early_allocation() -> h5py.h5p.PropDSCreateID:
     return plist
 
 
+def write_failure(path: Path, error: Exception) -> RunError:
+    """The sentence for a failed write of ``path``; h5py gives the errno only in its text."""
+    found = re.search(r"errno = (\d+)", str(error))
+    code = getattr(error, "errno", None) or (int(found.group(1)) if found else None)
+    advice = "rerun the same command to resume"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return RunError(f"disk full while writing {path}; free space and {advice}")
+    if code == errno.EFBIG:
+        return RunError(
+            f"the file size limit (ulimit -f) was reached while writing {path}; "
+            f"raise it and {advice}"
+        )
+    return RunError(f"writing {path} failed ({error}); check the disk and {advice}")
+
+
+def reserve(path: Path, size: int) -> None:
+    """Allocate the blocks of ``path``'s first ``size`` bytes (creating it if need be), so
+    that writes there cannot run out of space; a RunError names the megabytes needed."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        needed = (size - os.fstat(fd).st_blocks * 512) / 1e6
+        disk = os.statvfs(path)
+        free = disk.f_bavail * disk.f_frsize / 1e6
+        limit = (
+            " (or the file size limit, ulimit -f, is lower)" if error.errno == errno.EFBIG else ""
+        )
+        raise RunError(
+            f"disk full while writing {path}: it needs {needed:.1f} MB more and {free:.1f} MB "
+            f"are free{limit}; free space and rerun the same command to resume"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def _size_bound(layout: Layout) -> int:
+    """More bytes than the file of ``layout`` will take: its data plus generous metadata."""
+    s = layout.settings
+    itemsize = np.dtype(s.dtype).itemsize
+    data = s.views * s.num_samples * sum(layout.widths) * itemsize + 2 * 8 * s.num_samples
+    datasets = s.views * len(s.layers) + 4
+    chunks = datasets * layout.num_batches * 2
+    return (
+        data
+        + s.views * layout.num_batches * DIGEST_BYTES
+        + 16384 * datasets
+        + 96 * chunks
+        + (1 << 20)
+    )
+
+
+def _abandon(file: h5py.File) -> None:
+    """Close ``file`` after a failed write without writing to it again.
+
+    HDF5 cannot flush after a failed flush (and, left open, crashes the process at
+    exit), so its descriptor is pointed at /dev/null first; what is on disk stays as
+    the last successful flush left it.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, file.id.get_vfd_handle())
+    finally:
+        os.close(null)
+    hook, sys.unraisablehook = sys.unraisablehook, lambda _unraisable: None
+    try:
+        file.close()
+    except (OSError, RuntimeError):
+        pass
+    finally:
+        sys.unraisablehook = hook
+
+
 def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
+    """Write a new, empty file of ``layout`` (truncating ``path``) and reserve its blocks."""
+    reserve(path, _size_bound(layout))  # the space check, before HDF5 writes anything
     s = layout.settings
     compression = None if s.compression == "none" else s.compression
-    with h5py.File(path, "w") as f:
+    f = h5py.File(path, "w")
+    try:
+        f.create_dataset("rows_done", data=np.int64(0))  # the small datasets first
+        for name in ("labels", "sample_index"):
+            f.create_dataset(name, shape=(s.num_samples,), dtype="int64", dcpl=_early_allocation())
+        f.create_dataset(
+            "input_digest",
+            shape=(s.views, layout.num_batches, DIGEST_BYTES),
+            dtype="uint8",
+            dcpl=_early_allocation(),
+        )
         for view in range(s.views):
             for layer, width in zip(s.layers, layout.widths, strict=True):
                 f.create_dataset(
@@ -80,20 +182,12 @@ def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
                     compression=compression,
                     dcpl=_early_allocation() if compression is None else None,
                 )
-        for name in ("labels", "sample_index"):
-            f.create_dataset(name, shape=(s.num_samples,), dtype="int64", dcpl=_early_allocation())
-        f.create_dataset(
-            "input_digest",
-            shape=(s.views, layout.num_batches, DIGEST_BYTES),
-            dtype="uint8",
-            dcpl=_early_allocation(),
-        )
-        f.create_dataset("rows_done", data=np.int64(0))
         f.attrs.update(
             {
                 "format": FORMAT_NAME,
                 "format_version": FORMAT_VERSION,
                 "complete": False,
+                "data_fingerprint": np.bytes_(PENDING_FINGERPRINT),
                 "settings": s.to_json(),
                 "layers": json.dumps(list(s.layers)),
                 "layer_shapes": json.dumps(layout.layer_shapes),
@@ -102,13 +196,20 @@ def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
                 **provenance,
             }
         )
+        f.flush()
+    except (OSError, RuntimeError) as error:
+        _abandon(f)
+        raise write_failure(path, error) from None
+    f.close()
+    reserve(path, path.stat().st_size)
 
 
 def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool) -> int:
     """Create ``path`` or check it for resuming; return the number of rows already done.
 
     A complete file with the same settings is left as it is (all rows done); a
-    file with other settings is refused unless ``force``.
+    file with other settings is refused unless ``force``. The caller holds the
+    file's write lock. A new file's blocks are reserved (see module docstring).
     """
     if path.exists() and not force:
         try:
@@ -129,8 +230,18 @@ def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool)
             )
         return layout.settings.num_samples if complete else rows_done
     path.parent.mkdir(parents=True, exist_ok=True)
-    _create(path, layout, provenance)
+    try:
+        _create(path, layout, provenance)
+    except RunError:
+        path.unlink(missing_ok=True)  # nothing was done yet: the rerun starts afresh
+        raise
     return 0
+
+
+def _dataset_names(s: Settings) -> list[str]:
+    """Every dataset of a file with settings ``s``."""
+    layers = [activation_path(v, layer) for v in range(s.views) for layer in s.layers]
+    return [*layers, "labels", "sample_index", "input_digest", "rows_done"]
 
 
 class ActivationWriter:
@@ -142,7 +253,10 @@ class ActivationWriter:
         self.bytes_written = 0
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._error: BaseException | None = None
-        self._file = h5py.File(path, "r+")
+        reserve(path, path.stat().st_size)  # a file from an older run may have holes
+        self._file = h5py.File(path, "r+", rdcc_nbytes=0)  # writes go to disk at once
+        # open once: a dataset closed after a failed write would complain as it goes
+        self._datasets = {name: self._file[name] for name in _dataset_names(layout.settings)}
         self._thread = threading.Thread(target=self._run, name="repcompare-writer", daemon=True)
         self._thread.start()
 
@@ -160,35 +274,45 @@ class ActivationWriter:
             while (batch := self._queue.get()) is not None:
                 self._write(batch)
         except BaseException as error:  # handed to the compute thread
-            self._error = error
+            failed = isinstance(error, (OSError, RuntimeError))
+            self._error = write_failure(self.path, error) if failed else error
             while self._queue.get() is not None:
                 pass
 
     def _write(self, batch: Batch) -> None:
-        s, f = self.layout.settings, self._file
+        s, d = self.layout.settings, self._datasets
         start, stop = self.layout.bounds[batch.number]
         for view, layers in enumerate(batch.activations):
             for layer, tensor in zip(s.layers, layers, strict=True):
                 values = tensor.cpu().numpy()
-                f[activation_path(view, layer)][start:stop] = values
+                d[activation_path(view, layer)][start:stop] = values
                 self.bytes_written += values.nbytes
-        f["labels"][start:stop] = batch.labels
-        f["sample_index"][start:stop] = batch.sample_index
-        f["input_digest"][:, batch.number] = batch.digests
-        f.flush()
-        f["rows_done"][()] = stop
-        f.flush()
+        d["labels"][start:stop] = batch.labels
+        d["sample_index"][start:stop] = batch.sample_index
+        d["input_digest"][:, batch.number] = batch.digests
+        self._file.flush()
+        d["rows_done"][()] = stop
+        self._file.flush()
 
     def close(self, complete: bool) -> None:
-        """Drain the queue and close; when ``complete``, seal the file with its fingerprint."""
+        """Drain the queue and close; when ``complete``, seal the file with its fingerprint.
+
+        After a failed write the file is abandoned (see ``_abandon``), not marked
+        complete, and the failure re-raised.
+        """
         self._queue.put(None)
         self._thread.join()
+        if self._error is not None:
+            _abandon(self._file)
+            raise self._error
         try:
-            self._raise_if_failed()
             if complete:
                 digests = self._file["input_digest"][()]
-                self._file.attrs["data_fingerprint"] = data_fingerprint(digests)
-                self._file.attrs["complete"] = True
-                self._file.flush()
-        finally:
-            self._file.close()
+                attrs = self._file.attrs  # overwritten in place: completing allocates nothing
+                attrs.modify("data_fingerprint", np.bytes_(data_fingerprint(digests)))
+                attrs.modify("complete", True)
+            self._file.flush()
+        except (OSError, RuntimeError) as error:
+            _abandon(self._file)
+            raise write_failure(self.path, error) from None
+        self._file.close()
