@@ -112,6 +112,11 @@ class _FileSource:
         try:
             with Image.open(path) as image:
                 return image.convert("RGB"), label
+        except Image.DecompressionBombError as error:
+            raise InputError(
+                f"image file {str(path)!r} is too large to decode safely ({error}); "
+                "downscale it or remove it"
+            ) from None
         except (UnidentifiedImageError, OSError):
             raise InputError(
                 f"image file {str(path)!r} is corrupt or not an image; remove or replace it"
@@ -211,6 +216,8 @@ def _is_image(path: Path) -> bool:
     try:
         with Image.open(path):
             return True
+    except Image.DecompressionBombError:
+        return True  # an image, refused by name when it is loaded
     except (UnidentifiedImageError, OSError):
         return False
 

@@ -188,3 +188,13 @@ def test_specs_made_absolute_and_checked_for_existence(tmp_path, monkeypatch):
     assert absolute_spec("cifar100:c:train") == f"cifar100:{tmp_path / 'c'}:train"
     assert source_exists("builtin:8") and source_exists(absolute_spec("imgs"))
     assert not source_exists(absolute_spec("cifar10:c10"))
+
+
+def test_a_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch):
+    png(tmp_path / "a" / "small.png", 1)
+    png(tmp_path / "a" / "huge.png", 2, size=(64, 64))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 > 2 x 1000: a "bomb"
+    source = open_source(str(tmp_path))
+    assert len(source) == 2 and source.load(1)[0].size == (6, 5)
+    with pytest.raises(InputError, match=r"huge\.png' is too large to decode safely"):
+        source.load(0)
