@@ -45,6 +45,7 @@ from repcompare.capture.layout import (
     infer_axes,
     input_axes,
 )
+from repcompare.capture.sublayers import ResidualAdd, block_sublayers
 
 FX_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
 # identity in eval mode: a residual branch is named past these
@@ -85,6 +86,7 @@ class LayerGraph:
     aliases: dict[str, str] = field(default_factory=dict)
     blocks: list[str] = field(default_factory=list)
     residual: list[str] = field(default_factory=list)
+    sublayers: list[str] = field(default_factory=list)
     fallback_reason: str | None = None
 
     def __post_init__(self) -> None:
@@ -279,8 +281,15 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
     names = {p.name for p in points}
     aliases = _module_aliases(graph, qualname, modules, names)
 
+    def passes(node: torch.fx.Node) -> list[torch.fx.Node]:
+        chain = [node]
+        while kinds[chain[-1]] in PASS_THROUGH and chain[-1].all_input_nodes:
+            chain.append(chain[-1].all_input_nodes[0])
+        return chain
+
     blocks: list[str] = []
     residual: list[str] = []
+    adds: dict[str, list[ResidualAdd]] = {}
     for node in graph.nodes:
         operands = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
         if not (_is_add(node) and len(operands) == 2 and all(a in dependent for a in operands)):
@@ -288,15 +297,26 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
         block = qualname[node].rpartition(".")[0]
         if not block or block not in aliases:
             continue
-        chain = [max(operands, key=lambda a: path_length[a])]
-        while kinds[chain[-1]] in PASS_THROUGH and chain[-1].all_input_nodes:
-            chain.append(chain[-1].all_input_nodes[0])
+        branch = max(operands, key=lambda a: path_length[a])
+        chain = passes(branch)
         name = _branch_name(chain, block, qualname, aliases, kinds, names, modules)
         if name is not None:
             residual.append(name)
             if block not in blocks:
                 blocks.append(block)
-    return LayerGraph("fx", points, aliases, blocks, residual)
+            stream = operands[1] if branch is operands[0] else operands[0]
+            adds.setdefault(block, []).append(ResidualAdd(node, stream, chain))
+    order = {node: i for i, node in enumerate(graph.nodes)}
+    sublayers: list[str] = []
+    for block, pair in adds.items():
+        if len(pair) == 2:
+
+            def name_of(chain, block=block):
+                return _branch_name(chain, block, qualname, aliases, kinds, names, modules)
+
+            sublayers += block_sublayers(pair, name_of, passes, order, dependent)
+            sublayers.append(block)
+    return LayerGraph("fx", points, aliases, blocks, residual, sublayers)
 
 
 def _tensors(value: object) -> Iterator[tuple[str, torch.Tensor]]:
@@ -347,7 +367,7 @@ def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
         for handle in handles:
             handle.remove()
     blocks = [p.name for p in points if HOOK_BLOCK_PATTERN.match(p.name)]
-    return LayerGraph("hooks", points, {}, blocks, [])
+    return LayerGraph("hooks", points, {}, blocks, [], [])
 
 
 def discover(model: torch.nn.Module, input_size: tuple[int, ...], mode: str = "auto"):

@@ -5,7 +5,9 @@ comma-separated list of items. An item is
 
 - a preset: ``blocks`` (each residual block's output), ``residual`` (each
   residual branch's output before the addition: the paper's block-interior
-  layers), ``paper`` (both, interleaved in depth order), ``all``;
+  layers), ``paper`` (both, interleaved in depth order), ``sublayers`` (per
+  transformer block: norm1, attn, ls1, the stream after attention, norm2,
+  mlp, ls2, the block output; see ``repcompare.capture.sublayers``), ``all``;
 - an exact capture point or module name (taken as that name even when it
   holds glob characters, such as ``self_attention[0]``);
 - a glob pattern (``layer3.*.bn?``), matched against every selectable name.
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 from repcompare.capture.graph import LayerGraph
 from repcompare.errors import InputError
 
-PRESETS = ("blocks", "residual", "paper", "all")
+PRESETS = ("blocks", "residual", "paper", "sublayers", "all")
 GLOB_CHARS = set("*?[")
 
 
@@ -34,12 +36,20 @@ def _items(selection: Sequence[str]) -> list[str]:
 def _preset(graph: LayerGraph, preset: str) -> list[str]:
     if preset == "all":
         return [p.name for p in graph.points]
-    if preset in ("residual", "paper") and graph.mode != "fx":
+    if preset in ("residual", "paper", "sublayers") and graph.mode != "fx":
         raise InputError(
             f"the '{preset}' preset reads residual branches off the traced graph, but this "
             f"model could not be traced ({graph.fallback_reason}); name the branch layers "
             "instead, e.g. --layers 'layer*.*.bn3'"
         )
+    if preset == "sublayers" and not graph.sublayers:
+        raise InputError(
+            "this model has no transformer blocks (blocks with an attention and an MLP "
+            "residual add), so the 'sublayers' preset selects nothing; use --layers blocks, "
+            "all or names (see 'repcompare layers MODEL')"
+        )
+    if preset == "sublayers":
+        return list(graph.sublayers)
     chosen = {"blocks": graph.blocks, "residual": graph.residual}.get(
         preset, graph.blocks + graph.residual
     )

@@ -1,0 +1,64 @@
+"""Sidecar locks: one writer or many readers, the writer named by its PID."""
+
+import os
+
+import pytest
+
+from repcompare.errors import InputError
+from repcompare.store.lock import lock_for_reading, lock_for_writing, lock_path
+
+
+def test_a_writer_excludes_writers_and_readers_and_is_named(tmp_path):
+    path = tmp_path / "a.h5"
+    with lock_for_writing(path):
+        assert lock_path(path).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(InputError, match=rf"a.h5 is being written by process {os.getpid()}; "):
+            lock_for_writing(path)
+        with pytest.raises(InputError, match=rf"being written by process {os.getpid()}; wait"):
+            lock_for_reading(path)
+    assert not lock_path(path).exists()
+    with lock_for_writing(path):
+        pass
+
+
+def test_readers_share_and_keep_writers_out_until_the_last_leaves(tmp_path):
+    path = tmp_path / "a.h5"
+    first, second = lock_for_reading(path), lock_for_reading(path)
+    with pytest.raises(InputError, match="is being read by another process; wait for it"):
+        lock_for_writing(path)
+    first.release()
+    assert lock_path(path).exists()
+    with pytest.raises(InputError, match="being read"):
+        lock_for_writing(path)
+    second.release()
+    assert not lock_path(path).exists()
+    lock_for_writing(path).release()
+
+
+def test_a_stale_pid_from_a_killed_writer_is_ignored_and_cleared(tmp_path):
+    path = tmp_path / "a.h5"
+    lock_path(path).write_text("999999\n")  # left by a writer killed with SIGKILL
+    reader = lock_for_reading(path)
+    assert lock_path(path).read_text() == ""
+    with pytest.raises(InputError, match="being read by another process"):
+        lock_for_writing(path)
+    reader.release()
+
+
+def test_a_sidecar_removed_while_being_locked_is_not_trusted(tmp_path, monkeypatch):
+    path = tmp_path / "a.h5"
+    sidecar = lock_path(path)
+    real_open, removed = os.open, []
+
+    def open_then_lose_the_race(name, flags, mode=0o777):
+        fd = real_open(name, flags, mode)
+        if not removed:  # the previous holder removes the sidecar just after our open
+            removed.append(os.fstat(fd).st_ino)
+            os.unlink(name)
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_lose_the_race)
+    lock = lock_for_writing(path)
+    monkeypatch.undo()
+    assert removed and os.stat(sidecar).st_ino == os.fstat(lock._fd).st_ino
+    lock.release()
