@@ -20,6 +20,7 @@ from repcompare.data.sources import open_source
 from repcompare.errors import InputError
 from repcompare.store.layout import activation_path
 from repcompare.store.reader import open_activations
+from tests.similarity.numpy_reference import minibatch_cka
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +253,31 @@ def test_bad_data_sources_exit_2_with_one_sentence(tmp_path, checkpoints, capsys
         err = capsys.readouterr().err
         assert code == 2, err
         assert re.search(expected, err) and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("n", "sizes"), [(65, [65]), (67, [67]), (68, [64, 4])])
+def test_a_short_last_batch_joins_the_one_before_in_extract_and_cka(
+    tmp_path, checkpoints, n, sizes
+):
+    common = [f"builtin:{n}:32", "--image-size", "32", "--crop-pct", "1.0", "--workers", "0"]
+    common = ["--data", *common, "--batch-size", "64", "--reduce", "avgpool"]
+    layers = ["layer3.1", "layer4.1"]
+    specs = [f"{lib}:resnet18@{checkpoints[lib]}" for lib in ("timm", "torchvision")]
+    files = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    for spec, out in zip(specs, files, strict=True):
+        args = [*common, "--dtype", "float32", "--layers", ",".join(layers)]
+        assert run(spec, "--out", str(out), *args) == 0
+    stored = []
+    for path in files:
+        with h5py.File(path) as f:
+            assert f["input_digest"].shape == (1, len(sizes), 32)
+            stored.append([f[activation_path(0, layer)][()].astype(np.float64) for layer in layers])
+    bounds = list(zip(np.cumsum(sizes) - sizes, np.cumsum(sizes), strict=True))
+    split = lambda x: [x[start:stop] for start, stop in bounds]  # noqa: E731
+    expected = np.array([[minibatch_cka(split(x), split(y)) for y in stored[1]] for x in stored[0]])
+    on_the_fly = [*specs, *common, "--layers-a", ",".join(layers), "--layers-b", ",".join(layers)]
+    for name, args in [("files", [str(f) for f in files]), ("on_the_fly", on_the_fly)]:
+        out = tmp_path / name
+        assert main(["cka", *args, "--out", str(out)]) == 0, name
+        got = np.array(json.loads((out / "cka.json").read_text())["cka"])
+        assert np.abs(got - expected).max() <= 1e-5, name
