@@ -85,19 +85,32 @@ def open_model(
     quiet: bool = False,
     *,
     init_seed: int = 0,
+    encoder: str | None = None,
+    key: str | None = None,
+    model_kwargs: str | None = None,
 ):
-    """Parse, build and trace a model, telling the user what was loaded and how."""
+    """Parse, build and trace a model, telling the user what was loaded and how.
+
+    ``encoder``/``key`` choose among the encoders of the spec's checkpoint;
+    ``model_kwargs`` (``key=value,...``) go to the library's model constructor.
+    """
+    from dataclasses import replace
+
     from repcompare.capture.graph import discover
     from repcompare.capture.models import load_model
-    from repcompare.capture.spec import parse_spec
+    from repcompare.capture.spec import parse_model_kwargs, parse_spec
 
     if tracer not in ("auto", "fx", "hooks"):
         raise InputError(f"unknown tracer {tracer!r}; use auto, fx or hooks")
+    spec = replace(
+        parse_spec(spec_text), kwargs=parse_model_kwargs(model_kwargs), encoder=encoder, key=key
+    )
     loaded = load_model(
-        parse_spec(spec_text),
+        spec,
         pretrained=pretrained,
         allow_missing=allow_missing,
         init_seed=init_seed,
+        image_size=image_size,
     )
     graph = discover(loaded.module, image_size_of(loaded, image_size), tracer)
     if not quiet:
@@ -135,6 +148,28 @@ InitSeedOpt = Annotated[
         "--init-seed", help="Seed of the random initialisation (models built without weights)."
     ),
 ]
+EncoderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        help="Which encoder of a checkpoint holding several: base, momentum (MoCo), teacher, "
+        "student (DINO). Default: teacher, else base.",
+    ),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key", help="Load the checkpoint's weights under this key prefix (e.g. student)."
+    ),
+]
+ModelKwargsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model-kwargs",
+        help="key=value,... for the model constructor (values are Python literals, else "
+        "strings), e.g. global_pool=avg.",
+    ),
+]
 AllowMissingOpt = Annotated[
     bool,
     typer.Option("--allow-missing", help="Load a checkpoint that lacks some backbone weights."),
@@ -152,6 +187,9 @@ def layers(
     reduce: ReduceOpt = "flatten",
     pretrained: PretrainedOpt = False,
     init_seed: InitSeedOpt = 0,
+    encoder: EncoderOpt = None,
+    key: KeyOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
     allow_missing: AllowMissingOpt = False,
     image_size: ImageSizeOpt = None,
     tracer: TracerOpt = "auto",
@@ -163,7 +201,16 @@ def layers(
     from repcompare.report.terminal import layers_table, stdout_console
 
     loaded, graph = open_model(
-        model, pretrained, allow_missing, image_size, tracer, quiet=as_json, init_seed=init_seed
+        model,
+        pretrained,
+        allow_missing,
+        image_size,
+        tracer,
+        quiet=as_json,
+        init_seed=init_seed,
+        encoder=encoder,
+        key=key,
+        model_kwargs=model_kwargs,
     )
     names = select_layers(graph, layer_selection or ["all"])
     rows = layer_rows(graph, names, reduce)
@@ -297,6 +344,9 @@ def extract(
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
     init_seed: InitSeedOpt = 0,
+    encoder: EncoderOpt = None,
+    key: KeyOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
     force: Annotated[
@@ -316,7 +366,15 @@ def extract(
     plan = input_plan(ctx.params, batch_size, views, augment)
     target_device = resolve_device(device)
     loaded, graph = open_model(
-        model, pretrained, allow_missing, image_size, tracer, init_seed=init_seed
+        model,
+        pretrained,
+        allow_missing,
+        image_size,
+        tracer,
+        init_seed=init_seed,
+        encoder=encoder,
+        key=key,
+        model_kwargs=model_kwargs,
     )
     target = CaptureTarget(
         loaded, graph, select_layers(graph, layer_selection or ["blocks"]), reduce
@@ -363,6 +421,9 @@ def build_side(text: str, selection: list[str] | None, params: dict):
         params["image_size"],
         params["tracer"],
         init_seed=params.get("init_seed", 0),
+        encoder=params.get("encoder"),
+        key=params.get("key"),
+        model_kwargs=params.get("model_kwargs"),
     )
     layers_chosen = select_layers(graph, selection or ["blocks"])
     target = CaptureTarget(loaded, graph, layers_chosen, params["reduce"])
@@ -494,6 +555,9 @@ def cka(
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
     init_seed: InitSeedOpt = 0,
+    encoder: EncoderOpt = None,
+    key: KeyOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
 ) -> None:
@@ -576,6 +640,9 @@ def invariance(
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
     init_seed: InitSeedOpt = 0,
+    encoder: EncoderOpt = None,
+    key: KeyOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
 ) -> None:
@@ -650,6 +717,9 @@ def class_fit(
     workers: WorkersOpt = None,
     pretrained: PretrainedOpt = False,
     init_seed: InitSeedOpt = 0,
+    encoder: EncoderOpt = None,
+    key: KeyOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
     allow_missing: AllowMissingOpt = False,
     tracer: TracerOpt = "auto",
 ) -> None:

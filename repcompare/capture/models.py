@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -46,11 +48,23 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Built:
+    """A freshly built architecture and what loading a checkpoint into it needs."""
+
+    model: torch.nn.Module
+    data: DataConfig
+    prefix_tokens: int
+    heads: tuple[str, ...]
+    filter_fn: Callable | None = None
+    notes: list[str] = field(default_factory=list)
+
+
 def _no_weights(spec: ModelSpec, error: Exception) -> InputError:
     return InputError(
         f"could not fetch the published weights of {spec} ({type(error).__name__}: "
         f"{str(error).splitlines()[0] if str(error) else 'no detail'}); connect to the "
-        f"internet, or give a local checkpoint as {spec}@PATH"
+        f"internet, or give a local checkpoint as {spec.library}:{spec.name}@PATH"
     )
 
 
@@ -61,11 +75,36 @@ def _classifier_roots(pretrained_cfg: dict) -> list[str]:
     return [n.split(".", 1)[0] for n in ((names,) if isinstance(names, str) else names)]
 
 
-def _build_timm(spec: ModelSpec, pretrained: bool):
+def _bad_kwargs(spec: ModelSpec, error: TypeError) -> InputError:
+    return InputError(
+        f"{spec.library}:{spec.name} does not take these --model-kwargs ({error}); "
+        "check the names against the model's constructor"
+    )
+
+
+def _timm_sizes(spec: ModelSpec, image_size: int | None) -> dict:
+    """``img_size=N`` when ``image_size`` differs from the model's default and is not given."""
     import timm
 
+    default = timm.models.get_pretrained_cfg_value(spec.name, "input_size")
+    if image_size is None or "img_size" in dict(spec.kwargs) or default is None:
+        return {}
+    return {} if tuple(default[1:]) == (image_size, image_size) else {"img_size": image_size}
+
+
+def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
+    import timm
+
+    kwargs = dict(spec.kwargs)
+    sized = _timm_sizes(spec, image_size)
     try:
-        model = timm.create_model(spec.name, pretrained=pretrained)
+        try:
+            model = timm.create_model(spec.name, pretrained=pretrained, **kwargs, **sized)
+        except TypeError as error:
+            if not sized or "img_size" not in str(error):
+                raise _bad_kwargs(spec, error) from None
+            sized = {}  # a model without img_size (a CNN) takes any size as it is
+            model = timm.create_model(spec.name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError, ValueError) as error:
         if pretrained:
             raise _no_weights(spec, error) from None
@@ -79,15 +118,21 @@ def _build_timm(spec: ModelSpec, pretrained: bool):
         std=tuple(float(v) for v in config["std"]),
     )
     heads = tuple(dict.fromkeys((*HEAD_PREFIXES, *_classifier_roots(model.pretrained_cfg))))
-    return model, data, int(getattr(model, "num_prefix_tokens", 0)), heads
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    notes = [f"built for {image_size}x{image_size} inputs (img_size={image_size})"] if sized else []
+    return _Built(model, data, int(getattr(model, "num_prefix_tokens", 0)), heads, filter_fn, notes)
 
 
-def _build_torchvision(spec: ModelSpec, pretrained: bool):
+def _build_torchvision(spec: ModelSpec, pretrained: bool, image_size: int | None):
     import torchvision
 
     weights = torchvision.models.get_model_weights(spec.name).DEFAULT
     try:
-        model = torchvision.models.get_model(spec.name, weights=weights if pretrained else None)
+        model = torchvision.models.get_model(
+            spec.name, weights=weights if pretrained else None, **dict(spec.kwargs)
+        )
+    except TypeError as error:
+        raise _bad_kwargs(spec, error) from None
     except (OSError, RuntimeError) as error:
         if pretrained:
             raise _no_weights(spec, error) from None
@@ -102,7 +147,7 @@ def _build_torchvision(spec: ModelSpec, pretrained: bool):
         std=tuple(preset.std),
     )
     prefix_tokens = 1 if hasattr(model, "class_token") else 0
-    return model, data, prefix_tokens, HEAD_PREFIXES
+    return _Built(model, data, prefix_tokens, HEAD_PREFIXES)
 
 
 def load_model(
@@ -111,6 +156,7 @@ def load_model(
     pretrained: bool = False,
     allow_missing: bool = False,
     init_seed: int = DEFAULT_INIT_SEED,
+    image_size: int | None = None,
 ) -> LoadedModel:
     """Build ``spec``'s architecture in eval mode with the requested weights.
 
@@ -121,23 +167,45 @@ def load_model(
     checkpoint lacks) is the same in every process and the caller's global
     RNG state is untouched. ``LoadedModel.init_seed`` is the seed when the
     weights are the random init, else None.
+
+    ``spec.kwargs`` go to the library's constructor. For an ``image_size`` other
+    than a timm model's default, a model that takes ``img_size`` (ViTs) is built
+    for it. A checkpoint goes through timm's ``checkpoint_filter_fn`` of the
+    model's module (layout conversion, position embedding resampling) before it
+    is fitted; both are said in the notes and the load report.
     """
     if pretrained and spec.checkpoint is not None:
         raise InputError(
             f"{spec} names a checkpoint and --pretrained asks for the published weights; "
             "give one or the other"
         )
+    if (spec.encoder or spec.key) and spec.checkpoint is None:
+        raise InputError(
+            f"--encoder and --key choose weights inside a checkpoint, and {spec} names none; "
+            "add @PATH to the model or drop the option"
+        )
     build = _build_timm if spec.library == "timm" else _build_torchvision
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        module, data, prefix_tokens, heads = build(spec, pretrained)
-    loaded = LoadedModel(spec, module.eval(), data, prefix_tokens, pretrained)
+        built = build(spec, pretrained, image_size)
+    module = built.model
+    loaded = LoadedModel(spec, module.eval(), built.data, built.prefix_tokens, pretrained)
+    loaded.notes.extend(built.notes)
     if spec.chosen_from_bare_name:
         loaded.notes.append(f"'{spec.name}' resolved to {spec.library}:{spec.name}")
     if spec.checkpoint is not None:
-        loaded.load_report = load_checkpoint_into(
-            module, spec.checkpoint, head_prefixes=heads, allow_missing=allow_missing
+        report = load_checkpoint_into(
+            module,
+            spec.checkpoint,
+            head_prefixes=built.heads,
+            allow_missing=allow_missing,
+            filter_fn=built.filter_fn,
+            encoder=spec.encoder,
+            key=spec.key,
         )
+        if report.other_encoders:
+            loaded.spec = replace(spec, encoder=report.encoder)
+        loaded.load_report = report
         loaded.checkpoint_sha256 = sha256(spec.checkpoint)
     elif not pretrained:
         loaded.init_seed = init_seed

@@ -5,11 +5,17 @@
     NAME[@PATH]               timm if it knows NAME, else torchvision (the choice is reported)
 
 PATH is a local checkpoint (.safetensors, .pth, .pt, .bin, .ckpt).
+
+Options given beside the string (``--model-kwargs``, ``--encoder``, ``--key``) are
+part of the spec too, and of its text: ``timm:NAME@PATH [global_pool='avg', encoder=base]``,
+so that files made with other options are told apart.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +32,16 @@ class ModelSpec:
     name: str
     checkpoint: Path | None = None
     chosen_from_bare_name: bool = False
+    kwargs: tuple[tuple[str, object], ...] = ()
+    encoder: str | None = None
+    key: str | None = None
 
     def __str__(self) -> str:
         text = f"{self.library}:{self.name}"
-        return f"{text}@{self.checkpoint}" if self.checkpoint else text
+        text = f"{text}@{self.checkpoint}" if self.checkpoint else text
+        options = [f"{k}={v!r}" for k, v in self.kwargs]
+        options += [f"{k}={v}" for k, v in (("encoder", self.encoder), ("key", self.key)) if v]
+        return f"{text} [{', '.join(options)}]" if options else text
 
     @property
     def short_name(self) -> str:
@@ -96,3 +108,28 @@ def parse_spec(text: str) -> ModelSpec:
     if not _known(library, name):
         raise _unknown_model(name, (library,))
     return ModelSpec(library, name, checkpoint)
+
+
+def parse_model_kwargs(text: str | None) -> tuple[tuple[str, object], ...]:
+    """``key=value,...`` as (key, value) pairs: values are Python literals, else strings.
+
+    ``global_pool=avg,drop_path_rate=0.1,img_size=(64,96)`` ->
+    ``(("global_pool", "avg"), ("drop_path_rate", 0.1), ("img_size", (64, 96)))``.
+    """
+    if not text:
+        return ()
+    pairs = []
+    for item in re.split(r",\s*(?=[A-Za-z_]\w*\s*=)", text.strip()):
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name.isidentifier():
+            raise InputError(
+                f"--model-kwargs takes key=value pairs separated by commas, not {item!r}; "
+                "e.g. global_pool=avg,drop_path_rate=0.0"
+            )
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        pairs.append((name, parsed))
+    return tuple(pairs)
