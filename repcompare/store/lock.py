@@ -77,8 +77,14 @@ def _acquire(sidecar: Path, exclusive: bool) -> int | None:
 def lock_for_writing(path: Path) -> FileLock:
     """Take ``path``'s lock for writing; an InputError names the process using it."""
     sidecar = lock_path(path)
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
-    fd = _acquire(sidecar, exclusive=True)
+    try:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(sidecar, exclusive=True)
+    except OSError as error:  # a read-only or missing folder, a file where a folder should be
+        raise InputError(
+            f"cannot write {path} (its folder cannot be made or written: {error.strerror}); "
+            "choose a --out in a writable folder"
+        ) from None
     if fd is None:
         pid = _writer_pid(sidecar)
         use = f"written by process {pid}" if pid else "read by another process"
@@ -90,13 +96,13 @@ def lock_for_writing(path: Path) -> FileLock:
 def lock_for_reading(path: Path) -> FileLock:
     """Take ``path``'s lock for reading; an InputError names the process writing it.
 
-    Where no sidecar can be made (a read-only folder or lock file) the file is
-    read without a lock.
+    Where no sidecar can be made (a read-only folder, file system or lock file) the
+    file is read without a lock.
     """
     sidecar = lock_path(path)
     try:
         fd = _acquire(sidecar, exclusive=False)
-    except PermissionError:
+    except OSError:
         return FileLock(sidecar, None)
     if fd is None:
         pid = _writer_pid(sidecar)

@@ -62,3 +62,14 @@ def test_a_sidecar_removed_while_being_locked_is_not_trusted(tmp_path, monkeypat
     monkeypatch.undo()
     assert removed and os.stat(sidecar).st_ino == os.fstat(lock._fd).st_ino
     lock.release()
+
+
+def test_an_unwritable_place_is_an_input_error_and_reading_there_needs_no_lock(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(
+        InputError, match=r"cannot write .*file/a.h5 \(its folder cannot be made or written: "
+    ):
+        lock_for_writing(blocker / "a.h5")
+    lock = lock_for_reading(blocker / "a.h5")
+    lock.release()
