@@ -10,6 +10,7 @@ was removed meanwhile (its path no longer names the locked inode) retries.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -40,6 +41,11 @@ class FileLock:
         finally:
             os.close(self._fd)
             self._fd = None
+
+    def __del__(self) -> None:
+        """A file never closed by its user frees its lock with it (quietly at exit)."""
+        with contextlib.suppress(Exception):
+            self.release()
 
     def __enter__(self) -> FileLock:
         return self

@@ -73,3 +73,10 @@ def test_an_unwritable_place_is_an_input_error_and_reading_there_needs_no_lock(t
         lock_for_writing(blocker / "a.h5")
     lock = lock_for_reading(blocker / "a.h5")
     lock.release()
+
+
+def test_a_lock_left_unreleased_is_freed_with_its_object(tmp_path):
+    path = tmp_path / "a.h5"
+    lock_for_reading(path)  # dropped at once, as by a caller that never closes its file
+    lock_for_writing(path).release()
+    assert not lock_path(path).exists()
