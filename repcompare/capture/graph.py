@@ -45,7 +45,7 @@ from repcompare.capture.layout import (
     infer_axes,
     input_axes,
 )
-from repcompare.capture.sublayers import ResidualAdd, block_sublayers
+from repcompare.capture.sublayers import ResidualAdd, block_sublayers, is_transformer_block
 
 FX_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
 # identity in eval mode: a residual branch is named past these
@@ -309,7 +309,7 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
     order = {node: i for i, node in enumerate(graph.nodes)}
     sublayers: list[str] = []
     for block, pair in adds.items():
-        if len(pair) == 2:
+        if is_transformer_block(pair, order, dependent):
 
             def name_of(chain, block=block):
                 return _branch_name(chain, block, qualname, aliases, kinds, names, modules)

@@ -1,7 +1,8 @@
 """Transformer sub-layers, read off the traced graph (Shekhar et al. 2023).
 
-A *transformer block* is a block with exactly two residual adds, attention
-first, then the MLP. For each add, from the graph:
+A *transformer block* is a block with exactly two residual adds in a row (the
+second adds to the stream the first produced): attention, then the MLP. For
+each add, from the graph:
 
 - the branch (the add's operand with the longer path from the input, followed
   back through identity-in-eval ops) ends in an optional *layer scale*: a
@@ -59,6 +60,23 @@ def _reads_stream(add: ResidualAdd, main: torch.fx.Node, order: dict, dependent:
         stack += node.all_input_nodes
     readers = [u for u in add.stream.users if u in ancestors]
     return min(readers, key=order.__getitem__) if readers else None
+
+
+def is_transformer_block(
+    adds: list[ResidualAdd], order: dict[torch.fx.Node, int], dependent: set[torch.fx.Node]
+) -> bool:
+    """Two residual adds in a row: the second's stream is the first add's output (followed
+    back through ops with one data input, such as a reshape); rotary embeddings' two adds
+    are not."""
+    if len(adds) != 2:
+        return False
+    node = adds[1].stream
+    while node is not adds[0].add and order[node] > order[adds[0].add]:
+        data = [p for p in node.all_input_nodes if p in dependent]
+        if len(data) != 1:
+            return False
+        node = data[0]
+    return node is adds[0].add
 
 
 def block_sublayers(
