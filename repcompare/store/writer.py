@@ -228,7 +228,14 @@ def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool)
                 f"{path} is {state} file made with other settings ({'; '.join(differences)}); "
                 "pass --force to overwrite it or choose another --out"
             )
-        return layout.settings.num_samples if complete else rows_done
+        if complete:
+            return layout.settings.num_samples
+        if rows_done not in [start for start, _ in layout.bounds]:
+            raise InputError(
+                f"{path} was begun with an older batch plan ({rows_done} rows done); "
+                "pass --force to recompute it or choose another --out"
+            )
+        return rows_done
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         _create(path, layout, provenance)

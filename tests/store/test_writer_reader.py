@@ -108,3 +108,12 @@ def test_foreign_and_missing_files_are_input_errors(tmp_path):
         open_activations(tmp_path / "none.h5")
     with pytest.raises(InputError, match="not a readable repcompare activation file"):
         prepare(other, layout(settings()), {}, force=False)
+
+
+def test_a_file_begun_with_the_old_batch_plan_is_not_resumed(tmp_path):
+    path, s = tmp_path / "a.h5", settings()
+    write(path, s, stop_after=1)
+    with h5py.File(path, "r+") as f:
+        f["rows_done"][()] = 8  # batches of 4, 4 and 2 before short batches were merged
+    with pytest.raises(InputError, match=r"older batch plan \(8 rows done\); pass --force"):
+        prepare(path, layout(s), {}, force=False)
