@@ -10,7 +10,7 @@ from repcompare.errors import InputError
 def layer_rows(graph: LayerGraph, names: list[str], reduction: str) -> list[dict]:
     """One dict per selected layer: name, kind, shape, layout, reduced width (None where the
     reduction does not apply), presets it belongs to."""
-    blocks, residual = set(graph.blocks), set(graph.residual)
+    blocks, residual, sublayers = set(graph.blocks), set(graph.residual), set(graph.sublayers)
     rows = []
     for name in names:
         point = graph.point(name)
@@ -20,7 +20,11 @@ def layer_rows(graph: LayerGraph, names: list[str], reduction: str) -> list[dict
             width = None
         presets = [
             label
-            for label, members in (("block", blocks), ("residual", residual))
+            for label, members in (
+                ("block", blocks),
+                ("residual", residual),
+                ("sublayer", sublayers),
+            )
             if name in members
         ]
         rows.append(
