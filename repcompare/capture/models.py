@@ -92,22 +92,36 @@ def _timm_sizes(spec: ModelSpec, image_size: int | None) -> dict:
     return {} if tuple(default[1:]) == (image_size, image_size) else {"img_size": image_size}
 
 
+def _create_timm(spec: ModelSpec, pretrained: bool, sized: dict) -> tuple[torch.nn.Module, dict]:
+    """``timm.create_model`` with the spec's kwargs and ``sized``; the sizes it took."""
+    import timm
+
+    try:
+        return timm.create_model(
+            spec.name, pretrained=pretrained, **dict(spec.kwargs), **sized
+        ), sized
+    except TypeError as error:
+        if sized and "img_size" in str(error):  # no img_size (a CNN): any size as it is
+            return _create_timm(spec, pretrained, {})
+        if spec.kwargs:
+            raise _bad_kwargs(spec, error) from None
+        raise
+
+
 def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
     import timm
 
-    kwargs = dict(spec.kwargs)
     sized = _timm_sizes(spec, image_size)
     try:
-        try:
-            model = timm.create_model(spec.name, pretrained=pretrained, **kwargs, **sized)
-        except TypeError as error:
-            if not sized or "img_size" not in str(error):
-                raise _bad_kwargs(spec, error) from None
-            sized = {}  # a model without img_size (a CNN) takes any size as it is
-            model = timm.create_model(spec.name, pretrained=pretrained, **kwargs)
-    except (OSError, RuntimeError, ValueError) as error:
-        if pretrained:
+        model, sized = _create_timm(spec, pretrained, sized)
+    except (OSError, RuntimeError, ValueError, AssertionError) as error:
+        if pretrained and not isinstance(error, AssertionError):
             raise _no_weights(spec, error) from None
+        if sized:
+            raise InputError(
+                f"{spec.library}:{spec.name} cannot be built for {image_size}x{image_size} inputs "
+                f"({type(error).__name__}: {error}); choose another --image-size"
+            ) from None
         raise
     config = timm.data.resolve_data_config({}, model=model)
     data = DataConfig(

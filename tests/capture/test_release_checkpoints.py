@@ -178,8 +178,10 @@ def test_layers_takes_any_input_size_for_a_vit_and_model_kwargs(capsys):
         ["layers", "timm:test_vit", "--model-kwargs", "global_pool=avg", "--layers", "norm"]
     )
     assert code == 0
-    assert main(["layers", "timm:test_vit", "--model-kwargs", "no_such_option=1"]) == 2
-    assert "does not take these --model-kwargs" in capsys.readouterr().err
+    for model in ("timm:test_vit", "timm:resnet18"):  # with and without img_size
+        bad = ["layers", model, "--model-kwargs", "no_such_option=1", "--image-size", "64"]
+        assert main(bad) == 2
+        assert "does not take these --model-kwargs" in capsys.readouterr().err
 
 
 def test_model_kwargs_are_python_literals_else_strings():

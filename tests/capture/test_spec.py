@@ -1,6 +1,8 @@
+from dataclasses import replace
+
 import pytest
 
-from repcompare.capture.spec import parse_spec
+from repcompare.capture.spec import parse_model_kwargs, parse_spec
 from repcompare.errors import InputError
 
 
@@ -30,3 +32,11 @@ def test_unknown_library_and_missing_checkpoint_are_input_errors(tmp_path):
         parse_spec("keras:resnet50")
     with pytest.raises(InputError, match="does not exist"):
         parse_spec(f"timm:resnet18@{tmp_path / 'nope.pth'}")
+
+
+def test_options_are_part_of_the_spec_text():
+    spec = parse_spec("timm:resnet18")
+    assert str(spec) == "timm:resnet18"
+    with_options = replace(spec, kwargs=parse_model_kwargs("global_pool=avg"), encoder="base")
+    assert str(with_options) == "timm:resnet18 [global_pool='avg', encoder=base]"
+    assert with_options.short_name == "resnet18"
