@@ -45,6 +45,7 @@ from repcompare.capture.layout import (
     infer_axes,
     input_axes,
 )
+from repcompare.capture.stages import natural_stages
 from repcompare.capture.sublayers import ResidualAdd, block_sublayers, is_transformer_block
 
 FX_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
@@ -87,6 +88,7 @@ class LayerGraph:
     blocks: list[str] = field(default_factory=list)
     residual: list[str] = field(default_factory=list)
     sublayers: list[str] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)
     fallback_reason: str | None = None
 
     def __post_init__(self) -> None:
@@ -306,7 +308,8 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
                 blocks.append(block)
             stream = operands[1] if branch is operands[0] else operands[0]
             adds.setdefault(block, []).append(ResidualAdd(node, stream, chain))
-    order = {node: i for i, node in enumerate(graph.nodes)}
+    nodes = list(graph.nodes)
+    order = {node: i for i, node in enumerate(nodes)}
     sublayers: list[str] = []
     for block, pair in adds.items():
         if is_transformer_block(pair, order, dependent):
@@ -316,7 +319,10 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
 
             sublayers += block_sublayers(pair, name_of, passes, order, dependent)
             sublayers.append(block)
-    return LayerGraph("fx", points, aliases, blocks, residual, sublayers)
+    stages = (
+        [] if blocks else natural_stages(nodes, captured, qualname, aliases, dependent, outputs)
+    )
+    return LayerGraph("fx", points, aliases, blocks, residual, sublayers, stages)
 
 
 def _tensors(value: object) -> Iterator[tuple[str, torch.Tensor]]:
@@ -367,7 +373,7 @@ def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
         for handle in handles:
             handle.remove()
     blocks = [p.name for p in points if HOOK_BLOCK_PATTERN.match(p.name)]
-    return LayerGraph("hooks", points, {}, blocks, [], [])
+    return LayerGraph("hooks", points, {}, blocks, [], [], [])
 
 
 def discover(model: torch.nn.Module, input_size: tuple[int, ...], mode: str = "auto"):

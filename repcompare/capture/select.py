@@ -3,7 +3,8 @@
 A selection is one or more strings (``--layers`` given several times), each a
 comma-separated list of items. An item is
 
-- a preset: ``blocks`` (each residual block's output), ``residual`` (each
+- a preset: ``blocks`` (each residual block's output; a model without
+  residual blocks gets its natural stages, see ``repcompare.capture.stages``), ``residual`` (each
   residual branch's output before the addition: the paper's block-interior
   layers), ``paper`` (both, interleaved in depth order), ``sublayers`` (per
   transformer block: norm1, attn, ls1, the stream after attention, norm2,
@@ -50,12 +51,15 @@ def _preset(graph: LayerGraph, preset: str) -> list[str]:
         )
     if preset == "sublayers":
         return list(graph.sublayers)
+    if preset == "blocks" and not graph.blocks and graph.stages:
+        return list(graph.stages)
     chosen = {"blocks": graph.blocks, "residual": graph.residual}.get(
         preset, graph.blocks + graph.residual
     )
     if not chosen:
         raise InputError(
-            f"this model has no residual blocks, so the '{preset}' preset selects nothing; "
+            f"this model has no residual blocks or stages, so the '{preset}' preset selects "
+            "nothing; "
             "use --layers all or name the layers (see 'repcompare layers MODEL')"
         )
     return list(chosen)

@@ -1,4 +1,5 @@
 import pytest
+import torch
 import torchvision
 
 from repcompare.capture.graph import discover
@@ -28,9 +29,17 @@ def test_unknown_name_and_empty_pattern_list_close_names(graph):
         select_layers(graph, ["layer9.*"])
 
 
-def test_model_without_residual_blocks_explains_the_empty_preset():
-    plain = discover(torchvision.models.vgg11(), (3, 32, 32))
-    with pytest.raises(InputError, match="no residual blocks"):
+def test_model_without_blocks_or_stages_explains_the_empty_preset():
+    class Mlp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(12, 8), torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+    plain = discover(Mlp(), (3, 2, 2))
+    with pytest.raises(InputError, match="no residual blocks or stages"):
         select_layers(plain, ["blocks"])
     assert len(select_layers(plain, ["all"])) == len(plain.points)
 
