@@ -6,7 +6,8 @@ which refuses pickles that would construct arbitrary objects. The one class
 allowed beyond torch's own is ``argparse.Namespace`` (``SAFE_GLOBALS``): DINO and
 MAE training checkpoints store their arguments in one, a plain attribute bag.
 
-Fitting a state dict to a model (``fit_state_dict``):
+Loading a checkpoint into a model (``load_checkpoint_into``: ``unwrap``, then
+``fit_state_dict``):
 
 0. with ``key`` (``--key PREFIX``), descend the dict keys the prefix names and keep
    only the tensors under the rest of it;
@@ -204,6 +205,7 @@ def _encoder_of(name: str) -> str | None:
 
 def _pick_encoder(present: list[str], encoder: str | None, source: str) -> str:
     """The encoder to take among ``present`` (at least one): the one asked for, else the default."""
+    present = [e for e in ENCODERS if e in present]
     if encoder is None:
         return next(e for e in ENCODERS if e in present)
     if encoder not in present:
@@ -262,7 +264,8 @@ def unwrap(
         held = {_encoder_of(k): k for k in obj if isinstance(obj[k], dict) and _encoder_of(k)}
         if len(held) > 1 and key is None:
             taken = _pick_encoder(list(held), encoder, source)
-            others, containers = tuple(e for e in held if e != taken), [held[taken]]
+            others = tuple(e for e in ENCODERS if e in held and e != taken)
+            containers = [held[taken]]
         if not containers:
             break
         path.append(containers[0])
@@ -286,7 +289,7 @@ def unwrap(
             raise InputError(f"{source} holds a single model, not several encoders; drop --encoder")
         if present:
             taken = _pick_encoder(present, encoder, source)
-            others = tuple(e for e in prefixes if e != taken)
+            others = tuple(e for e in ENCODERS if e in prefixes and e != taken)
         if len(prefixes) > 1:
             tensors = {k: v for k, v in tensors.items() if k.startswith(prefixes[taken])}
     return Unwrapped(tensors, tuple(path), taken, others, encoder is not None)

@@ -8,6 +8,7 @@ import torch
 
 from repcompare.capture.models import load_model
 from repcompare.capture.spec import parse_spec
+from repcompare.cli import main
 from repcompare.errors import InputError
 
 ARCH = "test_vit"
@@ -112,3 +113,17 @@ def test_wrong_encoder_choices_are_one_sentence(tmp_path):
         loaded_features(single, encoder="teacher")
     with pytest.raises(InputError, match="names none"):
         load_model(replace(parse_spec(f"timm:{ARCH}"), encoder="base"))
+
+
+def test_the_cli_takes_encoder_and_key_and_prints_the_choice(tmp_path, capsys):
+    path = tmp_path / "moco_v3.pth"
+    torch.save(moco_v3(True), path)
+    common = ["layers", f"timm:{ARCH}@{path}", "--layers", "blocks.0"]
+    assert main(common) == 0
+    assert "encoder: base (the default; choose with --encoder)" in capsys.readouterr().err
+    assert main([*common, "--encoder", "momentum"]) == 0
+    assert "encoder: momentum (as asked)" in capsys.readouterr().err
+    assert main([*common, "--key", "state_dict.module.momentum_encoder"]) == 0
+    assert "encoder: --key state_dict.module.momentum_encoder" in capsys.readouterr().err
+    assert main([*common, "--encoder", "teacher"]) == 2
+    assert "holds no teacher encoder (it holds base, momentum)" in capsys.readouterr().err
