@@ -109,6 +109,7 @@ def _create_timm(spec: ModelSpec, pretrained: bool, sized: dict) -> tuple[torch.
 
 
 def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
+    """A timm model, built for ``image_size`` when it takes ``img_size`` (see ``load_model``)."""
     import timm
 
     sized = _timm_sizes(spec, image_size)
@@ -138,6 +139,7 @@ def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
 
 
 def _build_torchvision(spec: ModelSpec, pretrained: bool, image_size: int | None):
+    """A torchvision model as its builder makes it: ``image_size`` only sizes its inputs."""
     import torchvision
 
     weights = torchvision.models.get_model_weights(spec.name).DEFAULT
