@@ -10,8 +10,9 @@ Axis labels: ``N`` batch, ``C`` channels, ``S`` a spatial axis of a map,
 tokens (flattened positions, possibly preceded by prefix tokens), ``?``
 anything else. The rules, per node:
 
-- Conv, pooling, padding and upsampling modules (and functions named like
-  ``conv2d``, ``*_pool2d``) take an NCHW map to an NCHW map;
+- conv, pooling, padding and upsampling modules (and the functions
+  ``conv2d``, ``*_pool2d``) take an NCHW map to an NCHW map; ``pad`` and
+  ``interpolate`` keep every label;
 - ``permute``, ``transpose``, ``movedim`` move labels; ``flatten``,
   ``reshape`` and ``view`` merge and split them (two merged ``S`` axes are
   ``T``; ``s`` axes merged into ``C`` are ``C``, as in a patch merge; ``T``
@@ -19,7 +20,8 @@ anything else. The rules, per node:
 - ``Linear`` keeps labels when the last axis is ``C``; reductions (``mean``,
   ``sum``, ...) remove their axes; indexing drops or slices axes (``x[:, 0]``
   leaves the tokens, ``x[:, k:]`` drops k prefix tokens);
-- ``cat`` along ``T`` of input-independent tensors (``cls_token``,
+- ``cat`` along ``C`` keeps labels (DenseNet); ``cat`` along ``T`` of
+  input-independent tensors (``cls_token``,
   ``reg_token``, ``dist_token``, torchvision's ``class_token``) in front of
   the tokens adds prefix tokens; token 0 is a class token when the first of
   them is a parameter named ``cls_token`` or ``class_token``;
@@ -27,8 +29,9 @@ anything else. The rules, per node:
   (elementwise ops, norms, activations, attention, residual adds); if none
   has that shape, or two such operands disagree, the layout is unknown;
 - backwards, an operand of such an op with the result's shape and no layout
-  of its own takes the result's (``x + attn(x)`` gives the attention
-  branch, whose heads were split and merged, the residual stream's layout).
+  of its own takes the result's, and so does the input of a ``Linear``
+  (``x + proj(attn(x))`` gives the attention branch, whose heads were split
+  and merged, the residual stream's layout).
 
 The result per point is a ``Layout``: ``NCHW``, ``NHWC``, ``NCL`` (channels,
 then positions), ``tokens`` (with its prefix tokens and whether token 0 is a
@@ -43,7 +46,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-KINDS = ("NCHW", "NHWC", "NCL", "tokens", "flat", "unknown")
 CLASS_TOKEN_NAMES = ("cls_token", "class_token")
 MAP_MODULES = (
     torch.nn.modules.conv._ConvNd,
@@ -56,16 +58,11 @@ MAP_MODULES = (
     torch.nn.modules.padding._ReplicationPadNd,
     torch.nn.Upsample,
 )
-MAP_FUNCTIONS = {
-    "conv2d",
-    "avg_pool2d",
-    "max_pool2d",
-    "adaptive_avg_pool2d",
-    "adaptive_max_pool2d",
-    "interpolate",
-    "_patch_merging_pad",  # torchvision Swin: NHWC -> NHWC (a wrapped leaf function)
-}
-KEEP_LABELS = {"pad", "_patch_merging_pad", "interpolate"}
+# functions taking an NCHW map to an NCHW map
+MAP_FUNCTIONS = {"conv2d", "avg_pool2d", "max_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"}
+# functions that keep every axis's meaning while changing sizes (torchvision Swin's
+# ``_patch_merging_pad`` is a wrapped leaf taking NHWC to NHWC)
+KEEP_LABELS = {"pad", "interpolate", "_patch_merging_pad"}
 REDUCING = {"mean", "sum", "amax", "amin", "std", "var", "logsumexp"}
 TRANSPOSING = {"transpose", "swapaxes", "swapdims"}
 # ops that move axes: never read by the same-shape rule, in either direction
@@ -381,7 +378,7 @@ def _shape_op(node, name, axes: Axes, shape, out):
         return Axes(labels, axes.prefix, axes.cls)
     if node.target is operator.getitem:
         return _index(axes, shape, node.args[1])
-    if name in MAP_FUNCTIONS:
+    if name in MAP_FUNCTIONS | KEEP_LABELS:
         keeps = name in KEEP_LABELS or _is_map(axes)
         return axes if keeps and len(out) == ndim else None
     if name in MOVING:
