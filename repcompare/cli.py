@@ -397,9 +397,21 @@ def extract(
     stdout_console().print(extract_summary(result))
 
 
-def build_side(text: str, selection: list[str] | None, params: dict):
+def check_file_reduction(file, reduction: str | None) -> None:
+    """A reduction asked of an activation file must be the one it was extracted with."""
+    if reduction not in (None, file.settings.reduction):
+        raise InputError(
+            f"{file.path} holds activations reduced with {file.settings.reduction!r}, which a "
+            f"file cannot change to {reduction!r}; extract it again with --reduce {reduction}, "
+            "or drop the option"
+        )
+
+
+def build_side(
+    text: str, selection: list[str] | None, params: dict, reduction: str | None = None
+):
     """A comparison side from an activation file path or a MODEL spec (model options from
-    the command's ``params``)."""
+    the command's ``params``; a model's reduction is ``reduction``, else ``--reduce``)."""
     from repcompare.activations import CaptureTarget
     from repcompare.analyses.sides import (
         Side,
@@ -412,6 +424,7 @@ def build_side(text: str, selection: list[str] | None, params: dict):
 
     if looks_like_file(text):
         file = open_activations(Path(text))
+        check_file_reduction(file, reduction)
         roles = json.loads(file.attrs.get("layer_roles", "{}"))
         return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
     loaded, graph = open_model(
@@ -426,7 +439,7 @@ def build_side(text: str, selection: list[str] | None, params: dict):
         model_kwargs=params.get("model_kwargs"),
     )
     layers_chosen = select_layers(graph, selection or ["blocks"])
-    target = CaptureTarget(loaded, graph, layers_chosen, params["reduce"])
+    target = CaptureTarget(loaded, graph, layers_chosen, reduction or params["reduce"])
     return Side(
         loaded.spec.short_name,
         layers_chosen,
@@ -435,17 +448,20 @@ def build_side(text: str, selection: list[str] | None, params: dict):
     )
 
 
-def reselect_side(side, selection):
-    """The same file or loaded model as ``side`` with other layers (one model, two selections)."""
+def reselect_side(side, selection, reduction: str | None, params: dict):
+    """The same file or loaded model as ``side`` with other layers or another reduction
+    (``reduction``, else ``--reduce`` from ``params``)."""
     from dataclasses import replace
 
     from repcompare.analyses.sides import select_stored_layers
     from repcompare.capture.select import select_layers
 
     if side.is_file:
+        check_file_reduction(side.file, reduction)
         return replace(side, layers=select_stored_layers(side.file, selection))
-    chosen = select_layers(side.target.graph, selection)
-    return replace(side, layers=chosen, target=replace(side.target, layers=chosen))
+    chosen = select_layers(side.target.graph, selection) if selection else side.layers
+    target = replace(side.target, layers=chosen, reduction=reduction or params["reduce"])
+    return replace(side, layers=chosen, target=target)
 
 
 MinibatchOpt = Annotated[
@@ -546,6 +562,12 @@ def cka(
     order: OrderOpt = "random",
     seed: SeedOpt = 0,
     reduce: ReduceOpt = "flatten",
+    reduce_a: Annotated[
+        str | None, typer.Option("--reduce-a", help="Reduction of model A (default: --reduce).")
+    ] = None,
+    reduce_b: Annotated[
+        str | None, typer.Option("--reduce-b", help="Reduction of model B (default: --reduce).")
+    ] = None,
     device: DeviceOpt = "auto",
     image_size: ImageSizeOpt = None,
     crop_pct: CropOpt = None,
@@ -575,15 +597,16 @@ def cka(
     from repcompare.report.terminal import cka_table, stdout_console
 
     check_out_dir(out)
-    side_a = build_side(model_a, layers_a, ctx.params)
+    side_a = build_side(model_a, layers_a, ctx.params, reduce_a)
     same_source = model_a == model_b
-    symmetric = same_source and (not layers_b or layers_b == layers_a)
+    same_layers = not layers_b or layers_b == layers_a
+    symmetric = same_source and same_layers and (reduce_a or reduce) == (reduce_b or reduce)
     if symmetric:
         side_b = side_a
     elif same_source:
-        side_b = reselect_side(side_a, layers_b)
+        side_b = reselect_side(side_a, layers_b or layers_a, reduce_b, ctx.params)
     else:
-        side_b = build_side(model_b, layers_b, ctx.params)
+        side_b = build_side(model_b, layers_b, ctx.params, reduce_b)
     if not symmetric:
         distinct_labels([side_a, side_b], [model_a, model_b])
     plan = input_plan(ctx.params, batch_size_of([side_a, side_b], batch_size))

@@ -170,3 +170,29 @@ def test_constant_layers_are_reported_as_undefined_not_as_numbers(tmp_path, caps
     assert "layer1.0.bn2,layer1.0,,,,undefined: constant layer" in rows
     assert load(out)["cka"][1][1] == pytest.approx(1.0)
     assert "nan" not in (out / "cka.csv").read_text().lower()
+
+
+def test_each_side_takes_its_own_reduction(setup, tmp_path, capsys):
+    specs, files = setup
+    flat_b = tmp_path / "b_flat.h5"
+    extract(specs["b"], flat_b, "--dtype", "float32", "--reduce", "flatten")
+    from_files = tmp_path / "files"
+    assert main(["cka", str(files["a"]), str(flat_b), "--out", str(from_files)]) == 0
+    on_the_fly = tmp_path / "fly"
+    args = ["cka", specs["a"], specs["b"], "--out", str(on_the_fly), *DATA, "--batch-size", "16"]
+    args += ["--layers-a", LAYERS, "--layers-b", LAYERS]
+    assert main([*args, "--reduce-a", "avgpool", "--reduce-b", "flatten"]) == 0
+    expected = np.array(load(from_files)["cka"])
+    np.testing.assert_allclose(np.array(load(on_the_fly)["cka"]), expected, atol=1e-5)
+    same_model = tmp_path / "same"
+    args = ["cka", specs["a"], specs["a"], "--out", str(same_model), *DATA, "--batch-size", "16"]
+    args += ["--layers-a", LAYERS, "--reduce-a", "avgpool", "--reduce-b", "flatten"]
+    assert main(args) == 0
+    within = np.array(load(same_model)["cka"])
+    # pooled against flattened: another representation, except where the map is 1x1 (layer4.1)
+    assert np.all(np.diag(within)[:2] < 1 - 1e-3)
+    assert abs(within[2, 2] - 1) < 1e-9
+    capsys.readouterr()
+    args = ["cka", str(files["a"]), str(flat_b), "--reduce-a", "flatten", "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "reduced with 'avgpool'" in capsys.readouterr().err
