@@ -119,5 +119,7 @@ def lock_for_reading(path: Path) -> FileLock:
 
 
 def _record(fd: int, text: str) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text.encode(), 0)
+    """Replace the sidecar's text; best effort (on a full disk the writer says so itself)."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode(), 0)
