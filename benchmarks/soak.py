@@ -178,7 +178,11 @@ def main() -> None:
                     lost += 1
                     print(f"  run {run}: {cka} differs from the reference", file=sys.stderr)
             shutil.rmtree(scratch)
-            print(f"run {run + 1}/{options.runs}: {fault}", file=sys.stderr)
+            print(
+                f"run {run + 1}/{options.runs}: {fault}; endings so far {dict(endings)}, "
+                f"lost or mixed {lost} of {checked} checked",
+                file=sys.stderr,
+            )
         seconds = time.perf_counter() - started
         print(
             json.dumps(
