@@ -18,7 +18,7 @@ import torch
 from repcompare.capture.capture import capture_layers
 from repcompare.capture.graph import LayerGraph
 from repcompare.capture.models import LoadedModel
-from repcompare.capture.reduce import reduced_width
+from repcompare.capture.reduce import DEFAULT_TOKEN_CAP, reduced_width
 from repcompare.data.batches import InputsDataset, default_view_size, make_loader
 from repcompare.data.order import sample_order
 from repcompare.data.sources import ImageSource, open_source
@@ -58,7 +58,8 @@ class CaptureTarget:
 
 @dataclass(frozen=True)
 class InputPlan:
-    """Which images, in which order, how many views and how they are augmented."""
+    """Which images, in which order, how many views and how they are augmented; with
+    ``--reduce tokens``, at most ``token_cap`` token rows per batch (drawn from seed, batch)."""
 
     data: str | None = None
     num_samples: int | None = None
@@ -70,6 +71,7 @@ class InputPlan:
     overrides: TransformOverrides = field(default_factory=TransformOverrides)
     batch_size: int = 64
     workers: int = 0
+    token_cap: int = DEFAULT_TOKEN_CAP
 
 
 @dataclass
@@ -102,6 +104,11 @@ def prepare_inputs(plan: InputPlan, targets: list[CaptureTarget]) -> PreparedInp
         raise InputError(f"--batch-size {plan.batch_size} is too small; CKA needs at least 4")
     if plan.augment is None and plan.views != 1:
         raise InputError("--views above 1 needs an augmentation; add --augment simclr (or another)")
+    if plan.token_cap < 4:
+        raise InputError(
+            f"--token-cap {plan.token_cap} is too small; unbiased CKA needs at least 4 token "
+            "rows per batch"
+        )
     source = open_source(plan.data)
     indices = sample_order(len(source), plan.num_samples, plan.seed, plan.order)
     build = eval_transform if plan.augment is None else view_transform
@@ -125,7 +132,11 @@ def stream_activations(
     device: torch.device,
     first_batch: int = 0,
 ) -> Iterator[StreamedBatch]:
-    """Yield the activations of every target for each batch, from ``first_batch`` on."""
+    """Yield the activations of every target for each batch, from ``first_batch`` on.
+
+    Every target and view of batch ``number`` is captured with that number, so
+    ``--reduce tokens`` keeps the same token rows for all of them.
+    """
     start = first_batch * plan.batch_size
     dataset = InputsDataset(
         prepared.source,
@@ -139,13 +150,17 @@ def stream_activations(
     loader = make_loader(dataset, plan.batch_size, plan.workers)
     with ExitStack() as stack:
         captures = [
-            stack.enter_context(capture_layers(t.loaded.module, t.graph, t.layers, t.reduction))
+            stack.enter_context(
+                capture_layers(
+                    t.loaded.module, t.graph, t.layers, t.reduction, plan.token_cap, plan.seed
+                )
+            )
             for t in targets
         ]
         for number, batch in enumerate(loader, start=first_batch):
             activations = [
                 [
-                    capture(inputs[:, view].to(device, non_blocking=True))
+                    capture(inputs[:, view].to(device, non_blocking=True), number)
                     for view in range(plan.views)
                 ]
                 for capture, inputs in zip(captures, batch["inputs"], strict=True)

@@ -137,7 +137,20 @@ LayersOpt = Annotated[
     ),
 ]
 ReduceOpt = Annotated[
-    str, typer.Option("--reduce", help="flatten, avgpool, cls (first token) or mean (tokens).")
+    str,
+    typer.Option(
+        "--reduce",
+        help="flatten, avgpool, cls (class token), mean (patch tokens), or tokens (cka and "
+        "invariance on the fly: every patch token of every image is an example).",
+    ),
+]
+TokenCapOpt = Annotated[
+    int,
+    typer.Option(
+        "--token-cap",
+        help="With --reduce tokens: token rows kept per batch, a seeded random subset, the same "
+        "for every layer, model and view.",
+    ),
 ]
 PretrainedOpt = Annotated[
     bool, typer.Option("--pretrained", help="Use the library's published weights (online).")
@@ -292,6 +305,7 @@ def input_plan(
     import os
 
     from repcompare.activations import InputPlan
+    from repcompare.capture.reduce import DEFAULT_TOKEN_CAP
     from repcompare.data.transforms import TransformOverrides
 
     overrides = TransformOverrides(
@@ -315,6 +329,7 @@ def input_plan(
         overrides=overrides,
         batch_size=batch_size,
         workers=workers,
+        token_cap=params.get("token_cap", DEFAULT_TOKEN_CAP),
     )
 
 
@@ -407,9 +422,7 @@ def check_file_reduction(file, reduction: str | None) -> None:
         )
 
 
-def build_side(
-    text: str, selection: list[str] | None, params: dict, reduction: str | None = None
-):
+def build_side(text: str, selection: list[str] | None, params: dict, reduction: str | None = None):
     """A comparison side from an activation file path or a MODEL spec (model options from
     the command's ``params``; a model's reduction is ``reduction``, else ``--reduce``)."""
     from repcompare.activations import CaptureTarget
@@ -568,6 +581,7 @@ def cka(
     reduce_b: Annotated[
         str | None, typer.Option("--reduce-b", help="Reduction of model B (default: --reduce).")
     ] = None,
+    token_cap: TokenCapOpt = 1024,
     device: DeviceOpt = "auto",
     image_size: ImageSizeOpt = None,
     crop_pct: CropOpt = None,
@@ -647,6 +661,7 @@ def invariance(
     ] = None,
     layer_selection: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
+    token_cap: TokenCapOpt = 1024,
     bootstrap: BootstrapOpt = 0,
     batch_size: MinibatchOpt = None,
     data: DataOpt = None,
@@ -725,6 +740,14 @@ def class_fit(
     probe_l2: Annotated[
         float, typer.Option("--probe-l2", help="L2 penalty of the linear probe.")
     ] = 1e-3,
+    tokens: Annotated[
+        bool,
+        typer.Option(
+            "--tokens",
+            help="Also kNN and probe accuracy from the class token, the mean of the patch "
+            "tokens and the centre patch token of each layer (ViTs; needs --reduce flatten).",
+        ),
+    ] = False,
     bootstrap: BootstrapOpt = 0,
     batch_size: MinibatchOpt = None,
     data: DataOpt = None,
@@ -749,21 +772,24 @@ def class_fit(
     """Per-layer class structure: CKA with the labels, crowding, kNN and linear probe.
 
     Needs labelled images. kNN and the probe use spatially pooled features of
-    every image, on one seeded, stratified train/test split.
+    every image, on one seeded, stratified train/test split; --tokens adds them
+    for the class token, the mean patch token and the centre patch token.
     """
     from repcompare.activations import resolve_device
     from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
     from repcompare.report.class_fit import (
-        COLUMNS,
         OWNED_FILES,
         class_fit_records,
+        columns,
         write_class_fit_outputs,
     )
     from repcompare.report.outdir import check_out_dir, staged_outputs
     from repcompare.report.terminal import records_table, stdout_console
 
     check_out_dir(out)
-    options = ClassFitOptions(knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=seed)
+    options = ClassFitOptions(
+        knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=seed, tokens=tokens
+    )
     sides = build_sides(models, layer_selection, ctx.params)
     plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
     with interrupt_says(f"nothing was written; the results in {out} are as they were"):
@@ -781,7 +807,8 @@ def class_fit(
         f"(kNN and probe: {s['n_train']} train / {s['n_test']} test)"
     )
     caption = f"inputs {result.fingerprint[:16]}; every measure in class_fit.csv"
-    stdout_console().print(records_table(class_fit_records(result), COLUMNS, title, caption))
+    records = class_fit_records(result)
+    stdout_console().print(records_table(records, columns(tokens), title, caption))
     for fit in result.fits:
         warn_constant(fit.model, undefined_layers(fit.layers, fit.measures["class_cka"]))
     stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")

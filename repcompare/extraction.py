@@ -95,6 +95,11 @@ def extract(
         raise InputError(f"unknown --dtype {dtype!r}; use float16 or float32")
     if compression not in COMPRESSIONS:
         raise InputError(f"unknown --compression {compression!r}; use none, lzf or gzip")
+    if target.reduction == "tokens":
+        raise InputError(
+            "--reduce tokens makes rows of token samples, not images, which a file of one row "
+            "per image cannot hold; run cka or invariance on the MODEL spec with --reduce tokens"
+        )
     prepared = prepare_inputs(plan, [target])
     settings = _settings(target, plan, prepared, dtype, compression)
     layout = Layout(settings, tuple(target.widths()), target.layer_shapes())

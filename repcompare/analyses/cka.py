@@ -2,7 +2,9 @@
 
 Sides are activation files or model specs captured on the fly (never written
 to disk), in any combination; ``aligned.py`` guarantees that the batches of
-both sides hold the same images in the same order.
+both sides hold the same images in the same order. With ``--reduce tokens``
+the examples are token rows: the same seeded (image, position) rows of every
+batch on both sides (see ``repcompare.capture.reduce``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.memory import check_memory
-from repcompare.analyses.sides import Side
+from repcompare.analyses.sides import Side, check_token_sides
 from repcompare.errors import InputError
 from repcompare.similarity import ExactLinearCKA, MinibatchCKA, SimilarityMatrix
 
@@ -51,11 +53,13 @@ class CKAResult:
 
 def paired_batches(
     a: Side, b: Side, plan: InputPlan, device: torch.device, symmetric: bool
-) -> tuple[Iterator[tuple[list, list | None]], int, int]:
-    """Batches ``(feats_a, feats_b)`` of both sides over the same images; batch size; N."""
+) -> tuple[Iterator[tuple[list, list | None, int]], int, int]:
+    """Batches ``(feats_a, feats_b, images)`` of both sides over the same images; batch size;
+    N."""
     stream = aligned_batches([a] if symmetric else [a, b], plan, device)
     pairs = (
-        (batch.feats[0][0], None if symmetric else batch.feats[1][0]) for batch in stream.batches
+        (batch.feats[0][0], None if symmetric else batch.feats[1][0], len(batch.labels))
+        for batch in stream.batches
     )
     return pairs, stream.batch_size, stream.num_samples
 
@@ -108,24 +112,30 @@ def compare(
         raise InputError(f"unknown --estimator {options.estimator!r}; use {', '.join(ESTIMATORS)}")
     if options.kernel not in KERNELS:
         raise InputError(f"unknown --kernel {options.kernel!r}; use linear or rbf")
+    check_token_sides([a] if symmetric else [a, b])
+    tokens = a.reduction == "tokens"
+    if tokens and options.estimator == "debiased":
+        raise InputError(
+            "--reduce tokens samples token rows per batch; use --estimator minibatch or exact"
+        )
     started = time.perf_counter()
     batches, batch_size, n_samples = paired_batches(a, b, plan, device, symmetric)
     accumulator = _accumulator(a, b, options, symmetric, n_samples)
     if options.estimator == "debiased":
         gathered_a, gathered_b = [], []
-        for feats_a, feats_b in batches:
+        for feats_a, feats_b, images in batches:
             gathered_a.append(feats_a)
             gathered_b.append(feats_b)
             if progress:
-                progress(len(feats_a[0]), n_samples)
+                progress(images, n_samples)
         whole_a = [torch.cat(parts) for parts in zip(*gathered_a, strict=True)]
         whole_b = None if symmetric else [torch.cat(p) for p in zip(*gathered_b, strict=True)]
         accumulator.update(whole_a, whole_b)
     else:
-        for feats_a, feats_b in batches:
+        for feats_a, feats_b, images in batches:
             accumulator.update(feats_a, feats_b)
             if progress:
-                progress(len(feats_a[0]), n_samples)
+                progress(images, n_samples)
     matrix = accumulator.result()
     low = high = None
     if options.bootstrap:
@@ -137,6 +147,8 @@ def compare(
         "n_examples": matrix.n_examples,
         "device": str(device),
     }
+    if tokens:  # examples are token rows: at most token_cap per batch of batch_size images
+        settings |= {"reduce": "tokens", "token_cap": plan.token_cap, "n_images": n_samples}
     return CKAResult(
         a.label,
         b.label,

@@ -9,15 +9,23 @@ Per layer of every model, over the same images:
 - ``intra``, ``inter``, ``inter_min``, ``ratio``: the crowding measures on
   L2-normalised, spatially pooled features, accumulated per class;
 - ``knn`` and ``probe``: cosine kNN and linear-probe accuracy on the pooled
-  features, trained and tested on one seeded, stratified split.
+  features, trained and tested on one seeded, stratified split;
+- with ``tokens`` (Shekhar et al. 2023), ``knn_F`` and ``probe_F`` on the same
+  split for three features F of a layer's whole output: ``cls`` the class
+  token, ``mean`` the mean of the patch tokens (the positions of a map),
+  ``patch`` the single patch token at the centre of the grid
+  (``repcompare.capture.reduce.centre_position``). A feature a layer does not
+  have (no class token; no positions at all) is undefined (NaN), named in a
+  warning.
 
-The pooled features of all examples are kept (float32) for kNN and the probe;
-everything else streams.
+The pooled (and token) features of all examples are kept (float32) for kNN
+and the probe; everything else streams.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,13 +35,22 @@ from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.memory import check_memory
 from repcompare.analyses.sides import Side
-from repcompare.capture.reduce import pool, pooled_width
-from repcompare.errors import InputError
+from repcompare.capture.layout import Layout
+from repcompare.capture.reduce import (
+    POOLED_AXES,
+    centre_position,
+    pool,
+    pooled_width,
+    token_grid,
+)
+from repcompare.errors import InputError, RepcompareWarning
 from repcompare.similarity import CrowdingStats, MinibatchCKA
 from repcompare.similarity.probes import knn_accuracy, linear_probe_accuracy, stratified_split
 
 MEASURES = ("class_cka", "intra", "inter", "inter_min", "ratio", "knn", "probe")
 LABELS = "labels (one-hot)"
+TOKEN_FEATURES = ("cls", "mean", "patch")
+TOKEN_MEASURES = tuple(f"{m}_{f}" for m in ("knn", "probe") for f in TOKEN_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,7 @@ class ClassFitOptions:
     probe_l2: float = 1e-3
     bootstrap: int = 0
     seed: int = 0
+    tokens: bool = False
 
     def __post_init__(self) -> None:
         if self.knn_k < 1:
@@ -72,28 +90,53 @@ class ClassFitResult:
     seconds: float
 
 
-class _SideMeasures:
-    """The accumulators of one side: class CKA, crowding, and the pooled features kept."""
+def token_features(
+    x: torch.Tensor, shape: tuple[int, ...], layout: Layout | None
+) -> dict[str, torch.Tensor | None]:
+    """The ``TOKEN_FEATURES`` of a batch ``x`` of flattened outputs of ``shape``: the class
+    token, the mean of the patch tokens, the centre patch token; None where undefined."""
+    if layout is None or layout.kind not in POOLED_AXES:
+        return dict.fromkeys(TOKEN_FEATURES)
+    whole = x.reshape(len(x), *shape)
+    grid = token_grid(whole, layout)
+    cls = whole[:, 0] if layout.kind == "tokens" and layout.class_token else None
+    return {"cls": cls, "mean": grid.mean(dim=1), "patch": grid[:, centre_position(shape, layout)]}
 
-    def __init__(self, side: Side, num_classes: int, keep_batch_terms: bool):
+
+class _SideMeasures:
+    """The accumulators of one side: class CKA, crowding, and the pooled (and token) features
+    kept."""
+
+    def __init__(self, side: Side, num_classes: int, keep_batch_terms: bool, tokens: bool):
         self.side = side
         self.shapes = side.layer_shapes()
         self.layouts = side.layer_layouts()
         self.class_cka = MinibatchCKA(side.layers, [LABELS], keep_batch_terms=keep_batch_terms)
         self.crowding = CrowdingStats(side.layers, num_classes)
         self.pooled: list[list[torch.Tensor]] = [[] for _ in side.layers]
+        self.tokens: list[dict[str, list[torch.Tensor]]] | None = (
+            [{f: [] for f in TOKEN_FEATURES} for _ in side.layers] if tokens else None
+        )
 
     def update(self, feats: list[torch.Tensor], labels: torch.Tensor, onehot: torch.Tensor):
-        pooled = [
-            pool(x, shape, self.side.reduction, layout, layer)
-            for x, shape, layout, layer in zip(
-                feats, self.shapes, self.layouts, self.side.layers, strict=True
-            )
-        ]
+        layers = list(zip(feats, self.shapes, self.layouts, self.side.layers, strict=True))
+        pooled = [pool(x, shape, self.side.reduction, layout, n) for x, shape, layout, n in layers]
         self.class_cka.update(feats, [onehot])
         self.crowding.update(pooled, labels)
         for kept, x in zip(self.pooled, pooled, strict=True):
             kept.append(x.to("cpu", torch.float32))
+        if self.tokens is None:
+            return
+        for kept, (x, shape, layout, _) in zip(self.tokens, layers, strict=True):
+            for feature, value in token_features(x, shape, layout).items():
+                if value is not None:
+                    kept[feature].append(value.to("cpu", torch.float32))
+
+    def undefined(self, feature: str) -> list[str]:
+        """The layers without token feature ``feature``."""
+        return [
+            n for n, kept in zip(self.side.layers, self.tokens, strict=True) if not kept[feature]
+        ]
 
     def result(
         self, labels: torch.Tensor, split, options: ClassFitOptions, device: torch.device
@@ -102,14 +145,21 @@ class _SideMeasures:
         train, test = (torch.from_numpy(part) for part in split)
         class_cka = self.class_cka.result().values[:, 0]
         measures = {"class_cka": class_cka, **self.crowding.result()}
-        knn, probe = [], []
-        for chunks in self.pooled:
+
+        def accuracies(chunks: list[torch.Tensor]) -> tuple[float, float]:
+            if not chunks:
+                return np.nan, np.nan
             x = torch.cat(chunks).to(device)
             parts = (x[train], labels[train], x[test], labels[test])
-            knn.append(knn_accuracy(*parts, k=options.knn_k))
-            probe.append(linear_probe_accuracy(*parts, l2=options.probe_l2))
+            knn = knn_accuracy(*parts, k=options.knn_k)
+            return knn, linear_probe_accuracy(*parts, l2=options.probe_l2)
+
+        knn, probe = np.array([accuracies(chunks) for chunks in self.pooled]).T
+        measures |= {"knn": knn, "probe": probe}
+        for feature in TOKEN_FEATURES if self.tokens else ():
+            knn, probe = np.array([accuracies(kept[feature]) for kept in self.tokens]).T
+            measures |= {f"knn_{feature}": knn, f"probe_{feature}": probe}
         constant = np.isnan(class_cka)
-        measures |= {"knn": np.array(knn), "probe": np.array(probe)}
         measures = {k: np.where(constant, np.nan, v) for k, v in measures.items()}
         fit = ClassFit(self.side.label, list(self.side.layers), measures)
         if options.bootstrap:
@@ -118,8 +168,8 @@ class _SideMeasures:
         return fit
 
 
-def _check_pooled_memory(sides: list[Side], n: int) -> None:
-    widths = sum(
+def _check_pooled_memory(sides: list[Side], n: int, tokens: bool) -> None:
+    widths = (1 + 3 * tokens) * sum(
         pooled_width(shape, s.reduction, layout, layer)
         for s in sides
         for shape, layout, layer in zip(s.layer_shapes(), s.layer_layouts(), s.layers, strict=True)
@@ -143,6 +193,19 @@ def measure_class_fit(
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
     started = time.perf_counter()
+    for side in sides:
+        if side.reduction == "tokens":
+            raise InputError(
+                "class-fit measures one row per image, not token rows; drop --reduce tokens "
+                "(class-fit --tokens compares the class token, the mean and one patch token)"
+            )
+        if options.tokens and side.reduction != "flatten":
+            where = side.file.path if side.is_file else side.label
+            raise InputError(
+                f"class-fit --tokens needs every token of each layer but {where} is reduced "
+                f"with {side.reduction!r}; drop --reduce (or extract the file with --reduce "
+                "flatten)"
+            )
     for file in (s.file for s in sides if s.is_file):
         if file.settings.view_size:
             raise InputError(
@@ -156,8 +219,10 @@ def measure_class_fit(
             "class-fit needs labelled images but this data set has none; use class "
             "subfolders, cifar10:PATH, an .npz with labels, or the builtin data"
         )
-    _check_pooled_memory(sides, stream.num_samples)
-    per_side = [_SideMeasures(s, stream.num_classes, options.bootstrap > 0) for s in sides]
+    _check_pooled_memory(sides, stream.num_samples, options.tokens)
+    per_side = [
+        _SideMeasures(s, stream.num_classes, options.bootstrap > 0, options.tokens) for s in sides
+    ]
     labels = []
     for batch in stream.batches:
         batch_labels = torch.from_numpy(batch.labels)
@@ -170,6 +235,8 @@ def measure_class_fit(
     all_labels = torch.cat(labels)
     split = stratified_split(all_labels.numpy(), options.test_fraction, options.seed)
     fits = [m.result(all_labels, split, options, device) for m in per_side]
+    for measures in per_side if options.tokens else ():
+        _warn_undefined(measures)
     settings = asdict(options) | {
         "num_classes": stream.num_classes,
         "n_train": len(split[0]),
@@ -185,3 +252,24 @@ def measure_class_fit(
         {s.label: s.provenance() for s in sides},
         time.perf_counter() - started,
     )
+
+
+def _warn_undefined(measures: _SideMeasures) -> None:
+    """Name the layers of one side whose token features are undefined."""
+    none = measures.undefined("mean")
+    no_class = [n for n in measures.undefined("cls") if n not in none]
+    label = measures.side.label
+    if no_class:
+        warnings.warn(
+            f"{label}: {len(no_class)} layer(s) have no class token, so their cls feature is "
+            f"undefined: {', '.join(no_class)}",
+            RepcompareWarning,
+            stacklevel=3,
+        )
+    if none:
+        warnings.warn(
+            f"{label}: {len(none)} layer(s) have no token positions (not tokens or a map), so "
+            f"their token features are undefined: {', '.join(none)}",
+            RepcompareWarning,
+            stacklevel=3,
+        )

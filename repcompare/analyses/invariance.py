@@ -9,7 +9,9 @@ independently from T, averaged over the K (K - 1) / 2 view pairs:
 1 means the layer represents every view alike (fully invariant). Views depend
 only on (seed, sample, view number), and all models of one run are streamed
 together (or fed a file's recorded views), so every model sees the identical
-augmented images; the run reports their fingerprint per augmentation.
+augmented images; the run reports their fingerprint per augmentation. With
+``--reduce tokens`` X_l holds token rows, the same seeded (image, position)
+rows in every view, so the CKA compares each patch with itself across views.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.curve import LayerCurve
-from repcompare.analyses.sides import Side
+from repcompare.analyses.sides import Side, check_token_sides
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.errors import InputError
 from repcompare.similarity import MinibatchCKA
@@ -109,6 +111,7 @@ def measure_invariance(
 
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
+    check_token_sides(sides)
     started = time.perf_counter()
     passes = _passes(sides, options)
     curves, fingerprints, n_examples = [], {}, 0
@@ -153,6 +156,8 @@ def measure_invariance(
         "n_examples": n_examples,
         "device": str(device),
     }
+    if sides[0].reduction == "tokens":  # CKA over at most token_cap token rows per batch
+        settings |= {"reduce": "tokens", "token_cap": plan.token_cap}
     return InvarianceResult(
         curves,
         fingerprints,

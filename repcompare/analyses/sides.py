@@ -11,6 +11,7 @@ import numpy as np
 
 from repcompare.activations import CaptureTarget, InputPlan
 from repcompare.capture.layout import Layout
+from repcompare.capture.reduce import token_positions
 from repcompare.data.sources import source_exists
 from repcompare.errors import InputError
 from repcompare.store.layout import activation_path
@@ -158,3 +159,42 @@ def check_files_aligned(a: ActivationFile, b: ActivationFile) -> None:
 def layer_roles(blocks: list[str], residual: list[str]) -> dict[str, str]:
     """``{layer: "block" | "residual"}`` for the paper's two kinds of capture point."""
     return {n: "block" for n in blocks} | {n: "residual" for n in residual}
+
+
+def _named(layers: list[str]) -> str:
+    return ", ".join(layers[:3]) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+
+
+def check_token_sides(sides: list[Side]) -> None:
+    """With ``--reduce tokens`` on any side, every side is a model reduced to tokens and every
+    selected layer has the same number P of patch positions, so that the rows of all sides
+    are the same (image, position) pairs."""
+    if all(s.reduction != "tokens" for s in sides):
+        return
+    for side in sides:
+        if side.is_file:
+            raise InputError(
+                f"{side.file.path} holds one row per image, which cannot be compared with the "
+                "token rows of --reduce tokens; give the MODEL spec instead of the file"
+            )
+        if side.reduction != "tokens":
+            raise InputError(
+                f"{side.label} is reduced with {side.reduction!r} but another side with "
+                "'tokens' (one row per patch token); use --reduce tokens for every model"
+            )
+    by_positions: dict[int, list[str]] = {}
+    for side in sides:
+        for name, shape, layout in zip(
+            side.layers, side.layer_shapes(), side.layer_layouts(), strict=True
+        ):
+            by_positions.setdefault(token_positions(shape, layout, name), []).append(
+                f"{side.label} {name}"
+            )
+    if len(by_positions) > 1:
+        groups = "; ".join(f"P={p}: {_named(n)}" for p, n in sorted(by_positions.items()))
+        raise InputError(
+            "--reduce tokens needs the same number of patch positions P in every selected "
+            f"layer of every model, but they differ ({groups}); select layers of one token "
+            "grid with --layers (or --layers-a/--layers-b), or set --image-size so the grids "
+            "match"
+        )

@@ -8,10 +8,10 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 from repcompare.capture.graph import LayerGraph, call_name, fx_tracer
-from repcompare.capture.reduce import reduce
+from repcompare.capture.reduce import DEFAULT_TOKEN_CAP, reduce, sample_token_rows, token_positions
 from repcompare.errors import RunError
 
-Capture = Callable[[torch.Tensor], list[torch.Tensor]]
+Capture = Callable[..., list[torch.Tensor]]
 
 
 def _fx_capture(model: torch.nn.Module, graph: LayerGraph, names: Sequence[str]) -> Capture:
@@ -86,11 +86,16 @@ def capture_layers(
     graph: LayerGraph,
     names: Sequence[str],
     reduction: str = "flatten",
+    token_cap: int = DEFAULT_TOKEN_CAP,
+    seed: int = 0,
 ) -> Iterator[Capture]:
-    """Context manager yielding ``capture(images) -> [activation per layer]``.
+    """Context manager yielding ``capture(images, batch=0) -> [activation per layer]``.
 
     Each layer is reduced with ``reduction`` as its capture point's layout
-    says (prefix tokens, class token, channel axis).
+    says (prefix tokens, class token, channel axis). ``tokens`` keeps the
+    token rows ``sample_token_rows(m, P, token_cap, seed, batch)``: the same
+    rows for every layer with P positions, and for every model and view
+    captured with the same batch number.
 
     Inside, the model is in eval mode and every forward runs under
     ``torch.inference_mode``; activations come back reduced to ``(n, d)`` in
@@ -109,10 +114,16 @@ def capture_layers(
     try:
         with runner as run:
 
-            def capture(images: torch.Tensor) -> list[torch.Tensor]:
+            def rows(x: torch.Tensor, layout, name: str, batch: int) -> torch.Tensor | None:
+                if reduction != "tokens":
+                    return None
+                positions = token_positions(tuple(x.shape[1:]), layout, name)
+                return sample_token_rows(len(x), positions, token_cap, seed, batch)
+
+            def capture(images: torch.Tensor, batch: int = 0) -> list[torch.Tensor]:
                 with torch.inference_mode():
                     return [
-                        reduce(x, reduction, layout, name)
+                        reduce(x, reduction, layout, name, rows(x, layout, name, batch))
                         for x, layout, name in zip(run(images), layouts, names, strict=True)
                     ]
 

@@ -9,7 +9,12 @@ the model's graph: see ``repcompare.capture.layout``), never its shape alone:
   ``flat`` vector is kept as it is;
 - ``cls``: the class token (token 0) of tokens whose model put one there;
 - ``mean``: the mean over the patch tokens, excluding the prefix tokens (class,
-  distillation, register) that the graph put in front of them at this point.
+  distillation, register) that the graph put in front of them at this point;
+- ``tokens``: every patch position of every example is a row: the P patch
+  tokens after the prefix tokens, or the P = H*W (NCHW, NHWC) or L (NCL)
+  positions of a map in row-major order, as ``(m * P, C)``; row
+  ``i * P + p`` is position p of example i. ``sample_token_rows`` keeps a
+  seeded subset of a batch's rows.
 
 A layout that is ``unknown`` (or the wrong kind) is an InputError naming the
 layer, never a guess.
@@ -19,12 +24,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from repcompare.capture.layout import Layout
 from repcompare.errors import InputError
 
-REDUCTIONS = ("flatten", "avgpool", "cls", "mean")
+REDUCTIONS = ("flatten", "avgpool", "cls", "mean", "tokens")
+DEFAULT_TOKEN_CAP = 1024
 # per kind: the per-example axes averaged by avgpool, and the channel axis
 POOLED_AXES = {"NCHW": ((1, 2), 0), "NHWC": ((0, 1), 2), "NCL": ((1,), 0), "tokens": ((0,), 1)}
 
@@ -45,8 +52,13 @@ def reduced_width(shape: tuple[int, ...], how: str, layout: Layout, layer: str =
         raise InputError(f"unknown reduction {how!r}; use one of {', '.join(REDUCTIONS)}")
     if layout.kind == "flat" and how == "avgpool":
         return shape[0]
-    if how == "avgpool":
+    if how == "avgpool" or (how == "tokens" and layout.kind != "tokens"):
         if layout.kind not in POOLED_AXES:
+            if how == "tokens" and layout.kind == "flat":
+                raise InputError(
+                    f"--reduce tokens needs positions (tokens or a map) but layer {layer!r} is "
+                    f"one vector per image (shape {shape}); leave it out of --layers"
+                )
             raise _unknown(how, layer, shape)
         return shape[POOLED_AXES[layout.kind][1]]
     if layout.kind != "tokens":
@@ -61,14 +73,71 @@ def reduced_width(shape: tuple[int, ...], how: str, layout: Layout, layer: str =
             f"layer {layer!r} has no class token ({layout}); use --reduce mean (the patch "
             "tokens) or flatten for this layer"
         )
-    if how == "mean" and shape[0] <= layout.prefix_tokens:
+    if how in ("mean", "tokens") and shape[0] <= layout.prefix_tokens:
         raise InputError(f"layer {layer!r} has no patch tokens ({layout}); use --reduce flatten")
     return shape[1]
 
 
-def reduce(x: torch.Tensor, how: str, layout: Layout, layer: str = "?") -> torch.Tensor:
-    """Reduce a batch ``x`` of ``layer``'s outputs, of ``layout``, to ``(n, d)``."""
+def token_positions(shape: tuple[int, ...], layout: Layout, layer: str = "?") -> int:
+    """Number P of patch positions of one example of ``shape``: the tokens after the prefix
+    tokens, the H*W positions of an NCHW or NHWC map, the L positions of an NCL sequence."""
+    reduced_width(shape, "tokens", layout, layer)
+    if layout.kind == "tokens":
+        return shape[0] - layout.prefix_tokens
+    return math.prod(shape[a] for a in POOLED_AXES[layout.kind][0])
+
+
+def centre_position(shape: tuple[int, ...], layout: Layout, layer: str = "?") -> int:
+    """The position (in ``token_grid`` order) of the centre patch: row H // 2, column W // 2 of
+    a map's H x W grid; for P tokens a square grid of side g = sqrt(P) when P is a square
+    (row and column g // 2), else position P // 2."""
+    positions = token_positions(shape, layout, layer)
+    if layout.kind in ("NCHW", "NHWC"):
+        rows, columns = (shape[1], shape[2]) if layout.kind == "NCHW" else shape[:2]
+        return rows // 2 * columns + columns // 2
+    side = math.isqrt(positions)
+    if layout.kind == "tokens" and side * side == positions:
+        return side // 2 * side + side // 2
+    return positions // 2
+
+
+def token_grid(x: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """``(m, P, C)``: each example's patch tokens, or its map's positions in row-major order."""
+    if layout.kind == "tokens":
+        return x[:, layout.prefix_tokens :]
+    if layout.kind == "NHWC":
+        return x.flatten(1, 2)
+    return x.flatten(2).transpose(1, 2)  # NCHW, NCL
+
+
+def sample_token_rows(images: int, positions: int, cap: int, seed: int, batch: int) -> torch.Tensor:
+    """Sorted rows ``image * positions + position`` of at most ``cap`` of a batch's
+    ``images * positions`` token rows, drawn without replacement from (seed, batch) alone."""
+    total = images * positions
+    if total <= cap:
+        return torch.arange(total)
+    rng = np.random.default_rng([seed, batch])
+    return torch.from_numpy(np.sort(rng.choice(total, size=cap, replace=False)))
+
+
+def reduce(
+    x: torch.Tensor,
+    how: str,
+    layout: Layout,
+    layer: str = "?",
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reduce a batch ``x`` of ``layer``'s outputs, of ``layout``, to ``(n, d)``.
+
+    ``tokens`` gives the rows ``rows`` (all when None) of the ``(m * P, C)`` token rows.
+    """
     reduced_width(tuple(x.shape[1:]), how, layout, layer)
+    if how == "tokens":
+        grid = token_grid(x, layout)
+        if rows is None:
+            return grid.reshape(-1, grid.shape[-1])
+        rows = rows.to(x.device)
+        return grid[rows // grid.shape[1], rows % grid.shape[1]]
     if how == "flatten" or layout.kind == "flat":
         return x.reshape(x.shape[0], -1)
     if how == "avgpool":

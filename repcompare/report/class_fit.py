@@ -1,10 +1,11 @@
-"""All files of a ``class-fit`` run: class_fit.csv/json/md and one plot per measure."""
+"""All files of a ``class-fit`` run: class_fit.csv/json/md and one plot per measure (with
+``--tokens``, also a kNN and a probe plot of the class, mean and centre-patch tokens)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from repcompare.analyses.class_fit import MEASURES
+from repcompare.analyses.class_fit import TOKEN_FEATURES, TOKEN_MEASURES
 from repcompare.analyses.curve import LayerCurve
 from repcompare.report.curves import plot_curves, relative_depth
 from repcompare.report.tables import markdown_table, write_records
@@ -36,6 +37,17 @@ COLUMNS = {
     "knn": "kNN acc.",
     "probe": "probe acc.",
 }
+TOKEN_COLUMNS = {
+    "model": "model",
+    "layer": "layer",
+    **{m: m.replace("knn", "kNN").replace("_", " ") for m in TOKEN_MEASURES},
+}
+
+
+def columns(tokens: bool) -> dict[str, str]:
+    """The terminal and Markdown table's columns: the token features' accuracies with
+    ``--tokens``."""
+    return TOKEN_COLUMNS if tokens else COLUMNS
 
 
 def class_fit_records(result) -> list[dict]:
@@ -50,7 +62,7 @@ def class_fit_records(result) -> list[dict]:
                     "model": fit.model,
                     "layer": layer,
                     "depth": float(depths[i]),
-                    **{m: float(fit.measures[m][i]) for m in MEASURES},
+                    **{m: float(values[i]) for m, values in fit.measures.items()},
                     "class_cka_ci_low": None if low is None else float(low[i]),
                     "class_cka_ci_high": None if high is None else float(high[i]),
                 }
@@ -70,6 +82,15 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
             curves.append(LayerCurve(fit.model, "", fit.layers, fit.measures[measure], *ci))
         title = f"{ylabel}\n{s['n_examples']} images, {s['num_classes']} classes"
         pictures += plot_curves(curves, ylabel, title, out / f"class_fit_{measure}", ylim)
+    for measure in ("knn", "probe") if s["tokens"] else ():
+        curves = [
+            LayerCurve(fit.model, feature, fit.layers, fit.measures[f"{measure}_{feature}"])
+            for fit in result.fits
+            for feature in TOKEN_FEATURES
+        ]
+        ylabel = f"{PLOTS[measure][0]} from one token feature"
+        title = f"{ylabel}\nclass token, mean of patch tokens, centre patch token"
+        pictures += plot_curves(curves, ylabel, title, out / f"class_fit_tokens_{measure}", UNIT)
     records = class_fit_records(result)
     tables = write_records(records, out / "class_fit", result, input_fingerprint=result.fingerprint)
     text = [
@@ -79,10 +100,20 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
         f"the one-hot labels (batch size {s['batch_size']}). Crowding: on L2-normalised pooled "
         f"features. kNN (cosine, k={s['knn_k']}) and linear probe (L2 {s['probe_l2']}) trained "
         f"on {s['n_train']} and tested on {s['n_test']} images (seeded stratified split).",
+        *(
+            [
+                "",
+                "Token features (`--tokens`): kNN and probe accuracy from the class token "
+                "(`cls`), the mean of the patch tokens (`mean`) and the centre patch token "
+                "(`patch`) alone, on the same split; undefined where a layer has no such token.",
+            ]
+            if s["tokens"]
+            else []
+        ),
         "",
         *(f"![{p.stem}]({p.name})" for p in pictures if p.suffix == ".png"),
         "",
-        *markdown_table(records, COLUMNS),
+        *markdown_table(records, columns(s["tokens"])),
         "",
         "Every measure (intra, inter, inter_min too) is in `class_fit.csv`.",
         "",
