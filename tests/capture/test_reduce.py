@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,27 @@ def test_class_fit_pooling_of_flattened_layers_follows_the_layout():
         pool(stored, (5, 6, 4), "flatten", None, "stage")
     assert torch.equal(pool(x := torch.randn(3, 4), (4,), "flatten", None), x)
     assert pooled_width((5, 6, 4), "avgpool", None) == 5  # an old file: as it was reduced
+
+
+def test_tokens_are_rows_of_patch_positions_in_row_major_order():
+    from repcompare.capture.reduce import centre_position, sample_token_rows, token_positions
+
+    tokens = torch.randn(2, 6, 4)  # 2 prefix tokens, 4 patches of a 2 x 2 grid
+    assert torch.equal(reduce(tokens, "tokens", CLS_REG), tokens[:, 2:].reshape(8, 4))
+    maps = torch.randn(2, 3, 4, 5)
+    expected = maps.permute(0, 2, 3, 1).reshape(40, 3)  # row i * 20 + h * 5 + w
+    assert torch.equal(reduce(maps, "tokens", NCHW), expected)
+    assert torch.equal(reduce(maps.permute(0, 2, 3, 1), "tokens", NHWC), expected)
+    rows = torch.tensor([0, 7, 39])
+    assert torch.equal(reduce(maps, "tokens", NCHW, rows=rows), expected[rows])
+    assert token_positions((197, 768), CLS_REG) == 195
+    assert token_positions((3, 4, 5), NCHW) == 20 and reduced_width((3, 4, 5), "tokens", NCHW) == 3
+    assert centre_position((3, 4, 5), NCHW) == 2 * 5 + 2
+    assert centre_position((18, 8), CLS_REG) == 2 * 4 + 2  # 16 patches: a 4 x 4 grid
+    drawn = sample_token_rows(8, 16, 10, seed=1, batch=3)
+    reference = np.sort(np.random.default_rng([1, 3]).choice(128, size=10, replace=False))
+    assert np.array_equal(drawn.numpy(), reference)
+    assert not torch.equal(drawn, sample_token_rows(8, 16, 10, seed=1, batch=4))
+    assert torch.equal(sample_token_rows(2, 3, 10, seed=1, batch=3), torch.arange(6))
+    with pytest.raises(InputError, match="layer 'head' is one vector per image"):
+        reduced_width((10,), "tokens", FLAT, "head")
