@@ -37,10 +37,11 @@ POOLED_AXES = {"NCHW": ((1, 2), 0), "NHWC": ((0, 1), 2), "NCL": ((1,), 0), "toke
 
 
 def _unknown(how: str, layer: str, shape: tuple[int, ...]) -> InputError:
+    instead = "leave it out of --layers" if how == "tokens" else "use --reduce flatten for it"
     return InputError(
         f"--reduce {how} needs to know which axes of layer {layer!r} (shape {shape}) are "
         "channels and which are positions, and repcompare could not tell from the model's "
-        "graph; use --reduce flatten for this layer"
+        f"graph; {instead}"
     )
 
 
@@ -74,7 +75,8 @@ def reduced_width(shape: tuple[int, ...], how: str, layout: Layout, layer: str =
             "tokens) or flatten for this layer"
         )
     if how in ("mean", "tokens") and shape[0] <= layout.prefix_tokens:
-        raise InputError(f"layer {layer!r} has no patch tokens ({layout}); use --reduce flatten")
+        instead = "leave it out of --layers" if how == "tokens" else "use --reduce flatten"
+        raise InputError(f"layer {layer!r} has no patch tokens ({layout}); {instead}")
     return shape[1]
 
 
