@@ -149,7 +149,11 @@ def main() -> None:
         torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
         spec = f"torchvision:resnet18@{checkpoint}"
         reference = root / "reference.h5"
-        subprocess.run(command("extract", spec, *ARGS, "--out", str(reference)), check=True)
+        subprocess.run(
+            command("extract", spec, *ARGS, "--out", str(reference)),
+            check=True,
+            capture_output=True,
+        )
         want = datasets(reference)
         subprocess.run(
             command("cka", str(reference), str(reference), "--out", str(root / "cka_ref")),
