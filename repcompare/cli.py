@@ -528,6 +528,20 @@ def with_progress(description: str, compute):
         return compute(lambda done, total: bar.update(task, advance=done, total=total))
 
 
+def computed_and_written(out: Path, owned: tuple[str, ...], description: str, compute, write):
+    """``compute(progress)`` under a progress bar, then ``write(result, folder)`` into ``out``
+    as a whole (see ``report.outdir``); a signal on the way leaves ``out`` as it was.
+
+    Returns the result and the paths written.
+    """
+    from repcompare.report.outdir import staged_outputs
+
+    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
+        result = with_progress(description, compute)
+        with staged_outputs(out, owned) as staging:
+            return result, write(result, staging)
+
+
 def undefined_layers(layers: list[str], values) -> list[str]:
     """The layers whose value is NaN (undefined: the layer is constant over the images)."""
     return [n for n, v in zip(layers, values, strict=True) if math.isnan(v)]
@@ -606,7 +620,7 @@ def cka(
     from repcompare.activations import resolve_device
     from repcompare.analyses.cka import CKAOptions, compare
     from repcompare.report.cka import OWNED_FILES, write_cka_outputs
-    from repcompare.report.outdir import check_out_dir, staged_outputs
+    from repcompare.report.outdir import check_out_dir
     from repcompare.report.tables import best_matches
     from repcompare.report.terminal import cka_table, stdout_console
 
@@ -627,15 +641,15 @@ def cka(
     options = CKAOptions(
         kernel=kernel, rbf_fraction=rbf_sigma, estimator=estimator, bootstrap=bootstrap, seed=seed
     )
-    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
-        result = with_progress(
-            "cka",
-            lambda progress: compare(
-                side_a, side_b, options, plan, resolve_device(device), symmetric, progress
-            ),
-        )
-        with staged_outputs(out, OWNED_FILES) as staging:
-            written = write_cka_outputs(result, staging, side_a.roles, side_b.roles)
+    result, written = computed_and_written(
+        out,
+        OWNED_FILES,
+        "cka",
+        lambda progress: compare(
+            side_a, side_b, options, plan, resolve_device(device), symmetric, progress
+        ),
+        lambda result, folder: write_cka_outputs(result, folder, side_a.roles, side_b.roles),
+    )
     stdout_console().print(cka_table(result, best_matches(result)))
     warn_constant(result.side_a, result.matrix.degenerate_a)
     warn_constant(result.side_b, result.matrix.degenerate_b)
@@ -697,7 +711,7 @@ def invariance(
         invariance_records,
         write_invariance_outputs,
     )
-    from repcompare.report.outdir import check_out_dir, staged_outputs
+    from repcompare.report.outdir import check_out_dir
     from repcompare.report.terminal import records_table, stdout_console
 
     check_out_dir(out)
@@ -706,15 +720,13 @@ def invariance(
     )
     sides = build_sides(models, layer_selection, ctx.params)
     plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
-    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
-        result = with_progress(
-            "invariance",
-            lambda progress: measure_invariance(
-                sides, options, plan, resolve_device(device), progress
-            ),
-        )
-        with staged_outputs(out, OWNED_FILES) as staging:
-            written = write_invariance_outputs(result, staging)
+    result, written = computed_and_written(
+        out,
+        OWNED_FILES,
+        "invariance",
+        lambda progress: measure_invariance(sides, options, plan, resolve_device(device), progress),
+        write_invariance_outputs,
+    )
     s = result.settings
     caption = "; ".join(f"{k} inputs {v[:16]}" for k, v in result.fingerprints.items())
     title = f"Invariance: CKA between {s['views']} augmented views, {s['n_examples']} images"
@@ -783,7 +795,7 @@ def class_fit(
         columns,
         write_class_fit_outputs,
     )
-    from repcompare.report.outdir import check_out_dir, staged_outputs
+    from repcompare.report.outdir import check_out_dir
     from repcompare.report.terminal import records_table, stdout_console
 
     check_out_dir(out)
@@ -792,15 +804,13 @@ def class_fit(
     )
     sides = build_sides(models, layer_selection, ctx.params)
     plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
-    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
-        result = with_progress(
-            "class-fit",
-            lambda progress: measure_class_fit(
-                sides, options, plan, resolve_device(device), progress
-            ),
-        )
-        with staged_outputs(out, OWNED_FILES) as staging:
-            written = write_class_fit_outputs(result, staging)
+    result, written = computed_and_written(
+        out,
+        OWNED_FILES,
+        "class-fit",
+        lambda progress: measure_class_fit(sides, options, plan, resolve_device(device), progress),
+        write_class_fit_outputs,
+    )
     s = result.settings
     title = (
         f"Class fit: {s['n_examples']} images, {s['num_classes']} classes "
