@@ -22,6 +22,9 @@ from PIL import Image
 
 from repcompare.cli import main
 
+# about 2 minutes on 2 cores: run by .ci/run with the other slow tests
+pytestmark = pytest.mark.slow
+
 MODEL = "torchvision:resnet18"
 SMALL = ["--image-size", "32", "--workers", "0", "--batch-size", "16"]
 DATA = ["--data", "builtin:32:32", *SMALL]

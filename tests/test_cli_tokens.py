@@ -16,6 +16,7 @@ def records(path) -> list[dict]:
     return json.loads(path.read_text())["records"]
 
 
+@pytest.mark.slow
 def test_cka_tokens_of_a_vit_against_itself_and_a_distilled_deit(tmp_path):
     same = tmp_path / "same"
     layers = ["--layers-a", "blocks.0", "--layers-b", "blocks.0,blocks.1"]
