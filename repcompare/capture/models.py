@@ -139,13 +139,23 @@ def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
 
 
 def _build_torchvision(spec: ModelSpec, pretrained: bool, image_size: int | None):
-    """A torchvision model as its builder makes it: ``image_size`` only sizes its inputs."""
+    """A torchvision model as its builder makes it; a ViT (``vit_*``) is built for
+    ``image_size`` (its position embeddings are sized by it; published weights are not)."""
     import torchvision
 
     weights = torchvision.models.get_model_weights(spec.name).DEFAULT
+    kwargs = dict(spec.kwargs)
+    if image_size and spec.name.startswith("vit_") and "image_size" not in kwargs:
+        if pretrained and image_size != weights.meta["min_size"][0]:
+            raise InputError(
+                f"the published weights of {spec} are for {weights.meta['min_size'][0]} px "
+                f"images and torchvision cannot resize them to --image-size {image_size}; "
+                "drop --image-size, or use the timm version of the model"
+            )
+        kwargs["image_size"] = image_size
     try:
         model = torchvision.models.get_model(
-            spec.name, weights=weights if pretrained else None, **dict(spec.kwargs)
+            spec.name, weights=weights if pretrained else None, **kwargs
         )
     except TypeError as error:
         raise _bad_kwargs(spec, error) from None

@@ -5,6 +5,7 @@ import urllib.error
 import pytest
 import timm
 import torch
+import torchvision
 
 from repcompare.capture.models import DEFAULT_INIT_SEED, load_model
 from repcompare.capture.spec import parse_spec
@@ -100,3 +101,12 @@ def test_init_seed_is_none_when_weights_come_from_a_checkpoint(tmp_path):
     path = tmp_path / "r18.pth"
     torch.save(load_model(parse_spec("timm:resnet18"), init_seed=4).module.state_dict(), path)
     assert load_model(parse_spec(f"timm:resnet18@{path}")).init_seed is None
+
+
+def test_torchvision_vit_is_built_for_the_image_size():
+    loaded = load_model(parse_spec("torchvision:vit_b_16"), image_size=32)
+    torch.manual_seed(0)
+    reference = torchvision.models.vit_b_16(image_size=32).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(loaded.module(images), reference(images))
