@@ -56,7 +56,12 @@ def _read_only_folder(tmp_path: Path) -> Path:
 
 def test_a_read_only_out_folder_is_exit_2(tmp_path, capsys):
     out = _read_only_folder(tmp_path) / "results"
-    one_sentence_exit_2(["cka", MODEL, MODEL, "--out", str(out), *FAST], capsys, "cannot write")
+    argv = ["cka", MODEL, MODEL, "--out", str(out), *FAST]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write results to") and str(out) in err, err
+    assert "--out" in err and "Traceback" not in err
+    assert not out.exists()  # refused before any work: no folder, no results
 
 
 def test_rerun_replaces_the_results_and_removes_stale_pictures(tmp_path):
