@@ -76,24 +76,17 @@ def image_size_of(loaded, image_size: int | None) -> tuple[int, int, int]:
     return resolve_config(loaded.data_config, TransformOverrides(image_size=image_size)).input_size
 
 
-def open_model(
-    spec_text: str,
-    pretrained: bool,
-    allow_missing: bool,
-    image_size: int | None,
-    tracer: str = "auto",
-    quiet: bool = False,
-    *,
-    init_seed: int = 0,
-    encoder: str | None = None,
-    key: str | None = None,
-    model_kwargs: str | None = None,
-):
+def open_model(spec_text: str, params: dict, quiet: bool = False):
     """Parse, build and trace a model, telling the user what was loaded and how.
 
-    ``encoder``/``key`` choose among the encoders of the spec's checkpoint;
-    ``model_kwargs`` (``key=value,...``) go to the library's model constructor.
+    The model options come from the command's ``params``: ``pretrained``,
+    ``allow_missing``, ``image_size``, ``tracer``, ``init_seed``, ``encoder``/``key``
+    (which encoder of the checkpoint) and ``model_kwargs`` (``key=value,...``, for the
+    library's model constructor).
     """
+    pretrained, allow_missing = params["pretrained"], params["allow_missing"]
+    image_size, tracer, init_seed = params["image_size"], params["tracer"], params["init_seed"]
+    encoder, key, model_kwargs = params["encoder"], params["key"], params["model_kwargs"]
     from dataclasses import replace
 
     from repcompare.capture.graph import discover
@@ -195,6 +188,7 @@ TracerOpt = Annotated[str, typer.Option("--tracer", help="auto (fx, else hooks),
 
 @app.command()
 def layers(
+    ctx: typer.Context,
     model: ModelArg,
     layer_selection: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
@@ -213,18 +207,7 @@ def layers(
     from repcompare.capture.select import select_layers
     from repcompare.report.terminal import layers_table, stdout_console
 
-    loaded, graph = open_model(
-        model,
-        pretrained,
-        allow_missing,
-        image_size,
-        tracer,
-        quiet=as_json,
-        init_seed=init_seed,
-        encoder=encoder,
-        key=key,
-        model_kwargs=model_kwargs,
-    )
+    loaded, graph = open_model(model, ctx.params, quiet=as_json)
     names = select_layers(graph, layer_selection or ["all"])
     rows = layer_rows(graph, names, reduce)
     if as_json:
@@ -380,17 +363,7 @@ def extract(
 
     plan = input_plan(ctx.params, batch_size, views, augment)
     target_device = resolve_device(device)
-    loaded, graph = open_model(
-        model,
-        pretrained,
-        allow_missing,
-        image_size,
-        tracer,
-        init_seed=init_seed,
-        encoder=encoder,
-        key=key,
-        model_kwargs=model_kwargs,
-    )
+    loaded, graph = open_model(model, ctx.params)
     target = CaptureTarget(
         loaded, graph, select_layers(graph, layer_selection or ["blocks"]), reduce
     )
@@ -440,17 +413,7 @@ def build_side(text: str, selection: list[str] | None, params: dict, reduction: 
         check_file_reduction(file, reduction)
         roles = json.loads(file.attrs.get("layer_roles", "{}"))
         return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
-    loaded, graph = open_model(
-        text,
-        params["pretrained"],
-        params["allow_missing"],
-        params["image_size"],
-        params["tracer"],
-        init_seed=params.get("init_seed", 0),
-        encoder=params.get("encoder"),
-        key=params.get("key"),
-        model_kwargs=params.get("model_kwargs"),
-    )
+    loaded, graph = open_model(text, params)
     layers_chosen = select_layers(graph, selection or ["blocks"])
     target = CaptureTarget(loaded, graph, layers_chosen, reduction or params["reduce"])
     return Side(
