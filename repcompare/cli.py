@@ -611,7 +611,7 @@ def cka(
         lambda progress: compare(
             side_a, side_b, options, plan, resolve_device(device), symmetric, progress
         ),
-        lambda result, folder: write_cka_outputs(result, folder, side_a.roles, side_b.roles),
+        write_cka_outputs,
     )
     stdout_console().print(cka_table(result, best_matches(result)))
     warn_constant(result.side_a, result.matrix.degenerate_a)
@@ -692,7 +692,7 @@ def invariance(
     )
     s = result.settings
     caption = "; ".join(f"{k} inputs {v[:16]}" for k, v in result.fingerprints.items())
-    title = f"Invariance: CKA between {s['views']} augmented views, {s['n_examples']} images"
+    title = f"Invariance: CKA between {s.views} augmented views, {s.n_examples} images"
     table = records_table(invariance_records(result), columns(bootstrap > 0), title, caption)
     stdout_console().print(table)
     for curve in result.curves[: len(sides)]:
@@ -776,8 +776,8 @@ def class_fit(
     )
     s = result.settings
     title = (
-        f"Class fit: {s['n_examples']} images, {s['num_classes']} classes "
-        f"(kNN and probe: {s['n_train']} train / {s['n_test']} test)"
+        f"Class fit: {s.n_examples} images, {s.num_classes} classes "
+        f"(kNN and probe: {s.n_train} train / {s.n_test} test)"
     )
     caption = f"inputs {result.fingerprint[:16]}; every measure in class_fit.csv"
     records = class_fit_records(result)

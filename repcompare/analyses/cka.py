@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import check_memory
-from repcompare.analyses.sides import Side, check_token_sides
+from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.errors import InputError
 from repcompare.similarity import ExactLinearCKA, MinibatchCKA, SimilarityMatrix
 
@@ -36,19 +37,49 @@ class CKAOptions:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class CKASettings:
+    """How a CKA matrix was computed. ``n_examples`` counts its rows: images, or token rows
+    with ``reduce="tokens"`` (at most ``token_cap`` per batch of ``batch_size`` images, from
+    ``n_images`` images); the token fields are None otherwise."""
+
+    kernel: str
+    rbf_fraction: float
+    estimator: str
+    bootstrap: int
+    seed: int
+    batch_size: int
+    n_examples: int
+    device: str
+    reduce: str | None = None
+    token_cap: int | None = None
+    n_images: int | None = None
+
+    def to_dict(self) -> dict:
+        return set_fields(self)
+
+
 @dataclass
 class CKAResult:
-    """A CKA matrix with its intervals, settings and where both sides came from."""
+    """CKA between every selected layer of side A (rows, in depth order) and of side B
+    (columns): ``matrix.values[i, j]`` for ``matrix.names_a[i]`` and ``matrix.names_b[j]``,
+    NaN where a layer is constant (undefined); 95% intervals with ``bootstrap``.
+
+    ``roles_a``/``roles_b`` mark the paper preset's block outputs and residual branches
+    (``{layer: "block" | "residual"}``), which get heatmaps of their own.
+    """
 
     side_a: str
     side_b: str
     matrix: SimilarityMatrix
     ci_low: np.ndarray | None
     ci_high: np.ndarray | None
-    settings: dict
-    provenance_a: dict
-    provenance_b: dict
+    settings: CKASettings
+    provenance_a: Provenance
+    provenance_b: Provenance
     seconds: float
+    roles_a: dict[str, str] = field(default_factory=dict)
+    roles_b: dict[str, str] = field(default_factory=dict)
 
 
 def paired_batches(
@@ -142,13 +173,15 @@ def compare(
         if options.estimator != "minibatch":
             raise InputError("--bootstrap resamples minibatches; use --estimator minibatch")
         low, high = accumulator.bootstrap(options.bootstrap, options.seed)
-    settings = asdict(options) | {
-        "batch_size": batch_size,
-        "n_examples": matrix.n_examples,
-        "device": str(device),
-    }
-    if tokens:  # examples are token rows: at most token_cap per batch of batch_size images
-        settings |= {"reduce": "tokens", "token_cap": plan.token_cap, "n_images": n_samples}
+    settings = CKASettings(
+        **asdict(options),
+        batch_size=batch_size,
+        n_examples=matrix.n_examples,
+        device=str(device),
+        reduce="tokens" if tokens else None,
+        token_cap=plan.token_cap if tokens else None,
+        n_images=n_samples if tokens else None,
+    )
     return CKAResult(
         a.label,
         b.label,
@@ -159,4 +192,6 @@ def compare(
         a.provenance(),
         b.provenance(),
         time.perf_counter() - started,
+        a.roles,
+        b.roles,
     )

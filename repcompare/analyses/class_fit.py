@@ -33,8 +33,9 @@ import torch
 
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import check_memory
-from repcompare.analyses.sides import Side
+from repcompare.analyses.sides import Provenance, Side
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import (
     POOLED_AXES,
@@ -81,12 +82,37 @@ class ClassFit:
     class_ci: tuple[np.ndarray, np.ndarray] | None = None
 
 
+@dataclass(frozen=True)
+class ClassFitSettings:
+    """The options of a class-fit run and what they gave: ``num_classes`` classes over
+    ``n_examples`` images, ``n_train``/``n_test`` of them in the kNN and probe split."""
+
+    knn_k: int
+    test_fraction: float
+    probe_l2: float
+    bootstrap: int
+    seed: int
+    tokens: bool
+    num_classes: int
+    n_train: int
+    n_test: int
+    batch_size: int
+    n_examples: int
+    device: str
+
+    def to_dict(self) -> dict:
+        return set_fields(self)
+
+
 @dataclass
 class ClassFitResult:
+    """One ``ClassFit`` per model (every measure per layer, in depth order), the SHA-256 of
+    the images all models saw, and where each model's activations came from."""
+
     fits: list[ClassFit]
     fingerprint: str
-    settings: dict
-    provenance: dict[str, dict]
+    settings: ClassFitSettings
+    provenance: dict[str, Provenance]
     seconds: float
 
 
@@ -237,14 +263,15 @@ def measure_class_fit(
     fits = [m.result(all_labels, split, options, device) for m in per_side]
     for measures in per_side if options.tokens else ():
         _warn_undefined(measures)
-    settings = asdict(options) | {
-        "num_classes": stream.num_classes,
-        "n_train": len(split[0]),
-        "n_test": len(split[1]),
-        "batch_size": stream.batch_size,
-        "n_examples": len(all_labels),
-        "device": str(device),
-    }
+    settings = ClassFitSettings(
+        **asdict(options),
+        num_classes=stream.num_classes,
+        n_train=len(split[0]),
+        n_test=len(split[1]),
+        batch_size=stream.batch_size,
+        n_examples=len(all_labels),
+        device=str(device),
+    )
     return ClassFitResult(
         fits,
         stream.fingerprint(),

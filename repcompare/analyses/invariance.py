@@ -26,7 +26,8 @@ import torch
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.curve import LayerCurve
-from repcompare.analyses.sides import Side, check_token_sides
+from repcompare.analyses.fields import set_fields
+from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.errors import InputError
 from repcompare.similarity import MinibatchCKA
@@ -56,12 +57,38 @@ class InvarianceOptions:
             raise InputError(f"--views {self.views} leaves no pair of views; use --views 2 or more")
 
 
+@dataclass(frozen=True)
+class InvarianceSettings:
+    """How the invariance curves were computed: one pass over ``n_examples`` images per
+    augmentation, ``views`` views each (drawn from ``view_seed``); with ``reduce="tokens"``
+    the CKA runs over at most ``token_cap`` token rows per batch (None otherwise)."""
+
+    augmentations: list[str]
+    views: int
+    view_seed: int
+    bootstrap: int
+    batch_size: int
+    n_examples: int
+    device: str
+    reduce: str | None = None
+    token_cap: int | None = None
+
+    def to_dict(self) -> dict:
+        return set_fields(self)
+
+
 @dataclass
 class InvarianceResult:
+    """One curve per (model, augmentation): the invariance of each layer in depth order.
+
+    ``fingerprints`` maps each augmentation to the SHA-256 of the augmented views every
+    model saw; ``provenance`` maps each model's label to where its activations came from.
+    """
+
     curves: list[LayerCurve]
     fingerprints: dict[str, str]
-    settings: dict
-    provenance: dict[str, dict]
+    settings: InvarianceSettings
+    provenance: dict[str, Provenance]
     seconds: float
 
 
@@ -147,17 +174,18 @@ def measure_invariance(
                 )
             curves.append(curve)
     files = [s.file for s in sides if s.is_file]
-    settings = {
-        "augmentations": list(fingerprints),
-        "views": passes[0][1],
-        "view_seed": files[0].settings.seed if files else plan.seed,
-        "bootstrap": options.bootstrap,
-        "batch_size": stream.batch_size,
-        "n_examples": n_examples,
-        "device": str(device),
-    }
-    if sides[0].reduction == "tokens":  # CKA over at most token_cap token rows per batch
-        settings |= {"reduce": "tokens", "token_cap": plan.token_cap}
+    tokens = sides[0].reduction == "tokens"
+    settings = InvarianceSettings(
+        augmentations=list(fingerprints),
+        views=passes[0][1],
+        view_seed=files[0].settings.seed if files else plan.seed,
+        bootstrap=options.bootstrap,
+        batch_size=stream.batch_size,
+        n_examples=n_examples,
+        device=str(device),
+        reduce="tokens" if tokens else None,
+        token_cap=plan.token_cap if tokens else None,
+    )
     return InvarianceResult(
         curves,
         fingerprints,

@@ -10,12 +10,34 @@ from pathlib import Path
 import numpy as np
 
 from repcompare.activations import CaptureTarget, InputPlan
+from repcompare.analyses.fields import set_fields
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import token_positions
 from repcompare.data.sources import source_exists
 from repcompare.errors import InputError
 from repcompare.store.layout import activation_path
 from repcompare.store.reader import ActivationFile
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one side's activations came from: its model, weights and reduction; for an
+    activation file also the file, its data set, input fingerprint and transform; for a
+    model captured on the fly whether the weights were published ones, and the tracer."""
+
+    model_spec: str
+    checkpoint_sha256: str
+    reduction: str
+    file: str | None = None
+    data_source: str | None = None
+    data_fingerprint: str | None = None
+    transform: str | None = None
+    pretrained: bool | None = None
+    tracer: str | None = None
+
+    def to_dict(self) -> dict:
+        """The fields that apply to this side (a file's or a model's)."""
+        return set_fields(self)
 
 
 @dataclass
@@ -57,27 +79,27 @@ class Side:
             return [Layout.from_json(stored[n]) if n in stored else None for n in self.layers]
         return [self.target.graph.point(n).layout for n in self.layers]
 
-    def provenance(self) -> dict:
+    def provenance(self) -> Provenance:
+        """Where this side's activations came from."""
         if self.file is not None:
-            keys = (
-                "model_spec",
-                "checkpoint_sha256",
-                "data_source",
-                "data_fingerprint",
-                "transform",
-                "reduction",
+            attrs = self.file.attrs
+            return Provenance(
+                model_spec=str(attrs.get("model_spec", "")),
+                checkpoint_sha256=str(attrs.get("checkpoint_sha256", "")),
+                reduction=str(attrs.get("reduction", "")),
+                file=str(self.file.path),
+                data_source=str(attrs.get("data_source", "")),
+                data_fingerprint=str(attrs.get("data_fingerprint", "")),
+                transform=str(attrs.get("transform", "")),
             )
-            return {"file": str(self.file.path)} | {
-                k: str(self.file.attrs.get(k, "")) for k in keys
-            }
         loaded = self.target.loaded
-        return {
-            "model_spec": str(loaded.spec),
-            "checkpoint_sha256": loaded.checkpoint_sha256 or "",
-            "pretrained": loaded.pretrained,
-            "reduction": self.target.reduction,
-            "tracer": self.target.graph.mode,
-        }
+        return Provenance(
+            model_spec=str(loaded.spec),
+            checkpoint_sha256=loaded.checkpoint_sha256 or "",
+            reduction=self.target.reduction,
+            pretrained=loaded.pretrained,
+            tracer=self.target.graph.mode,
+        )
 
 
 def looks_like_file(text: str) -> bool:

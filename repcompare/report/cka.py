@@ -22,15 +22,15 @@ def _title(result, suffix: str = "") -> str:
     s = result.settings
     return (
         f"CKA {result.side_a} vs {result.side_b}{suffix}\n"
-        f"{s['estimator']}, {s['kernel']} kernel, {s['n_examples']} examples"
+        f"{s.estimator}, {s.kernel} kernel, {s.n_examples} examples"
     )
 
 
-def write_cka_outputs(result, out: Path, roles_a: dict, roles_b: dict) -> list[Path]:
+def write_cka_outputs(result, out: Path) -> list[Path]:
     """cka.csv/json/md and heatmap.png/svg in ``out``; with the paper preset on both sides,
     also the block-output and residual-branch heatmaps of Grigg et al."""
     out.mkdir(parents=True, exist_ok=True)
-    m = result.matrix
+    m, roles_a, roles_b = result.matrix, result.roles_a, result.roles_b
     rows, columns = list(m.names_a), list(m.names_b)
     pictures = plot_heatmap(
         m.values, rows, columns, result.side_a, result.side_b, _title(result), out / "heatmap"

@@ -80,9 +80,9 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
         for fit in result.fits:
             ci = fit.class_ci if measure == "class_cka" and fit.class_ci else (None, None)
             curves.append(LayerCurve(fit.model, "", fit.layers, fit.measures[measure], *ci))
-        title = f"{ylabel}\n{s['n_examples']} images, {s['num_classes']} classes"
+        title = f"{ylabel}\n{s.n_examples} images, {s.num_classes} classes"
         pictures += plot_curves(curves, ylabel, title, out / f"class_fit_{measure}", ylim)
-    for measure in ("knn", "probe") if s["tokens"] else ():
+    for measure in ("knn", "probe") if s.tokens else ():
         curves = [
             LayerCurve(fit.model, feature, fit.layers, fit.measures[f"{measure}_{feature}"])
             for fit in result.fits
@@ -96,10 +96,10 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
     text = [
         "# Class structure per layer",
         "",
-        f"{s['n_examples']} images of {s['num_classes']} classes. Class CKA: minibatch CKA with "
-        f"the one-hot labels (batch size {s['batch_size']}). Crowding: on L2-normalised pooled "
-        f"features. kNN (cosine, k={s['knn_k']}) and linear probe (L2 {s['probe_l2']}) trained "
-        f"on {s['n_train']} and tested on {s['n_test']} images (seeded stratified split).",
+        f"{s.n_examples} images of {s.num_classes} classes. Class CKA: minibatch CKA with "
+        f"the one-hot labels (batch size {s.batch_size}). Crowding: on L2-normalised pooled "
+        f"features. kNN (cosine, k={s.knn_k}) and linear probe (L2 {s.probe_l2}) trained "
+        f"on {s.n_train} and tested on {s.n_test} images (seeded stratified split).",
         *(
             [
                 "",
@@ -107,13 +107,13 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
                 "(`cls`), the mean of the patch tokens (`mean`) and the centre patch token "
                 "(`patch`) alone, on the same split; undefined where a layer has no such token.",
             ]
-            if s["tokens"]
+            if s.tokens
             else []
         ),
         "",
         *(f"![{p.stem}]({p.name})" for p in pictures if p.suffix == ".png"),
         "",
-        *markdown_table(records, columns(s["tokens"])),
+        *markdown_table(records, columns(s.tokens)),
         "",
         "Every measure (intra, inter, inter_min too) is in `class_fit.csv`.",
         "",

@@ -56,8 +56,8 @@ def write_invariance_outputs(result, out: Path) -> list[Path]:
     s = result.settings
     records = invariance_records(result)
     title = (
-        f"Invariance to {', '.join(s['augmentations'])}: CKA between {s['views']} views\n"
-        f"minibatch estimator, {s['n_examples']} images"
+        f"Invariance to {', '.join(s.augmentations)}: CKA between {s.views} views\n"
+        f"minibatch estimator, {s.n_examples} images"
     )
     pictures = plot_curves(
         result.curves,
@@ -72,13 +72,13 @@ def write_invariance_outputs(result, out: Path) -> list[Path]:
     text = [
         "# Augmentation invariance per layer",
         "",
-        f"CKA between {s['views']} augmented views of the same {s['n_examples']} images "
-        f"(minibatch estimator, batch size {s['batch_size']}), mean over view pairs; 1 = the "
+        f"CKA between {s.views} augmented views of the same {s.n_examples} images "
+        f"(minibatch estimator, batch size {s.batch_size}), mean over view pairs; 1 = the "
         "layer represents every view alike.",
         "",
         "![invariance](invariance.png)",
         "",
-        *markdown_table(records, columns(s["bootstrap"] > 0)),
+        *markdown_table(records, columns(s.bootstrap > 0)),
         "",
         "Input fingerprints (identical for every model of a run): "
         + ", ".join(f"{k} `{v[:16]}`" for k, v in result.fingerprints.items()),

@@ -72,19 +72,19 @@ def write_cka_json(result, path: Path) -> None:
             "label": result.side_a,
             "layers": list(m.names_a),
             "degenerate": list(m.degenerate_a),
-            "provenance": result.provenance_a,
+            "provenance": result.provenance_a.to_dict(),
         },
         "side_b": {
             "label": result.side_b,
             "layers": list(m.names_b),
             "degenerate": list(m.degenerate_b),
-            "provenance": result.provenance_b,
+            "provenance": result.provenance_b.to_dict(),
         },
         "cka": _matrix(m.values),
         "ci_low": _matrix(result.ci_low),
         "ci_high": _matrix(result.ci_high),
         "best_matches": best_matches(result),
-        "settings": result.settings,
+        "settings": result.settings.to_dict(),
         "seconds": result.seconds,
     }
     path.write_text(json.dumps(document, indent=2, default=str))
@@ -100,13 +100,9 @@ def write_cka_md(result, path: Path, pictures: list[str]) -> None:
     lines = [
         f"# CKA: {result.side_a} vs {result.side_b}",
         "",
-        f"{s['estimator']} estimator, {s['kernel']} kernel, {s['n_examples']} examples, "
-        f"batch size {s['batch_size']}"
-        + (
-            f", {s['bootstrap']} bootstrap resamples (95% intervals in cka.csv)"
-            if s["bootstrap"]
-            else ""
-        )
+        f"{s.estimator} estimator, {s.kernel} kernel, {s.n_examples} examples, "
+        f"batch size {s.batch_size}"
+        + (f", {s.bootstrap} bootstrap resamples (95% intervals in cka.csv)" if s.bootstrap else "")
         + ".",
         "",
         *(f"![{p}]({p})" for p in pictures),
@@ -147,8 +143,8 @@ def write_records(records: list[dict], stem: Path, result, **context) -> list[Pa
     document = {
         "records": rows,
         **context,
-        "settings": result.settings,
-        "provenance": result.provenance,
+        "settings": result.settings.to_dict(),
+        "provenance": {label: p.to_dict() for label, p in result.provenance.items()},
         "seconds": result.seconds,
     }
     stem.with_suffix(".json").write_text(json.dumps(document, indent=2, default=str))

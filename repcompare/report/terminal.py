@@ -69,8 +69,8 @@ def cka_table(result, rows: list[dict]) -> Table:
     """For each layer of A: the most similar layer of B and its CKA; the same layer's CKA."""
     s = result.settings
     table = Table(
-        title=f"CKA {result.side_a} (rows) vs {result.side_b}: {s['estimator']}, {s['kernel']}, "
-        f"{s['n_examples']} examples",
+        title=f"CKA {result.side_a} (rows) vs {result.side_b}: {s.estimator}, {s.kernel}, "
+        f"{s.n_examples} examples",
         title_justify="left",
     )
     table.add_column(f"layer of {result.side_a}", style="bold", overflow="fold")

@@ -53,7 +53,7 @@ def test_one_hot_layer_fits_perfectly_and_noise_not_at_all(coded_data):
     assert m["class_cka"][noise] == pytest.approx(expected, abs=1e-5)
     biased = ref.cka(ref.gram_linear(table[ids]), ref.gram_linear(onehot_rows))
     assert biased > 0.05  # the biased estimator would see class structure in noise
-    assert result.settings["n_test"] == 80 and result.settings["num_classes"] == CLASSES
+    assert result.settings.n_test == 80 and result.settings.num_classes == CLASSES
 
 
 def test_bootstrap_interval_contains_the_estimate(coded_data):

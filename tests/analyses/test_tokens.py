@@ -66,7 +66,7 @@ def test_token_cka_is_one_under_rotation_and_scaling_and_matches_a_float64_refer
     assert values[1, 1] == pytest.approx(expected, abs=1e-6)
     assert 0.2 < expected < 0.95  # a real nonlinear change, not a trivial 0 or 1
     assert result.matrix.n_examples == CAP * len(batches)
-    assert result.settings["token_cap"] == CAP and result.settings["n_images"] == N
+    assert result.settings.token_cap == CAP and result.settings.n_images == N
 
 
 def test_every_side_and_view_keeps_the_same_image_positions(images):
@@ -94,7 +94,7 @@ def test_invariance_over_tokens_uses_the_same_rows_in_every_view(images):
     options = InvarianceOptions(("none",), views=3)
     result = measure_invariance([patches(["tokens", "squared"])], options, plan(path), CPU)
     assert np.allclose(result.curves[0].values, 1.0, atol=1e-6)
-    assert result.settings["token_cap"] == CAP
+    assert result.settings.token_cap == CAP
 
 
 def test_different_numbers_of_positions_are_one_sentence(images):
