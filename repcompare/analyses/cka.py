@@ -10,7 +10,7 @@ batch on both sides (see ``repcompare.capture.reduce``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,9 +22,14 @@ from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import check_memory
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.errors import InputError
-from repcompare.similarity import ExactLinearCKA, MinibatchCKA, SimilarityMatrix
+from repcompare.similarity import (
+    CKA_ESTIMATORS,
+    EstimatorSpec,
+    SimilarityMatrix,
+    estimator_spec,
+)
 
-ESTIMATORS = ("minibatch", "exact", "debiased")
+ESTIMATORS = tuple(CKA_ESTIMATORS)
 KERNELS = ("linear", "rbf")
 
 
@@ -95,35 +100,9 @@ def paired_batches(
     return pairs, stream.batch_size, stream.num_samples
 
 
-def _accumulator(a: Side, b: Side, options: CKAOptions, symmetric: bool, n: int):
-    names_b = None if symmetric else b.layers
-    widths = (a.widths(), b.widths())
-    if options.estimator == "exact":
-        if options.kernel != "linear":
-            raise InputError("--estimator exact computes linear CKA only; use --kernel linear")
-        width_a, width_b = widths
-        pairs = sum(width_a) * (sum(width_a) if symmetric else sum(width_b))
-        check_memory(
-            8 * pairs,
-            "exact CKA of these layers",
-            "reduce them with --reduce avgpool or use --estimator minibatch",
-        )
-        return ExactLinearCKA(a.layers, names_b)
-    if options.estimator == "debiased":
-        layers = len(a.layers) + (0 if symmetric else len(b.layers))
-        features = 4 * n * (sum(widths[0]) + (0 if symmetric else sum(widths[1])))
-        check_memory(
-            8 * layers * n * n + features,
-            f"debiased CKA on {n} samples",
-            "use --estimator minibatch or fewer --num-samples",
-        )
-    return MinibatchCKA(
-        a.layers,
-        names_b,
-        kernel=options.kernel,
-        rbf_fraction=options.rbf_fraction,
-        keep_batch_terms=options.bootstrap > 0,
-    )
+def _estimators_with(declared: Callable[[EstimatorSpec], bool]) -> str:
+    """The registered estimators whose entry ``declared`` holds for, as ``"a or b"``."""
+    return " or ".join(name for name, spec in CKA_ESTIMATORS.items() if declared(spec))
 
 
 def compare(
@@ -139,40 +118,46 @@ def compare(
 
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
-    if options.estimator not in ESTIMATORS:
-        raise InputError(f"unknown --estimator {options.estimator!r}; use {', '.join(ESTIMATORS)}")
+    spec = estimator_spec(options.estimator)
     if options.kernel not in KERNELS:
         raise InputError(f"unknown --kernel {options.kernel!r}; use linear or rbf")
+    if options.kernel not in spec.kernels:
+        kernels = " or ".join(spec.kernels)
+        raise InputError(
+            f"--estimator {options.estimator} computes {kernels} CKA only; use --kernel {kernels}"
+        )
+    if options.bootstrap and not spec.bootstrap:
+        raise InputError(
+            "--bootstrap resamples minibatches; "
+            f"use --estimator {_estimators_with(lambda s: s.bootstrap)}"
+        )
     check_token_sides([a] if symmetric else [a, b])
     tokens = a.reduction == "tokens"
-    if tokens and options.estimator == "debiased":
+    if tokens and not spec.token_rows:
         raise InputError(
-            "--reduce tokens samples token rows per batch; use --estimator minibatch or exact"
+            "--reduce tokens samples token rows per batch; "
+            f"use --estimator {_estimators_with(lambda s: s.token_rows)}"
         )
     started = time.perf_counter()
     batches, batch_size, n_samples = paired_batches(a, b, plan, device, symmetric)
-    accumulator = _accumulator(a, b, options, symmetric, n_samples)
-    if options.estimator == "debiased":
-        gathered_a, gathered_b = [], []
-        for feats_a, feats_b, images in batches:
-            gathered_a.append(feats_a)
-            gathered_b.append(feats_b)
-            if progress:
-                progress(images, n_samples)
-        whole_a = [torch.cat(parts) for parts in zip(*gathered_a, strict=True)]
-        whole_b = None if symmetric else [torch.cat(p) for p in zip(*gathered_b, strict=True)]
-        accumulator.update(whole_a, whole_b)
-    else:
-        for feats_a, feats_b, images in batches:
-            accumulator.update(feats_a, feats_b)
-            if progress:
-                progress(images, n_samples)
-    matrix = accumulator.result()
+    if spec.memory is not None:
+        need = spec.memory(a.widths(), None if symmetric else b.widths(), n_samples)
+        check_memory(need.bytes, need.what, need.fix)
+    estimator = spec.build(
+        a.layers,
+        None if symmetric else b.layers,
+        options.kernel,
+        options.rbf_fraction,
+        options.bootstrap > 0,
+    )
+    for feats_a, feats_b, images in batches:
+        estimator.update(feats_a, feats_b)
+        if progress:
+            progress(images, n_samples)
+    matrix = estimator.result()
     low = high = None
     if options.bootstrap:
-        if options.estimator != "minibatch":
-            raise InputError("--bootstrap resamples minibatches; use --estimator minibatch")
-        low, high = accumulator.bootstrap(options.bootstrap, options.seed)
+        low, high = estimator.bootstrap(options.bootstrap, options.seed)
     settings = CKASettings(
         **asdict(options),
         batch_size=batch_size,

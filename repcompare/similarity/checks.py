@@ -34,6 +34,16 @@ class BatchShapeError(InputError):
     """A batch that an estimator cannot use (too few examples, mismatched counts)."""
 
 
+def check_sides(
+    symmetric: bool, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None
+) -> None:
+    """Refuse a batch unless it has side A layers and ``feats_b`` exactly when not ``symmetric``."""
+    if symmetric != (feats_b is None):
+        raise BatchShapeError("give feats_b exactly when the accumulator was built with names_b")
+    if not feats_a:
+        raise BatchShapeError("a batch needs at least one layer on side A")
+
+
 def prepare_batch(
     feats: Sequence[torch.Tensor],
     names: Sequence[str],

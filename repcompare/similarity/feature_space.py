@@ -23,7 +23,13 @@ from collections.abc import Sequence
 
 import torch
 
-from repcompare.similarity.checks import BatchShapeError, check_finite, degenerate, prepare_batch
+from repcompare.similarity.checks import (
+    BatchShapeError,
+    check_finite,
+    check_sides,
+    degenerate,
+    prepare_batch,
+)
 from repcompare.similarity.result import SimilarityMatrix, normalise
 
 # float64 centring leaves ~1e-32 of the raw second moment on a constant layer
@@ -65,13 +71,8 @@ class ExactLinearCKA:
         self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None
     ) -> None:
         """Add one batch: ``feats_a[i]`` is layer ``names_a[i]`` as ``(m, ...)``, likewise B."""
-        if (self.names_b is None) != (feats_b is None):
-            raise BatchShapeError(
-                "give feats_b exactly when the accumulator was built with names_b"
-            )
+        check_sides(self.names_b is None, feats_a, feats_b)
         feats = list(feats_a) + list(feats_b or [])
-        if not feats_a:
-            raise BatchShapeError("a batch needs at least one layer on side A")
         device = feats[0].device
         matrices = [x.to(device, torch.float64) for x in prepare_batch(feats, self._all_names, 1)]
         m, n = matrices[0].shape[0], self.n_examples

@@ -29,6 +29,7 @@ from repcompare.similarity.checks import (
     MIN_EXAMPLES_UNBIASED,
     BatchShapeError,
     check_finite,
+    check_sides,
     degenerate,
     prepare_batch,
 )
@@ -100,12 +101,7 @@ class MinibatchCKA:
         self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None
     ) -> None:
         """Add one batch: ``feats_a[i]`` is layer ``names_a[i]`` as ``(m, ...)``, likewise B."""
-        if self.symmetric != (feats_b is None):
-            raise BatchShapeError(
-                "give feats_b exactly when the accumulator was built with names_b"
-            )
-        if not feats_a:
-            raise BatchShapeError("a batch needs at least one layer on side A")
+        check_sides(self.symmetric, feats_a, feats_b)
         device = feats_a[0].device
         u_a, scale_a, m = self._u_centred(feats_a, self.names_a, device)
         if feats_b is None:
