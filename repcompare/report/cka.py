@@ -1,13 +1,17 @@
-"""All files of a ``cka`` run: tables, JSON and heatmaps."""
+"""The report of a ``cka`` run: every pair (CSV), the matrix and provenance (JSON), the best
+match per layer (terminal, Markdown) and heatmaps."""
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from repcompare.report.heatmap import plot_heatmap
-from repcompare.report.tables import write_cka_csv, write_cka_json, write_cka_md
+from repcompare.report.files import write_report
+from repcompare.report.heatmap import draw_heatmap
+from repcompare.report.model import FigureSpec, Report, Table, json_matrix, json_number
 
 # the files a run writes into --out: replaced together, stale ones removed
 OWNED_FILES = ("cka.csv", "cka.json", "cka.md", "heatmap*.png", "heatmap*.svg")
@@ -16,6 +20,7 @@ PAPER_SPLIT = (
     ("block", "block outputs", "heatmap_blocks"),
     ("residual", "residual branches", "heatmap_residual"),
 )
+UNDEFINED_NOTE = "undefined: constant layer"
 
 
 def _title(result, suffix: str = "") -> str:
@@ -26,30 +31,162 @@ def _title(result, suffix: str = "") -> str:
     )
 
 
-def write_cka_outputs(result, out: Path) -> list[Path]:
-    """cka.csv/json/md and heatmap.png/svg in ``out``; with the paper preset on both sides,
-    also the block-output and residual-branch heatmaps of Grigg et al."""
-    out.mkdir(parents=True, exist_ok=True)
+def best_matches(result) -> list[dict]:
+    """For each layer of A: the most similar layer of B, and the same-named layer if any
+    (JSON-ready: None where undefined or where B has no such layer)."""
+    m = result.matrix
+    rows = []
+    for i, layer in enumerate(m.names_a):
+        values = m.values[i]
+        defined = ~np.isnan(values)
+        best = int(np.nanargmax(values)) if defined.any() else None
+        same = m.names_b.index(layer) if layer in m.names_b else None
+        rows.append(
+            {
+                "layer_a": layer,
+                "best_b": None if best is None else m.names_b[best],
+                "best_cka": None if best is None else json_number(values[best]),
+                "same_layer_cka": None if same is None else json_number(values[same]),
+            }
+        )
+    return rows
+
+
+def cka_records(result) -> list[dict]:
+    """One record per pair (A's layers in order, then B's): layer_a, layer_b, cka, the 95%
+    interval (None without bootstrap), and a note; NaN where the pair is undefined."""
+    m = result.matrix
+    records = []
+    for i, a in enumerate(m.names_a):
+        for j, b in enumerate(m.names_b):
+            value = float(m.values[i, j])
+            undefined = a in m.degenerate_a or b in m.degenerate_b or math.isnan(value)
+            low = high = None
+            if result.ci_low is not None:
+                low, high = float(result.ci_low[i, j]), float(result.ci_high[i, j])
+                if undefined:
+                    low = high = math.nan
+            records.append(
+                {
+                    "layer_a": a,
+                    "layer_b": b,
+                    "cka": math.nan if undefined else value,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "note": UNDEFINED_NOTE if undefined else "",
+                }
+            )
+    return records
+
+
+def best_match_table(result) -> Table:
+    """For each layer of A: the most similar layer of B and its CKA ("undefined" for a
+    constant layer); the same-named layer's CKA where B has namesakes (else blank)."""
+    m = result.matrix
+    s = result.settings
+    records = []
+    for row in best_matches(result):
+        layer = row["layer_a"]
+        same = float(m.value(layer, layer)) if layer in m.names_b else ""  # blank: no namesake
+        records.append(row | {"same_layer_cka": same})
+    columns = {
+        "layer_a": f"layer of {result.side_a}",
+        "best_b": f"most similar layer of {result.side_b}",
+        "best_cka": "CKA",
+    }
+    if any(name in m.names_b for name in m.names_a):
+        columns["same_layer_cka"] = "same layer CKA"
+    title = (
+        f"CKA {result.side_a} (rows) vs {result.side_b}: {s.estimator}, {s.kernel}, "
+        f"{s.n_examples} examples"
+    )
+    return Table(records, columns, title=title)
+
+
+def cka_figures(result) -> list[FigureSpec]:
+    """The heatmap of every pair; with the paper preset on both sides (block outputs and
+    residual branches, ``result.roles_a``/``roles_b``), one of each kind too (Grigg et al.)."""
     m, roles_a, roles_b = result.matrix, result.roles_a, result.roles_b
     rows, columns = list(m.names_a), list(m.names_b)
-    pictures = plot_heatmap(
-        m.values, rows, columns, result.side_a, result.side_b, _title(result), out / "heatmap"
-    )
+    a, b = result.side_a, result.side_b
+    figures = [
+        FigureSpec(
+            "heatmap",
+            f"CKA of every layer of {a} (rows) with every layer of {b} (columns)",
+            partial(draw_heatmap, m.values, rows, columns, a, b, _title(result)),
+        )
+    ]
     mixed_roles = {roles_a.get(n) for n in rows} >= {"block", "residual"}
     for role, label, stem in PAPER_SPLIT if mixed_roles else ():
         keep_a = [i for i, n in enumerate(rows) if roles_a.get(n) == role]
         keep_b = [j for j, n in enumerate(columns) if roles_b.get(n) == role]
         if keep_b:
-            pictures += plot_heatmap(
-                m.values[np.ix_(keep_a, keep_b)],
-                [rows[i] for i in keep_a],
-                [columns[j] for j in keep_b],
-                result.side_a,
-                result.side_b,
-                _title(result, f": {label}"),
-                out / stem,
+            figures.append(
+                FigureSpec(
+                    stem,
+                    f"CKA of the {label} of {a} (rows) with the {label} of {b} (columns)",
+                    partial(
+                        draw_heatmap,
+                        m.values[np.ix_(keep_a, keep_b)],
+                        [rows[i] for i in keep_a],
+                        [columns[j] for j in keep_b],
+                        a,
+                        b,
+                        _title(result, f": {label}"),
+                    ),
+                )
             )
-    write_cka_csv(result, out / "cka.csv")
-    write_cka_json(result, out / "cka.json")
-    write_cka_md(result, out / "cka.md", [p.name for p in pictures if p.suffix == ".png"])
-    return [out / "cka.csv", out / "cka.json", out / "cka.md", *pictures]
+    return figures
+
+
+def cka_document(result) -> dict:
+    """Matrix, intervals, layer lists, best matches, settings and both sides' provenance."""
+    m = result.matrix
+    return {
+        "side_a": {
+            "label": result.side_a,
+            "layers": list(m.names_a),
+            "degenerate": list(m.degenerate_a),
+            "provenance": result.provenance_a.to_dict(),
+        },
+        "side_b": {
+            "label": result.side_b,
+            "layers": list(m.names_b),
+            "degenerate": list(m.degenerate_b),
+            "provenance": result.provenance_b.to_dict(),
+        },
+        "cka": json_matrix(m.values),
+        "ci_low": json_matrix(result.ci_low),
+        "ci_high": json_matrix(result.ci_high),
+        "best_matches": best_matches(result),
+        "settings": result.settings.to_dict(),
+        "seconds": result.seconds,
+    }
+
+
+def cka_report(result) -> Report:
+    """The report of a ``CKAResult``."""
+    s = result.settings
+    intervals = f", {s.bootstrap} bootstrap resamples (95% intervals in cka.csv)"
+    settings = (
+        f"{s.estimator} estimator, {s.kernel} kernel, {s.n_examples} examples, "
+        f"batch size {s.batch_size}{intervals if s.bootstrap else ''}."
+    )
+    return Report(
+        command="cka",
+        stem="cka",
+        title=f"CKA: {result.side_a} vs {result.side_b}",
+        summary=[settings],
+        records=cka_records(result),
+        tables=[best_match_table(result)],
+        figures=cka_figures(result),
+        document=cka_document(result),
+        notes=["Every pair is in `cka.csv`; the matrix and provenance in `cka.json`."],
+    )
+
+
+def write_cka_outputs(result, out: Path) -> list[Path]:
+    """cka.csv/json/md and heatmap.png/svg in ``out``; with the paper preset on both sides,
+    also the block-output and residual-branch heatmaps. Old name of
+    ``write_report(cka_report(result), out)``."""
+    return write_report(cka_report(result), out)

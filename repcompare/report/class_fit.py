@@ -1,14 +1,17 @@
-"""All files of a ``class-fit`` run: class_fit.csv/json/md and one plot per measure (with
-``--tokens``, also a kNN and a probe plot of the class, mean and centre-patch tokens)."""
+"""The report of a ``class-fit`` run: a record per (model, layer) with every measure, one plot
+per measure (with ``--tokens``, also a kNN and a probe plot of the class, mean and
+centre-patch tokens)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from repcompare.analyses.class_fit import TOKEN_FEATURES, TOKEN_MEASURES
 from repcompare.analyses.curve import LayerCurve
-from repcompare.report.curves import plot_curves, relative_depth
-from repcompare.report.tables import markdown_table, write_records
+from repcompare.report.curves import draw_curves, relative_depth
+from repcompare.report.files import write_report
+from repcompare.report.model import FigureSpec, Report, Table, records_document
 
 # the files a run writes into --out: replaced together, stale ones removed
 OWNED_FILES = (
@@ -42,6 +45,7 @@ TOKEN_COLUMNS = {
     "layer": "layer",
     **{m: m.replace("knn", "kNN").replace("_", " ") for m in TOKEN_MEASURES},
 }
+TOKEN_FEATURE_NAMES = "class token, mean of patch tokens, centre patch token"
 
 
 def columns(tokens: bool) -> dict[str, str]:
@@ -70,18 +74,24 @@ def class_fit_records(result) -> list[dict]:
     return records
 
 
-def write_class_fit_outputs(result, out: Path) -> list[Path]:
-    """class_fit.csv/json/md and a PNG/SVG plot per measure in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+def class_fit_figures(result) -> list[FigureSpec]:
+    """A plot per measure (one line per model; class CKA with its interval), and with
+    ``--tokens`` a kNN and a probe plot of the token features (a dash per feature)."""
     s = result.settings
-    pictures = []
+    figures = []
     for measure, (ylabel, ylim) in PLOTS.items():
         curves = []
         for fit in result.fits:
             ci = fit.class_ci if measure == "class_cka" and fit.class_ci else (None, None)
             curves.append(LayerCurve(fit.model, "", fit.layers, fit.measures[measure], *ci))
         title = f"{ylabel}\n{s.n_examples} images, {s.num_classes} classes"
-        pictures += plot_curves(curves, ylabel, title, out / f"class_fit_{measure}", ylim)
+        figures.append(
+            FigureSpec(
+                f"class_fit_{measure}",
+                f"{ylabel} per layer, one line per model",
+                partial(draw_curves, curves, ylabel, title, ylim),
+            )
+        )
     for measure in ("knn", "probe") if s.tokens else ():
         curves = [
             LayerCurve(fit.model, feature, fit.layers, fit.measures[f"{measure}_{feature}"])
@@ -89,34 +99,56 @@ def write_class_fit_outputs(result, out: Path) -> list[Path]:
             for feature in TOKEN_FEATURES
         ]
         ylabel = f"{PLOTS[measure][0]} from one token feature"
-        title = f"{ylabel}\nclass token, mean of patch tokens, centre patch token"
-        pictures += plot_curves(curves, ylabel, title, out / f"class_fit_tokens_{measure}", UNIT)
+        figures.append(
+            FigureSpec(
+                f"class_fit_tokens_{measure}",
+                f"{ylabel} per layer ({TOKEN_FEATURE_NAMES}), one line per model and feature",
+                partial(draw_curves, curves, ylabel, f"{ylabel}\n{TOKEN_FEATURE_NAMES}", UNIT),
+            )
+        )
+    return figures
+
+
+def class_fit_report(result) -> Report:
+    """The report of a ``ClassFitResult``."""
+    s = result.settings
     records = class_fit_records(result)
-    tables = write_records(records, out / "class_fit", result, input_fingerprint=result.fingerprint)
-    text = [
-        "# Class structure per layer",
-        "",
+    summary = [
         f"{s.n_examples} images of {s.num_classes} classes. Class CKA: minibatch CKA with "
         f"the one-hot labels (batch size {s.batch_size}). Crowding: on L2-normalised pooled "
         f"features. kNN (cosine, k={s.knn_k}) and linear probe (L2 {s.probe_l2}) trained "
-        f"on {s.n_train} and tested on {s.n_test} images (seeded stratified split).",
-        *(
-            [
-                "",
-                "Token features (`--tokens`): kNN and probe accuracy from the class token "
-                "(`cls`), the mean of the patch tokens (`mean`) and the centre patch token "
-                "(`patch`) alone, on the same split; undefined where a layer has no such token.",
-            ]
-            if s.tokens
-            else []
-        ),
-        "",
-        *(f"![{p.stem}]({p.name})" for p in pictures if p.suffix == ".png"),
-        "",
-        *markdown_table(records, columns(s.tokens)),
-        "",
-        "Every measure (intra, inter, inter_min too) is in `class_fit.csv`.",
-        "",
+        f"on {s.n_train} and tested on {s.n_test} images (seeded stratified split)."
     ]
-    (out / "class_fit.md").write_text("\n".join(text))
-    return [*tables, out / "class_fit.md", *pictures]
+    if s.tokens:
+        summary.append(
+            "Token features (`--tokens`): kNN and probe accuracy from the class token "
+            "(`cls`), the mean of the patch tokens (`mean`) and the centre patch token "
+            "(`patch`) alone, on the same split; undefined where a layer has no such token."
+        )
+    table = Table(
+        records,
+        columns(s.tokens),
+        title=(
+            f"Class fit: {s.n_examples} images, {s.num_classes} classes "
+            f"(kNN and probe: {s.n_train} train / {s.n_test} test)"
+        ),
+        caption=f"inputs {result.fingerprint[:16]}; every measure in class_fit.csv",
+        section_by="model",
+    )
+    return Report(
+        command="class-fit",
+        stem="class_fit",
+        title="Class structure per layer",
+        summary=summary,
+        records=records,
+        tables=[table],
+        figures=class_fit_figures(result),
+        document=records_document(records, result, input_fingerprint=result.fingerprint),
+        notes=["Every measure (intra, inter, inter_min too) is in `class_fit.csv`."],
+    )
+
+
+def write_class_fit_outputs(result, out: Path) -> list[Path]:
+    """class_fit.csv/json/md and a PNG/SVG plot per measure in ``out``. Old name of
+    ``write_report(class_fit_report(result), out)``."""
+    return write_report(class_fit_report(result), out)

@@ -1,15 +1,11 @@
-"""Per-layer line plots (PNG and SVG): one line per model (and augmentation), depth on x."""
+"""Per-layer line plots, drawn as matplotlib Figures (``report.files`` saves them): one line
+per model (and augmentation), depth on x."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from repcompare.analyses.curve import LayerCurve
 
@@ -22,27 +18,27 @@ def relative_depth(layers: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, layers) if layers > 1 else np.zeros(1)
 
 
-def plot_curves(
+def draw_curves(
     curves: list[LayerCurve],
     ylabel: str,
     title: str,
-    stem: Path,
     ylim: tuple[float, float] | None = None,
-) -> list[Path]:
+) -> Figure:
     """Draw ``curves``, one line each (a colour per model, a dash per variant), with shaded
     intervals where given; ``ylim`` is widened to show any value below it.
 
     The x axis is relative depth; when every curve has the same layers (one
     architecture), the ticks are the layer names. Undefined (NaN) values leave
-    gaps. Writes ``stem.png`` and ``stem.svg``.
+    gaps. The Figure is not registered with pyplot.
     """
     same_layers = all(c.layers == curves[0].layers for c in curves)
     named = same_layers and len(curves[0].layers) <= MAX_NAMED_TICKS
     width = (max(6.0, 0.22 * len(curves[0].layers) + 3) if named else 7.0) + 2.5
-    fig, ax = plt.subplots(figsize=(width, 4.5), constrained_layout=True)
+    fig = Figure(figsize=(width, 4.5), layout="constrained")
+    ax = fig.subplots()
     models = list(dict.fromkeys(c.model for c in curves))
     variants = list(dict.fromkeys(c.variant for c in curves))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for curve in curves:
         depth = relative_depth(len(curve.layers))
         colour = colours[models.index(curve.model) % len(colours)]
@@ -71,8 +67,4 @@ def plot_curves(
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return fig

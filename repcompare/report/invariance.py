@@ -1,11 +1,14 @@
-"""All files of an ``invariance`` run: invariance.csv/json/md and the invariance plot."""
+"""The report of an ``invariance`` run: a record per (model, augmentation, layer), the
+invariance plot, and the input fingerprints."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
-from repcompare.report.curves import plot_curves, relative_depth
-from repcompare.report.tables import markdown_table, write_records
+from repcompare.report.curves import draw_curves, relative_depth
+from repcompare.report.files import write_report
+from repcompare.report.model import FigureSpec, Report, Table, records_document
 
 # the files a run writes into --out: replaced together, stale ones removed
 OWNED_FILES = (
@@ -50,39 +53,47 @@ def invariance_records(result) -> list[dict]:
     return records
 
 
-def write_invariance_outputs(result, out: Path) -> list[Path]:
-    """invariance.csv/json/md and invariance.png/svg in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+def invariance_report(result) -> Report:
+    """The report of an ``InvarianceResult``."""
     s = result.settings
     records = invariance_records(result)
-    title = (
-        f"Invariance to {', '.join(s.augmentations)}: CKA between {s.views} views\n"
+    augmentations = ", ".join(s.augmentations)
+    plot_title = (
+        f"Invariance to {augmentations}: CKA between {s.views} views\n"
         f"minibatch estimator, {s.n_examples} images"
     )
-    pictures = plot_curves(
-        result.curves,
-        "CKA between views",
-        title,
-        out / "invariance",
-        (0, 1.02),
+    figure = FigureSpec(
+        "invariance",
+        f"Invariance to {augmentations} per layer: CKA between {s.views} augmented views, "
+        "one line per model and augmentation",
+        partial(draw_curves, result.curves, "CKA between views", plot_title, (0, 1.02)),
     )
-    tables = write_records(
-        records, out / "invariance", result, input_fingerprints=result.fingerprints
+    table = Table(
+        records,
+        columns(s.bootstrap > 0),
+        title=f"Invariance: CKA between {s.views} augmented views, {s.n_examples} images",
+        caption="; ".join(f"{k} inputs {v[:16]}" for k, v in result.fingerprints.items()),
+        section_by="model",
     )
-    text = [
-        "# Augmentation invariance per layer",
-        "",
-        f"CKA between {s.views} augmented views of the same {s.n_examples} images "
-        f"(minibatch estimator, batch size {s.batch_size}), mean over view pairs; 1 = the "
-        "layer represents every view alike.",
-        "",
-        "![invariance](invariance.png)",
-        "",
-        *markdown_table(records, columns(s.bootstrap > 0)),
-        "",
-        "Input fingerprints (identical for every model of a run): "
-        + ", ".join(f"{k} `{v[:16]}`" for k, v in result.fingerprints.items()),
-        "",
-    ]
-    (out / "invariance.md").write_text("\n".join(text))
-    return [*tables, out / "invariance.md", *pictures]
+    fingerprints = ", ".join(f"{k} `{v[:16]}`" for k, v in result.fingerprints.items())
+    return Report(
+        command="invariance",
+        stem="invariance",
+        title="Augmentation invariance per layer",
+        summary=[
+            f"CKA between {s.views} augmented views of the same {s.n_examples} images "
+            f"(minibatch estimator, batch size {s.batch_size}), mean over view pairs; 1 = the "
+            "layer represents every view alike."
+        ],
+        records=records,
+        tables=[table],
+        figures=[figure],
+        document=records_document(records, result, input_fingerprints=result.fingerprints),
+        notes=[f"Input fingerprints (identical for every model of a run): {fingerprints}"],
+    )
+
+
+def write_invariance_outputs(result, out: Path) -> list[Path]:
+    """invariance.csv/json/md and invariance.png/svg in ``out``. Old name of
+    ``write_report(invariance_report(result), out)``."""
+    return write_report(invariance_report(result), out)

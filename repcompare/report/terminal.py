@@ -1,11 +1,13 @@
-"""Rich tables for the terminal."""
+"""Rich tables for the terminal: capture points, extract summaries, and reports."""
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from repcompare.report.model import Report, is_undefined
+from repcompare.report.model import Table as ReportTable
 
 WIDTH_WHEN_PIPED = 160
 
@@ -65,48 +67,45 @@ def extract_summary(result) -> Table:
     return table
 
 
-def cka_table(result, rows: list[dict]) -> Table:
-    """For each layer of A: the most similar layer of B and its CKA; the same layer's CKA."""
-    s = result.settings
-    table = Table(
-        title=f"CKA {result.side_a} (rows) vs {result.side_b}: {s.estimator}, {s.kernel}, "
-        f"{s.n_examples} examples",
+def rich_table(table: ReportTable) -> Table:
+    """``table`` for the terminal: its title and caption, numbers right-aligned, a section per
+    run of ``section_by`` (a model), every cell by ``format_value``; undefined ones dim."""
+    shown = Table(
+        title=table.title or None,
+        caption=table.caption or None,
         title_justify="left",
+        caption_justify="left",
     )
-    table.add_column(f"layer of {result.side_a}", style="bold", overflow="fold")
-    table.add_column(f"most similar in {result.side_b}", overflow="fold")
-    table.add_column("CKA", justify="right")
-    show_same = any(r["same_layer_cka"] is not None for r in rows)
-    if show_same:
-        table.add_column("same layer", justify="right")
-    for row in rows:
-        cells = [
-            row["layer_a"],
-            row["best_b"] or "[dim]undefined[/]",
-            "undefined" if row["best_cka"] is None else f"{row['best_cka']:.3f}",
-        ]
-        if show_same:
-            same = row["same_layer_cka"]
-            cells.append("" if same is None else f"{same:.3f}")
-        table.add_row(*cells)
-    return table
+    for key, header in table.columns.items():
+        shown.add_column(header, justify="right" if table.numeric(key) else "left", overflow="fold")
+    for i, section in enumerate(table.sections()):
+        if i:
+            shown.add_section()
+        for record in section:
+            shown.add_row(
+                *(
+                    Text(text, style="dim" if is_undefined(record[key]) else "")
+                    for key, text in zip(table.columns, table.cells(record), strict=True)
+                )
+            )
+    return shown
+
+
+def report_table(report: Report) -> Table:
+    """The terminal table of a report (its first table)."""
+    return rich_table(report.tables[0])
+
+
+def cka_table(result, rows: list[dict] | None = None) -> Table:
+    """For each layer of A: the most similar layer of B and its CKA; the same layer's CKA.
+    Old name of ``report_table(cka_report(result))`` (``rows`` is not read: the best matches
+    come from ``result``)."""
+    from repcompare.report.cka import cka_report
+
+    return report_table(cka_report(result))
 
 
 def records_table(records: list[dict], columns: dict[str, str], title: str, caption: str) -> Table:
-    """``columns`` ({key: header}) of ``records``, a section per model; numbers to 3 decimals."""
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    for key, header in columns.items():
-        numeric = isinstance(records[0][key], float)
-        table.add_column(header, justify="right" if numeric else "left", overflow="fold")
-    for i, record in enumerate(records):
-        if i and record["model"] != records[i - 1]["model"]:
-            table.add_section()
-        table.add_row(
-            *(
-                ("[dim]undefined[/]" if math.isnan(value) else f"{value:.3f}")
-                if isinstance(value, float)
-                else str(value)
-                for value in (record[k] for k in columns)
-            )
-        )
-    return table
+    """``columns`` ({key: header}) of ``records``, a section per model. Old name of
+    ``rich_table(ReportTable(records, columns, title, caption, section_by="model"))``."""
+    return rich_table(ReportTable(records, columns, title, caption, section_by="model"))

@@ -1,0 +1,175 @@
+"""What a command reports, apart from how it is shown: the report model.
+
+A command's result yields one ``Report`` (built by ``cka_report``,
+``invariance_report`` or ``class_fit_report``); every renderer reads only the
+model:
+
+- ``report.files``: ``<stem>.csv`` from ``records`` (one row per dict),
+  ``<stem>.json`` from ``document``, every figure as PNG and SVG, and
+  ``write_report`` for the whole set;
+- ``report.markdown``: ``<stem>.md`` (title, summary, figures, tables, notes);
+- ``report.terminal``: ``report_table``, a rich table of the first ``Table``.
+
+Every renderer prints a value with ``format_value``, the one place that decides
+how a number reads and what an undefined one (NaN, None) says. Prose (summary
+paragraphs, notes) is plain text in which backticks mark code, file and option
+names, as in Markdown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+UNDEFINED = "undefined"
+DIGITS = 3
+# the CSV files' convention: 6 decimals, an undefined value as an empty cell
+CSV_DIGITS = 6
+CSV_UNDEFINED = ""
+
+
+def is_number(value: Any) -> bool:
+    """A real number (float or int, numpy ones too), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def is_undefined(value: Any) -> bool:
+    """None, or a NaN number: a value that does not exist (a constant layer, no token)."""
+    return value is None or (is_number(value) and math.isnan(value))
+
+
+def format_value(value: Any, digits: int = DIGITS, undefined: str = UNDEFINED) -> str:
+    """How every report prints a value: a float to ``digits`` decimals, an integer as it is,
+    NaN and None as ``undefined``, anything else as its text."""
+    if is_undefined(value):
+        return undefined
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    if is_number(value):
+        return str(int(value))
+    return str(value)
+
+
+def csv_cell(value: Any) -> str:
+    """``format_value`` in the CSV flavour: 6 decimals, undefined as an empty cell."""
+    return format_value(value, CSV_DIGITS, CSV_UNDEFINED)
+
+
+def json_number(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined value is null."""
+    return None if is_undefined(value) else float(value)
+
+
+def json_matrix(values: np.ndarray | None) -> list[list[float | None]] | None:
+    """A matrix as nested lists, NaN as null."""
+    return None if values is None else [[json_number(v) for v in row] for row in values]
+
+
+def json_records(records: list[dict]) -> list[dict]:
+    """``records`` with every float JSON-ready (NaN as null)."""
+    return [
+        {k: json_number(v) if isinstance(v, float) else v for k, v in r.items()} for r in records
+    ]
+
+
+def records_document(records: list[dict], result, **context) -> dict:
+    """The JSON document of a per-layer command: the records (NaN as null), ``context``
+    (fingerprints), the result's settings, each model's provenance and the seconds taken."""
+    return {
+        "records": json_records(records),
+        **context,
+        "settings": result.settings.to_dict(),
+        "provenance": {label: p.to_dict() for label, p in result.provenance.items()},
+        "seconds": result.seconds,
+    }
+
+
+@dataclass
+class Table:
+    """A table for people: ``columns`` ({record key: header}) of ``records``, in order.
+
+    ``title`` and ``caption`` head and foot it in the terminal; a new section starts
+    wherever the value of ``section_by`` changes from one record to the next.
+    """
+
+    records: list[dict]
+    columns: dict[str, str]
+    title: str = ""
+    caption: str = ""
+    section_by: str | None = None
+
+    def numeric(self, key: str) -> bool:
+        """Whether column ``key`` holds numbers (right-aligned)."""
+        return any(is_number(r[key]) for r in self.records)
+
+    def sections(self) -> Iterator[list[dict]]:
+        """The records in runs of equal ``section_by`` (one run without it)."""
+        run: list[dict] = []
+        for record in self.records:
+            if run and self.section_by and record[self.section_by] != run[-1][self.section_by]:
+                yield run
+                run = []
+            run.append(record)
+        if run:
+            yield run
+
+    def cells(self, record: dict) -> list[str]:
+        """One row of text, ``format_value`` of each column's value."""
+        return [format_value(record[k]) for k in self.columns]
+
+
+@dataclass
+class FigureSpec:
+    """One picture: ``draw()`` returns a new matplotlib Figure; files ``<stem>.png/.svg``."""
+
+    stem: str
+    alt: str
+    draw: Callable[[], Figure]
+
+
+@dataclass
+class Report:
+    """Everything one run of a command reports.
+
+    ``records``: the machine-readable rows (``<stem>.csv``, one dict per row);
+    ``tables``: what people read in the terminal and the Markdown (for ``cka`` the
+    best match per layer, while ``records`` hold every pair); ``figures``: the
+    pictures, drawn on demand; ``document``: the JSON document (JSON-ready: NaN
+    already null); ``summary``: paragraphs under the ``title``; ``notes``: closing
+    sentences (where the rest of the results are).
+    """
+
+    command: str
+    stem: str
+    title: str
+    summary: list[str]
+    records: list[dict]
+    tables: list[Table]
+    figures: list[FigureSpec]
+    document: dict
+    notes: list[str] = field(default_factory=list)
+
+    def file_names(self) -> list[str]:
+        """The files ``write_report`` writes, in order: CSV, JSON, Markdown, PNG/SVG each."""
+        names = [f"{self.stem}.csv", f"{self.stem}.json", f"{self.stem}.md"]
+        return names + [f"{f.stem}{suffix}" for f in self.figures for suffix in (".png", ".svg")]
+
+
+def report_figures(report: Report) -> list[Figure]:
+    """Every figure of ``report``, newly drawn (labelled with its file stem). They are not
+    registered with pyplot: nothing to close, and drawing needs no display."""
+    figures = []
+    for spec in report.figures:
+        figure = spec.draw()
+        figure.set_label(spec.stem)
+        figures.append(figure)
+    return figures
