@@ -1,1 +1,37 @@
-"""repcompare: compare the layer representations of two vision networks."""
+"""repcompare: compare the layer representations of vision networks.
+
+The Python API is one function per command (``repcompare.layers``, ``extract``,
+``cka``, ``invariance``, ``class_fit``; see ``repcompare.api``). They are imported
+on first use, so that ``import repcompare`` (and the CLI's ``--help``) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
+
+if TYPE_CHECKING:
+    from repcompare.api import cka, class_fit, extract, invariance, layers
+
+API = ("layers", "extract", "cka", "invariance", "class_fit")
+
+__all__ = [
+    "InputError",
+    "RepcompareError",
+    "RepcompareWarning",
+    "RunError",
+    "cka",
+    "class_fit",
+    "extract",
+    "invariance",
+    "layers",
+]
+
+
+def __getattr__(name: str):
+    if name in API:
+        from repcompare import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'repcompare' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class InputPlan:
     """Which images, in which order, how many views and how they are augmented; with
     ``--reduce tokens``, at most ``token_cap`` token rows per batch (drawn from seed, batch)."""
 
-    data: str | None = None
+    data: Any = None  # a --data spec string, or a torch Dataset or DataLoader (None: builtin)
     num_samples: int | None = None
     order: str = "random"
     seed: int = 0

@@ -16,15 +16,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
-
-if TYPE_CHECKING:
-    from repcompare.activations import InputPlan
+from repcompare.progress import STDERR
 
 app = typer.Typer(
     name="repcompare",
@@ -37,7 +34,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
@@ -55,7 +51,7 @@ def interrupt_says(message: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as signal_raised:
-        stderr.print(f"interrupted; {message}")
+        STDERR.print(f"interrupted; {message}")
         name = "SIGTERM" if isinstance(signal_raised, Terminated) else "SIGINT"
         raise typer.Exit(SIGNAL_EXIT_CODES[name]) from None
 
@@ -67,51 +63,6 @@ def root(
     ),
 ) -> None:
     """Compare what two vision networks learn, layer by layer."""
-
-
-def image_size_of(loaded, image_size: int | None) -> tuple[int, int, int]:
-    """The (C, H, W) input size: the model's own, or N x N when given."""
-    from repcompare.data.transforms import TransformOverrides, resolve_config
-
-    return resolve_config(loaded.data_config, TransformOverrides(image_size=image_size)).input_size
-
-
-def open_model(spec_text: str, params: dict, quiet: bool = False):
-    """Parse, build and trace a model, telling the user what was loaded and how.
-
-    The model options come from the command's ``params``: ``pretrained``,
-    ``allow_missing``, ``image_size``, ``tracer``, ``init_seed``, ``encoder``/``key``
-    (which encoder of the checkpoint) and ``model_kwargs`` (``key=value,...``, for the
-    library's model constructor).
-    """
-    pretrained, allow_missing = params["pretrained"], params["allow_missing"]
-    image_size, tracer, init_seed = params["image_size"], params["tracer"], params["init_seed"]
-    encoder, key, model_kwargs = params["encoder"], params["key"], params["model_kwargs"]
-    from dataclasses import replace
-
-    from repcompare.capture.graph import discover
-    from repcompare.capture.models import load_model
-    from repcompare.capture.spec import parse_model_kwargs, parse_spec
-
-    if tracer not in ("auto", "fx", "hooks"):
-        raise InputError(f"unknown tracer {tracer!r}; use auto, fx or hooks")
-    spec = replace(
-        parse_spec(spec_text), kwargs=parse_model_kwargs(model_kwargs), encoder=encoder, key=key
-    )
-    loaded = load_model(
-        spec,
-        pretrained=pretrained,
-        allow_missing=allow_missing,
-        init_seed=init_seed,
-        image_size=image_size,
-    )
-    graph = discover(loaded.module, image_size_of(loaded, image_size), tracer)
-    if not quiet:
-        for line in [*loaded.notes, *(loaded.load_report.lines() if loaded.load_report else [])]:
-            stderr.print(f"[dim]{line}[/]")
-        if graph.fallback_reason:
-            stderr.print(f"[yellow]{graph.fallback_reason}; using module hooks[/]")
-    return loaded, graph
 
 
 ModelArg = Annotated[
@@ -190,7 +141,7 @@ TracerOpt = Annotated[str, typer.Option("--tracer", help="auto (fx, else hooks),
 def layers(
     ctx: typer.Context,
     model: ModelArg,
-    layer_selection: LayersOpt = None,
+    layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
     pretrained: PretrainedOpt = False,
     init_seed: InitSeedOpt = 0,
@@ -203,26 +154,20 @@ def layers(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the capture points of MODEL with output shapes and reduced widths."""
-    from repcompare.capture.describe import layer_rows
-    from repcompare.capture.select import select_layers
+    from repcompare import api
     from repcompare.report.terminal import layers_table, stdout_console
 
-    loaded, graph = open_model(model, ctx.params, quiet=as_json)
-    names = select_layers(graph, layer_selection or ["all"])
-    rows = layer_rows(graph, names, reduce)
+    result = api.layers(**api_arguments(ctx, "as_json"), progress=not as_json)
     if as_json:
-        size = image_size_of(loaded, image_size)
-        document = {
-            "model": str(loaded.spec),
-            "input_size": list(size),
-            "tracer": graph.mode,
-            "reduction": reduce,
-            "layers": rows,
-        }
-        typer.echo(json.dumps(document, indent=2))
+        typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    title = f"{loaded.spec}: {len(rows)} capture points ({graph.mode})"
-    stdout_console().print(layers_table(rows, title, reduce))
+    title = f"{result.model}: {len(result.layers)} capture points ({result.tracer})"
+    stdout_console().print(layers_table(result.records(), title, reduce))
+
+
+def api_arguments(ctx: typer.Context, *cli_only: str) -> dict:
+    """The command's arguments as the Python API's keyword arguments (the CLI's own left out)."""
+    return {k: v for k, v in ctx.params.items() if k not in cli_only}
 
 
 DataOpt = Annotated[
@@ -269,60 +214,13 @@ InterpolationOpt = Annotated[
 ]
 
 
-def _triple(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise InputError(f"{option} takes three comma-separated numbers, e.g. 0.485,0.456,0.406")
-    return values
-
-
-def input_plan(
-    params: dict, batch_size: int, views: int = 1, augment: str | None = None
-) -> InputPlan:
-    """The InputPlan of a command's shared data and preprocessing options (its ``ctx.params``)."""
-    import os
-
-    from repcompare.activations import InputPlan
-    from repcompare.capture.reduce import DEFAULT_TOKEN_CAP
-    from repcompare.data.transforms import TransformOverrides
-
-    overrides = TransformOverrides(
-        image_size=params["image_size"],
-        crop_pct=params["crop_pct"],
-        mean=_triple(params["mean"], "--mean"),
-        std=_triple(params["std"], "--std"),
-        interpolation=params["interpolation"],
-    )
-    workers = params["workers"]
-    if workers is None:
-        workers = max(0, min(8, (os.cpu_count() or 1) - 1))
-    return InputPlan(
-        data=params["data"],
-        num_samples=params["num_samples"],
-        order=params["order"],
-        seed=params["seed"],
-        views=views,
-        augment=augment,
-        view_size=params.get("view_size"),
-        overrides=overrides,
-        batch_size=batch_size,
-        workers=workers,
-        token_cap=params.get("token_cap", DEFAULT_TOKEN_CAP),
-    )
-
-
 @app.command()
 def extract(
     ctx: typer.Context,
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="The HDF5 file to write.")],
     data: DataOpt = None,
-    layer_selection: LayersOpt = None,
+    layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
     views: ViewsOpt = 1,
     augment: AugmentOpt = None,
@@ -356,88 +254,16 @@ def extract(
     Rerunning the same command after an interruption continues from the last
     complete batch.
     """
-    from repcompare.activations import CaptureTarget, resolve_device
-    from repcompare.capture.select import select_layers
-    from repcompare.extraction import extract as run_extract
+    from repcompare import api
     from repcompare.report.terminal import extract_summary, stdout_console
 
-    plan = input_plan(ctx.params, batch_size, views, augment)
-    target_device = resolve_device(device)
-    loaded, graph = open_model(model, ctx.params)
-    target = CaptureTarget(
-        loaded, graph, select_layers(graph, layer_selection or ["blocks"]), reduce
-    )
     with interrupt_says(f"rerun the same command to resume {out}"):
-        result = run_extract(
-            target,
-            plan,
-            out,
-            target_device,
-            dtype=dtype,
-            compression=compression,
-            force=force,
-            console=stderr,
-        )
+        result = api.extract(**api_arguments(ctx), progress=True)
     if result.images == 0:
-        stderr.print(
+        STDERR.print(
             f"{out} is already complete with these settings; nothing to do (--force recomputes it)"
         )
     stdout_console().print(extract_summary(result))
-
-
-def check_file_reduction(file, reduction: str | None) -> None:
-    """A reduction asked of an activation file must be the one it was extracted with."""
-    if reduction not in (None, file.settings.reduction):
-        raise InputError(
-            f"{file.path} holds activations reduced with {file.settings.reduction!r}, which a "
-            f"file cannot change to {reduction!r}; extract it again with --reduce {reduction}, "
-            "or drop the option"
-        )
-
-
-def build_side(text: str, selection: list[str] | None, params: dict, reduction: str | None = None):
-    """A comparison side from an activation file path or a MODEL spec (model options from
-    the command's ``params``; a model's reduction is ``reduction``, else ``--reduce``)."""
-    from repcompare.activations import CaptureTarget
-    from repcompare.analyses.sides import (
-        Side,
-        layer_roles,
-        looks_like_file,
-        select_stored_layers,
-    )
-    from repcompare.capture.select import select_layers
-    from repcompare.store.reader import open_activations
-
-    if looks_like_file(text):
-        file = open_activations(Path(text))
-        check_file_reduction(file, reduction)
-        roles = json.loads(file.attrs.get("layer_roles", "{}"))
-        return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
-    loaded, graph = open_model(text, params)
-    layers_chosen = select_layers(graph, selection or ["blocks"])
-    target = CaptureTarget(loaded, graph, layers_chosen, reduction or params["reduce"])
-    return Side(
-        loaded.spec.short_name,
-        layers_chosen,
-        target=target,
-        roles=layer_roles(graph.blocks, graph.residual),
-    )
-
-
-def reselect_side(side, selection, reduction: str | None, params: dict):
-    """The same file or loaded model as ``side`` with other layers or another reduction
-    (``reduction``, else ``--reduce`` from ``params``)."""
-    from dataclasses import replace
-
-    from repcompare.analyses.sides import select_stored_layers
-    from repcompare.capture.select import select_layers
-
-    if side.is_file:
-        check_file_reduction(side.file, reduction)
-        return replace(side, layers=select_stored_layers(side.file, selection))
-    chosen = select_layers(side.target.graph, selection) if selection else side.layers
-    target = replace(side.target, layers=chosen, reduction=reduction or params["reduce"])
-    return replace(side, layers=chosen, target=target)
 
 
 MinibatchOpt = Annotated[
@@ -454,55 +280,23 @@ ModelsArg = Annotated[
 OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder for tables and plots.")]
 
 
-def distinct_labels(sides, texts: list[str]) -> None:
-    """Give sides that share a label (same architecture) the argument they came from instead,
-    and letters when even those agree."""
-    if len({s.label for s in sides}) == len(sides):
-        return
-    labels = [t.split("@")[0] for t in texts]
-    if len(set(labels)) < len(labels):
-        labels = [f"{chr(ord('A') + i)}: {label}" for i, label in enumerate(labels)]
-    for side, label in zip(sides, labels, strict=True):
-        side.label = label
+def computed_and_written(out: Path, owned: tuple[str, ...], compute):
+    """Check ``out``, ``compute()`` the result, save it into ``out`` as a whole (see
+    ``report.outdir``: a signal on the way leaves ``out`` as it was), print its table and
+    the files written. Returns the result."""
+    from repcompare.report.files import write_report
+    from repcompare.report.outdir import check_out_dir, staged_outputs
+    from repcompare.report.terminal import report_table, stdout_console
 
-
-def build_sides(texts: list[str], selection: list[str] | None, params: dict):
-    """One side per argument (files or MODEL specs), each named distinctly."""
-    repeated = sorted({t for t in texts if texts.count(t) > 1})
-    if repeated:
-        raise InputError(f"{repeated[0]} is given more than once; give each model once")
-    sides = [build_side(t, selection, params) for t in texts]
-    distinct_labels(sides, texts)
-    return sides
-
-
-def batch_size_of(sides, batch_size: int | None) -> int:
-    """The --batch-size given, else the first activation file's, else 64."""
-    files = [s.file for s in sides if s.is_file]
-    return batch_size or (files[0].settings.batch_size if files else 64)
-
-
-def with_progress(description: str, compute):
-    """``compute(progress)`` under a transient progress bar; ``progress(done, total)``."""
-    from rich.progress import Progress
-
-    with Progress(console=stderr, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-        return compute(lambda done, total: bar.update(task, advance=done, total=total))
-
-
-def computed_and_written(out: Path, owned: tuple[str, ...], description: str, compute, write):
-    """``compute(progress)`` under a progress bar, then ``write(result, folder)`` into ``out``
-    as a whole (see ``report.outdir``); a signal on the way leaves ``out`` as it was.
-
-    Returns the result and the paths written.
-    """
-    from repcompare.report.outdir import staged_outputs
-
+    check_out_dir(out)
     with interrupt_says(f"nothing was written; the results in {out} are as they were"):
-        result = with_progress(description, compute)
+        result = compute()
+        report = result.report()
         with staged_outputs(out, owned) as staging:
-            return result, write(result, staging)
+            written = write_report(report, staging)
+    stdout_console().print(report_table(report))
+    STDERR.print(f"wrote {', '.join(p.name for p in written)} to {out}")
+    return result
 
 
 def undefined_layers(layers: list[str], values) -> list[str]:
@@ -513,7 +307,7 @@ def undefined_layers(layers: list[str], values) -> list[str]:
 def warn_constant(label: str, layers) -> None:
     """Tell the user which layers are constant over the images (undefined values)."""
     if layers:
-        stderr.print(
+        STDERR.print(
             f"[yellow]{label}: {len(layers)} layer(s) are constant over these images, so their "
             f"values are undefined (grey or gaps in the pictures): {', '.join(layers)}. "
             "Random-init timm ResNets zero the last BatchNorm of each block; load trained "
@@ -524,12 +318,8 @@ def warn_constant(label: str, layers) -> None:
 @app.command()
 def cka(
     ctx: typer.Context,
-    model_a: Annotated[
-        str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")
-    ],
-    model_b: Annotated[
-        str, typer.Argument(metavar="B", help="An activation file or a MODEL spec.")
-    ],
+    a: Annotated[str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="An activation file or a MODEL spec.")],
     out: OutDirOpt,
     layers_a: Annotated[
         list[str] | None, typer.Option("--layers-a", help="Layers of A (default: blocks).")
@@ -580,43 +370,14 @@ def cka(
     model; --layers-b defaults to A's layers then). Model specs are captured on
     the fly on the same images in the same order and never written to disk.
     """
-    from repcompare.activations import resolve_device
-    from repcompare.analyses.cka import CKAOptions, compare
-    from repcompare.report.cka import OWNED_FILES, write_cka_outputs
-    from repcompare.report.outdir import check_out_dir
-    from repcompare.report.tables import best_matches
-    from repcompare.report.terminal import cka_table, stdout_console
+    from repcompare import api
+    from repcompare.report.cka import OWNED_FILES
 
-    check_out_dir(out)
-    side_a = build_side(model_a, layers_a, ctx.params, reduce_a)
-    same_source = model_a == model_b
-    same_layers = not layers_b or layers_b == layers_a
-    symmetric = same_source and same_layers and (reduce_a or reduce) == (reduce_b or reduce)
-    if symmetric:
-        side_b = side_a
-    elif same_source:
-        side_b = reselect_side(side_a, layers_b or layers_a, reduce_b, ctx.params)
-    else:
-        side_b = build_side(model_b, layers_b, ctx.params, reduce_b)
-    if not symmetric:
-        distinct_labels([side_a, side_b], [model_a, model_b])
-    plan = input_plan(ctx.params, batch_size_of([side_a, side_b], batch_size))
-    options = CKAOptions(
-        kernel=kernel, rbf_fraction=rbf_sigma, estimator=estimator, bootstrap=bootstrap, seed=seed
+    result = computed_and_written(
+        out, OWNED_FILES, lambda: api.cka(**api_arguments(ctx, "out"), progress=True)
     )
-    result, written = computed_and_written(
-        out,
-        OWNED_FILES,
-        "cka",
-        lambda progress: compare(
-            side_a, side_b, options, plan, resolve_device(device), symmetric, progress
-        ),
-        write_cka_outputs,
-    )
-    stdout_console().print(cka_table(result, best_matches(result)))
     warn_constant(result.side_a, result.matrix.degenerate_a)
     warn_constant(result.side_b, result.matrix.degenerate_b)
-    stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 
 @app.command()
@@ -636,7 +397,7 @@ def invariance(
         int | None,
         typer.Option("--views", help="Augmented views per image (default 2; files: their own)."),
     ] = None,
-    layer_selection: LayersOpt = None,
+    layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
     token_cap: TokenCapOpt = 1024,
     bootstrap: BootstrapOpt = 0,
@@ -666,38 +427,16 @@ def invariance(
     Every model sees the identical augmented images (same --seed, same views);
     activation files must hold at least two views (extract --views 2 --augment ...).
     """
-    from repcompare.activations import resolve_device
-    from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
-    from repcompare.report.invariance import (
-        OWNED_FILES,
-        columns,
-        invariance_records,
-        write_invariance_outputs,
-    )
-    from repcompare.report.outdir import check_out_dir
-    from repcompare.report.terminal import records_table, stdout_console
+    from repcompare import api
+    from repcompare.report.invariance import OWNED_FILES
 
-    check_out_dir(out)
-    options = InvarianceOptions(
-        tuple(augment) if augment else None, views, bootstrap=bootstrap, seed=seed
-    )
-    sides = build_sides(models, layer_selection, ctx.params)
-    plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
-    result, written = computed_and_written(
+    result = computed_and_written(
         out,
         OWNED_FILES,
-        "invariance",
-        lambda progress: measure_invariance(sides, options, plan, resolve_device(device), progress),
-        write_invariance_outputs,
+        lambda: api.invariance(*models, **api_arguments(ctx, "out", "models"), progress=True),
     )
-    s = result.settings
-    caption = "; ".join(f"{k} inputs {v[:16]}" for k, v in result.fingerprints.items())
-    title = f"Invariance: CKA between {s.views} augmented views, {s.n_examples} images"
-    table = records_table(invariance_records(result), columns(bootstrap > 0), title, caption)
-    stdout_console().print(table)
-    for curve in result.curves[: len(sides)]:
+    for curve in result.curves[: len(models)]:
         warn_constant(curve.model, undefined_layers(curve.layers, curve.values))
-    stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 
 @app.command(name="class-fit")
@@ -705,7 +444,7 @@ def class_fit(
     ctx: typer.Context,
     models: ModelsArg,
     out: OutDirOpt,
-    layer_selection: LayersOpt = None,
+    layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
     knn_k: Annotated[int, typer.Option("--knn-k", help="Neighbours of the kNN vote.")] = 20,
     test_fraction: Annotated[
@@ -750,41 +489,16 @@ def class_fit(
     every image, on one seeded, stratified train/test split; --tokens adds them
     for the class token, the mean patch token and the centre patch token.
     """
-    from repcompare.activations import resolve_device
-    from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
-    from repcompare.report.class_fit import (
-        OWNED_FILES,
-        class_fit_records,
-        columns,
-        write_class_fit_outputs,
-    )
-    from repcompare.report.outdir import check_out_dir
-    from repcompare.report.terminal import records_table, stdout_console
+    from repcompare import api
+    from repcompare.report.class_fit import OWNED_FILES
 
-    check_out_dir(out)
-    options = ClassFitOptions(
-        knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=seed, tokens=tokens
-    )
-    sides = build_sides(models, layer_selection, ctx.params)
-    plan = input_plan(ctx.params, batch_size_of(sides, batch_size))
-    result, written = computed_and_written(
+    result = computed_and_written(
         out,
         OWNED_FILES,
-        "class-fit",
-        lambda progress: measure_class_fit(sides, options, plan, resolve_device(device), progress),
-        write_class_fit_outputs,
+        lambda: api.class_fit(*models, **api_arguments(ctx, "out", "models"), progress=True),
     )
-    s = result.settings
-    title = (
-        f"Class fit: {s.n_examples} images, {s.num_classes} classes "
-        f"(kNN and probe: {s.n_train} train / {s.n_test} test)"
-    )
-    caption = f"inputs {result.fingerprint[:16]}; every measure in class_fit.csv"
-    records = class_fit_records(result)
-    stdout_console().print(records_table(records, columns(tokens), title, caption))
     for fit in result.fits:
         warn_constant(fit.model, undefined_layers(fit.layers, fit.measures["class_cka"]))
-    stderr.print(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 
 @app.command()
@@ -810,7 +524,7 @@ def demo(
     for objective in ("supervised", "simclr"):
         path = out / "checkpoints" / f"{objective}.safetensors"
         specs[objective] = f"timm:resnet18@{path}"
-        stderr.print(
+        STDERR.print(
             f"[bold]training the {objective} ResNet-18[/] ({images} images, {epochs} epochs)"
         )
         trained = train_demo_model(
@@ -819,16 +533,16 @@ def demo(
             images,
             epochs,
             target,
-            lambda epoch, loss: stderr.print(f"  epoch {epoch}: loss {loss:.3f}"),
+            lambda epoch, loss: STDERR.print(f"  epoch {epoch}: loss {loss:.3f}"),
         )
         if not trained:
-            stderr.print(f"  {path} was trained with these settings already; reusing it")
+            STDERR.print(f"  {path} was trained with these settings already; reusing it")
     for args in demo_commands(specs, out, images, device):
-        stderr.print(f"\n[bold]$ repcompare {' '.join(args)}[/]")
+        STDERR.print(f"\n[bold]$ repcompare {' '.join(args)}[/]")
         code = main(args)
         if code:
             raise RunError(f"the demo step 'repcompare {args[0]}' failed with exit code {code}")
-    stderr.print(
+    STDERR.print(
         f"\n[bold]done[/]: heatmaps in {out / 'cka'}, invariance curves in {out / 'invariance'}, "
         f"class structure in {out / 'class_fit'} (each folder has a .md summary)"
     )
@@ -837,9 +551,9 @@ def demo(
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """repcompare's own warnings as one yellow sentence; others as Python shows them."""
     if issubclass(category, RepcompareWarning):
-        stderr.print(f"[yellow]warning:[/] {message}")
+        STDERR.print(f"[yellow]warning:[/] {message}")
     else:
-        stderr.print(warnings.formatwarning(message, category, filename, lineno, line), end="")
+        STDERR.print(warnings.formatwarning(message, category, filename, lineno, line), end="")
 
 
 def _signal_behind(error: BaseException) -> str | None:
@@ -862,12 +576,12 @@ def _failure_code(error: BaseException, debug: bool) -> int:
         traceback.print_exception(error)
     signal_name = _signal_behind(error)
     if signal_name is not None:
-        stderr.print("interrupted; nothing was marked complete, rerun the command")
+        STDERR.print("interrupted; nothing was marked complete, rerun the command")
         return SIGNAL_EXIT_CODES[signal_name]
     if isinstance(error, RepcompareError):
-        stderr.print(f"[bold red]error:[/] {error}")
+        STDERR.print(f"[bold red]error:[/] {error}")
         return error.exit_code
-    stderr.print(
+    STDERR.print(
         f"[bold red]error:[/] unexpected {type(error).__name__}: {error}. "
         "Rerun with --debug for the traceback and report it if it persists."
     )

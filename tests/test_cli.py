@@ -31,7 +31,7 @@ def test_input_error_is_one_sentence_exit_2_without_traceback(capsys, monkeypatc
     def broken(*_args, **_kwargs):
         raise InputError("file 'x.h5' is incomplete; rerun extract to finish it")
 
-    monkeypatch.setattr("repcompare.cli.open_model", broken)
+    monkeypatch.setattr("repcompare.api.open_model", broken)
     assert main(["layers", "resnet18"]) == 2
     err = capsys.readouterr().err
     assert "file 'x.h5' is incomplete" in err
@@ -43,7 +43,7 @@ def test_unexpected_failure_exits_1_and_debug_shows_the_traceback(capsys, monkey
     def crash(*_args, **_kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr("repcompare.cli.open_model", crash)
+    monkeypatch.setattr("repcompare.api.open_model", crash)
     assert main(["layers", "resnet18"]) == 1
     assert "Rerun with --debug" in capsys.readouterr().err
     assert main(["layers", "resnet18", "--debug"]) == 1
@@ -54,7 +54,7 @@ def test_debug_adds_the_traceback_and_keeps_exit_code_2(capsys, monkeypatch):
     def broken(*_args, **_kwargs):
         raise InputError("file 'x.h5' is incomplete; rerun extract to finish it")
 
-    monkeypatch.setattr("repcompare.cli.open_model", broken)
+    monkeypatch.setattr("repcompare.api.open_model", broken)
     assert main(["--debug", "layers", "resnet18"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "file 'x.h5' is incomplete" in err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import check_memory
+from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.errors import InputError
 from repcompare.similarity import (
@@ -28,6 +30,9 @@ from repcompare.similarity import (
     SimilarityMatrix,
     estimator_spec,
 )
+
+if TYPE_CHECKING:
+    from repcompare.report.model import Report
 
 ESTIMATORS = tuple(CKA_ESTIMATORS)
 KERNELS = ("linear", "rbf")
@@ -65,7 +70,7 @@ class CKASettings:
 
 
 @dataclass
-class CKAResult:
+class CKAResult(Reported):
     """CKA between every selected layer of side A (rows, in depth order) and of side B
     (columns): ``matrix.values[i, j]`` for ``matrix.names_a[i]`` and ``matrix.names_b[j]``,
     NaN where a layer is constant (undefined); 95% intervals with ``bootstrap``.
@@ -85,6 +90,11 @@ class CKAResult:
     seconds: float
     roles_a: dict[str, str] = field(default_factory=dict)
     roles_b: dict[str, str] = field(default_factory=dict)
+
+    def report(self) -> Report:
+        from repcompare.report.cka import cka_report
+
+        return cka_report(self)
 
 
 def paired_batches(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import check_memory
+from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import (
@@ -47,6 +49,9 @@ from repcompare.capture.reduce import (
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.similarity import CrowdingStats, MinibatchCKA
 from repcompare.similarity.probes import knn_accuracy, linear_probe_accuracy, stratified_split
+
+if TYPE_CHECKING:
+    from repcompare.report.model import Report
 
 MEASURES = ("class_cka", "intra", "inter", "inter_min", "ratio", "knn", "probe")
 LABELS = "labels (one-hot)"
@@ -105,7 +110,7 @@ class ClassFitSettings:
 
 
 @dataclass
-class ClassFitResult:
+class ClassFitResult(Reported):
     """One ``ClassFit`` per model (every measure per layer, in depth order), the SHA-256 of
     the images all models saw, and where each model's activations came from."""
 
@@ -114,6 +119,11 @@ class ClassFitResult:
     settings: ClassFitSettings
     provenance: dict[str, Provenance]
     seconds: float
+
+    def report(self) -> Report:
+        from repcompare.report.class_fit import class_fit_report
+
+        return class_fit_report(self)
 
 
 def token_features(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,11 +28,15 @@ from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.curve import LayerCurve
 from repcompare.analyses.fields import set_fields
+from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.errors import InputError
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.minibatch import percentile_interval
+
+if TYPE_CHECKING:
+    from repcompare.report.model import Report
 
 DEFAULT_AUGMENTATION = "simclr"
 
@@ -78,7 +83,7 @@ class InvarianceSettings:
 
 
 @dataclass
-class InvarianceResult:
+class InvarianceResult(Reported):
     """One curve per (model, augmentation): the invariance of each layer in depth order.
 
     ``fingerprints`` maps each augmentation to the SHA-256 of the augmented views every
@@ -90,6 +95,11 @@ class InvarianceResult:
     settings: InvarianceSettings
     provenance: dict[str, Provenance]
     seconds: float
+
+    def report(self) -> Report:
+        from repcompare.report.invariance import invariance_report
+
+        return invariance_report(self)
 
 
 def view_pair_mean(values: np.ndarray, layers: int, views: int) -> np.ndarray:

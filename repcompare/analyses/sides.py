@@ -143,7 +143,7 @@ def plan_from_file(file: ActivationFile, plan: InputPlan) -> InputPlan:
         )
     return replace(
         plan,
-        data=plan.data or recorded,
+        data=recorded if plan.data is None else plan.data,
         num_samples=s.num_samples,
         order=s.order,
         seed=s.seed,

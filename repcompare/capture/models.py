@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -108,9 +109,22 @@ def _create_timm(spec: ModelSpec, pretrained: bool, sized: dict) -> tuple[torch.
         raise
 
 
+def _timm_data_config(model: torch.nn.Module) -> DataConfig:
+    """The eval preprocessing timm resolves for a model it built."""
+    import timm
+
+    config = timm.data.resolve_data_config({}, model=model)
+    return DataConfig(
+        input_size=tuple(config["input_size"]),
+        crop_pct=float(config["crop_pct"]),
+        interpolation=str(config["interpolation"]),
+        mean=tuple(float(v) for v in config["mean"]),
+        std=tuple(float(v) for v in config["std"]),
+    )
+
+
 def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
     """A timm model, built for ``image_size`` when it takes ``img_size`` (see ``load_model``)."""
-    import timm
 
     sized = _timm_sizes(spec, image_size)
     try:
@@ -124,14 +138,7 @@ def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
                 f"({type(error).__name__}: {error}); choose another --image-size"
             ) from None
         raise
-    config = timm.data.resolve_data_config({}, model=model)
-    data = DataConfig(
-        input_size=tuple(config["input_size"]),
-        crop_pct=float(config["crop_pct"]),
-        interpolation=str(config["interpolation"]),
-        mean=tuple(float(v) for v in config["mean"]),
-        std=tuple(float(v) for v in config["std"]),
-    )
+    data = _timm_data_config(model)
     heads = tuple(dict.fromkeys((*HEAD_PREFIXES, *_classifier_roots(model.pretrained_cfg))))
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
     notes = [f"built for {image_size}x{image_size} inputs (img_size={image_size})"] if sized else []
@@ -237,5 +244,42 @@ def load_model(
         loaded.init_seed = init_seed
         loaded.notes.append(
             f"{spec} has random weights (init seed {init_seed}; no checkpoint, no --pretrained)"
+        )
+    return loaded
+
+
+def state_dict_sha256(module: torch.nn.Module) -> str:
+    """Hex SHA-256 of a module's state: every entry's name, dtype, shape and bytes, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def load_module(module: torch.nn.Module) -> LoadedModel:
+    """A network the caller built (put in eval mode), named ``module:CLASS``.
+
+    Its preprocessing is timm's for a timm model (one with a ``pretrained_cfg``), else
+    224 px ImageNet (change it with the image size, crop, mean and std options); its
+    weights are identified by ``state_dict_sha256`` in place of a checkpoint's hash.
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(
+            f"a model is a spec string, an activation file or a torch.nn.Module, not a "
+            f"{type(module).__name__}"
+        )
+    timm_model = isinstance(getattr(module, "pretrained_cfg", None), dict)
+    config = _timm_data_config(module) if timm_model else DataConfig()
+    loaded = LoadedModel(
+        ModelSpec("module", type(module).__name__),
+        module.eval(),
+        config,
+        checkpoint_sha256=state_dict_sha256(module),
+    )
+    if not timm_model:
+        loaded.notes.append(
+            f"{loaded.spec} has no preprocessing config; using 224 px ImageNet preprocessing "
+            "(set image_size, crop_pct, mean and std to change it)"
         )
     return loaded

@@ -276,9 +276,12 @@ def _cifar_root_and_split(rest: str) -> tuple[str, str]:
     return rest, "test"
 
 
-def absolute_spec(spec: str | None) -> str:
+def absolute_spec(spec) -> str:
     """``spec`` with its path made absolute (``builtin`` when None), so that it names the same
-    images from any working directory; builtin specs are returned as they are."""
+    images from any working directory; builtin specs are returned as they are, a Dataset
+    given in Python as its description."""
+    if not isinstance(spec, (str, type(None))):
+        return open_source(spec).describe()
     if spec is None or spec == "builtin" or spec.startswith("builtin:"):
         return spec or "builtin"
     kind, sep, rest = spec.partition(":")
@@ -298,8 +301,13 @@ def source_exists(spec: str) -> bool:
     return Path(spec).expanduser().exists()
 
 
-def open_source(spec: str | None) -> ImageSource:
-    """The data source named by ``--data`` (see module docstring)."""
+def open_source(spec) -> ImageSource:
+    """The data source named by ``--data`` (see module docstring), or a torch Dataset or
+    DataLoader given in Python (``repcompare.data.dataset``)."""
+    if not isinstance(spec, (str, type(None))):
+        from repcompare.data.dataset import DatasetSource
+
+        return DatasetSource(spec)
     if spec is None or spec == "builtin" or spec.startswith("builtin:"):
         parts = (spec or "builtin").split(":")[1:]
         try:

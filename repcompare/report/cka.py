@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
-from repcompare.report.files import write_report
 from repcompare.report.heatmap import draw_heatmap
 from repcompare.report.model import FigureSpec, Report, Table, json_matrix, json_number
 
@@ -183,10 +181,3 @@ def cka_report(result) -> Report:
         document=cka_document(result),
         notes=["Every pair is in `cka.csv`; the matrix and provenance in `cka.json`."],
     )
-
-
-def write_cka_outputs(result, out: Path) -> list[Path]:
-    """cka.csv/json/md and heatmap.png/svg in ``out``; with the paper preset on both sides,
-    also the block-output and residual-branch heatmaps. Old name of
-    ``write_report(cka_report(result), out)``."""
-    return write_report(cka_report(result), out)

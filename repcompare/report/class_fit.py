@@ -5,12 +5,10 @@ centre-patch tokens)."""
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from repcompare.analyses.class_fit import TOKEN_FEATURES, TOKEN_MEASURES
 from repcompare.analyses.curve import LayerCurve
 from repcompare.report.curves import draw_curves, relative_depth
-from repcompare.report.files import write_report
 from repcompare.report.model import FigureSpec, Report, Table, records_document
 
 # the files a run writes into --out: replaced together, stale ones removed
@@ -146,9 +144,3 @@ def class_fit_report(result) -> Report:
         document=records_document(records, result, input_fingerprint=result.fingerprint),
         notes=["Every measure (intra, inter, inter_min too) is in `class_fit.csv`."],
     )
-
-
-def write_class_fit_outputs(result, out: Path) -> list[Path]:
-    """class_fit.csv/json/md and a PNG/SVG plot per measure in ``out``. Old name of
-    ``write_report(class_fit_report(result), out)``."""
-    return write_report(class_fit_report(result), out)

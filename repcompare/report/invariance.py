@@ -4,10 +4,8 @@ invariance plot, and the input fingerprints."""
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from repcompare.report.curves import draw_curves, relative_depth
-from repcompare.report.files import write_report
 from repcompare.report.model import FigureSpec, Report, Table, records_document
 
 # the files a run writes into --out: replaced together, stale ones removed
@@ -91,9 +89,3 @@ def invariance_report(result) -> Report:
         document=records_document(records, result, input_fingerprints=result.fingerprints),
         notes=[f"Input fingerprints (identical for every model of a run): {fingerprints}"],
     )
-
-
-def write_invariance_outputs(result, out: Path) -> list[Path]:
-    """invariance.csv/json/md and invariance.png/svg in ``out``. Old name of
-    ``write_report(invariance_report(result), out)``."""
-    return write_report(invariance_report(result), out)

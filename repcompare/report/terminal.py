@@ -94,18 +94,3 @@ def rich_table(table: ReportTable) -> Table:
 def report_table(report: Report) -> Table:
     """The terminal table of a report (its first table)."""
     return rich_table(report.tables[0])
-
-
-def cka_table(result, rows: list[dict] | None = None) -> Table:
-    """For each layer of A: the most similar layer of B and its CKA; the same layer's CKA.
-    Old name of ``report_table(cka_report(result))`` (``rows`` is not read: the best matches
-    come from ``result``)."""
-    from repcompare.report.cka import cka_report
-
-    return report_table(cka_report(result))
-
-
-def records_table(records: list[dict], columns: dict[str, str], title: str, caption: str) -> Table:
-    """``columns`` ({key: header}) of ``records``, a section per model. Old name of
-    ``rich_table(ReportTable(records, columns, title, caption, section_by="model"))``."""
-    return rich_table(ReportTable(records, columns, title, caption, section_by="model"))

@@ -32,6 +32,11 @@ class SimilarityMatrix:
     degenerate_b: tuple[str, ...]
     n_examples: int
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(layers of A, layers of B)."""
+        return self.values.shape
+
     def value(self, layer_a: str, layer_b: str) -> float:
         """CKA of one pair by layer names (NaN if either layer is degenerate)."""
         return float(self.values[self.names_a.index(layer_a), self.names_b.index(layer_b)])

@@ -14,12 +14,11 @@ from repcompare.report.cka import (
     OWNED_FILES,
     best_matches,
     cka_report,
-    write_cka_outputs,
 )
 from repcompare.report.files import write_report
 from repcompare.report.markdown import render_markdown
 from repcompare.report.model import format_value, report_figures
-from repcompare.report.terminal import cka_table, report_table
+from repcompare.report.terminal import report_table
 from tests.report.render import markdown_rows, terminal_rows, terminal_text
 from tests.report.results import DEAD, NAMES_A, NAMES_B, cka_result
 
@@ -142,8 +141,6 @@ def test_the_terminal_table_holds_the_best_match_per_layer(written):
     dead = NAMES_A.index(DEAD)
     cells = [list(column.cells)[dead] for column in report_table(cka_report(result)).columns]
     assert [c.style for c in cells[1:3]] == ["dim", "dim"]  # undefined reads dim
-    # the old entry point renders the same table
-    assert terminal_text(cka_table(result, best_matches(result))) == text
 
 
 def test_the_same_layer_column_is_blank_without_a_namesake_and_absent_without_any():
@@ -180,9 +177,9 @@ def test_write_report_writes_exactly_the_owned_files(written):
     assert (out / "heatmap.svg").read_text().lstrip().startswith("<?xml")
 
 
-def test_the_old_writer_writes_the_same_files(written, tmp_path):
+def test_the_result_saves_the_files_of_its_report(written, tmp_path):
     result, out, paths = written
-    again = write_cka_outputs(result, tmp_path)
+    again = result.save(tmp_path)
     assert [p.name for p in again] == [p.name for p in paths]
     for name in ("cka.csv", "cka.json", "cka.md"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes()

@@ -14,7 +14,6 @@ from repcompare.report.class_fit import (
     PLOTS,
     class_fit_report,
     columns,
-    write_class_fit_outputs,
 )
 from repcompare.report.files import write_report
 from repcompare.report.model import format_value, report_figures
@@ -105,7 +104,7 @@ def test_write_report_writes_exactly_the_owned_files(written, tmp_path):
     assert names == expected
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
     assert all(any(fnmatch.fnmatchcase(n, p) for p in OWNED_FILES) for n in names)
-    again = write_class_fit_outputs(result, tmp_path)
+    again = result.save(tmp_path)
     assert [p.name for p in again] == names
     assert (tmp_path / "class_fit.csv").read_bytes() == (out / "class_fit.csv").read_bytes()
 

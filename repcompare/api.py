@@ -1,0 +1,225 @@
+"""The Python API: one function per command, with the CLI's options as keyword arguments.
+
+    import repcompare
+    r = repcompare.cka("torchvision:resnet18", "timm:resnet18", data="builtin:256:32",
+                       image_size=32)
+    r.matrix.values, r.plot(), r.save("out/")
+
+Models are spec strings (``timm:NAME[@CHECKPOINT]``), activation files (``.h5``) or
+``torch.nn.Module`` objects (put in eval mode; preprocessing from timm's config, else
+224 px ImageNet). Every function also takes the shared options of ``ModelOptions``
+and ``DataOptions`` (``repcompare.options``) by name: ``data`` (a spec string, a path,
+or a torch Dataset/DataLoader of ``(image, label)``), ``num_samples``, ``order``,
+``seed``, ``image_size``, ``crop_pct``, ``mean``, ``std``, ``interpolation``,
+``workers``, ``device``, ``token_cap``, ``pretrained``, ``init_seed``, ``encoder``,
+``key``, ``model_kwargs``, ``allow_missing`` and ``tracer``. Nothing is printed unless
+``progress=True``; bad input raises ``repcompare.InputError`` with one sentence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repcompare.activations import resolve_device
+from repcompare.analyses.cka import CKAOptions, CKAResult, compare
+from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, measure_class_fit
+from repcompare.analyses.invariance import InvarianceOptions, InvarianceResult, measure_invariance
+from repcompare.assemble import (
+    build_sides,
+    capture_target,
+    cka_sides,
+    input_plan,
+    input_size,
+    open_model,
+)
+from repcompare.capture.describe import LayersResult, layer_infos
+from repcompare.capture.select import select_layers
+from repcompare.extraction import ExtractResult
+from repcompare.extraction import extract as extract_activations
+from repcompare.options import split_options
+from repcompare.progress import Feedback
+
+Model = str | Path | torch.nn.Module
+
+
+def layers(
+    model: str | torch.nn.Module,
+    *,
+    layers: list[str] | str | None = None,
+    reduce: str = "flatten",
+    progress: bool = False,
+    **options: Any,
+) -> LayersResult:
+    """The capture points of ``model`` (``layers``: presets, globs or names; default all)
+    with output shapes, layouts and widths after ``reduce``."""
+    model_options, _ = split_options("layers", options)
+    loaded, graph = open_model(model, model_options, Feedback(progress))
+    names = select_layers(graph, _listed(layers) or ["all"])
+    return LayersResult(
+        str(loaded.spec),
+        input_size(loaded, model_options.image_size),
+        graph.mode,
+        reduce,
+        layer_infos(graph, names, reduce),
+    )
+
+
+def extract(
+    model: str | torch.nn.Module,
+    *,
+    out: str | Path,
+    layers: list[str] | str | None = None,
+    reduce: str = "flatten",
+    views: int = 1,
+    augment: str | None = None,
+    view_size: int | None = None,
+    batch_size: int = 64,
+    dtype: str = "float16",
+    compression: str = "none",
+    force: bool = False,
+    progress: bool = False,
+    **options: Any,
+) -> ExtractResult:
+    """Capture ``model``'s ``layers`` (default: block outputs) over the data into the
+    chunked, resumable HDF5 file ``out``; rerunning after an interruption continues from
+    the last complete batch, and an existing complete file is left as it is."""
+    model_options, data_options = split_options("extract", options)
+    feedback = Feedback(progress)
+    plan = input_plan(
+        data_options,
+        model_options.image_size,
+        batch_size,
+        views=views,
+        augment=augment,
+        view_size=view_size,
+    )
+    device = resolve_device(data_options.device)
+    target = capture_target(model, _listed(layers), reduce, model_options, feedback)
+    return extract_activations(
+        target,
+        plan,
+        Path(out),
+        device,
+        dtype=dtype,
+        compression=compression,
+        force=force,
+        console=feedback.console,
+    )
+
+
+def cka(
+    a: Model,
+    b: Model,
+    *,
+    layers_a: list[str] | str | None = None,
+    layers_b: list[str] | str | None = None,
+    kernel: str = "linear",
+    rbf_sigma: float = 0.8,
+    estimator: str = "minibatch",
+    bootstrap: int = 0,
+    batch_size: int | None = None,
+    reduce: str = "flatten",
+    reduce_a: str | None = None,
+    reduce_b: str | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> CKAResult:
+    """CKA between every layer of ``a`` (rows) and every layer of ``b`` (columns).
+
+    The same model given twice with the same layers and reduction is one model (the
+    within-model matrix, computed once); ``layers_b`` defaults to ``layers_a`` then.
+    Models are captured on the fly on the same images in the same order.
+    """
+    model_options, data_options = split_options("cka", options)
+    feedback = Feedback(progress)
+    side_a, side_b, symmetric = cka_sides(
+        a,
+        b,
+        _listed(layers_a),
+        _listed(layers_b),
+        (reduce_a, reduce_b, reduce),
+        model_options,
+        feedback,
+    )
+    plan = input_plan(data_options, model_options.image_size, batch_size, [side_a, side_b])
+    settings = CKAOptions(
+        kernel=kernel,
+        rbf_fraction=rbf_sigma,
+        estimator=estimator,
+        bootstrap=bootstrap,
+        seed=data_options.seed,
+    )
+    device = resolve_device(data_options.device)
+    with feedback.bar("cka") as advance:
+        return compare(side_a, side_b, settings, plan, device, symmetric, advance)
+
+
+def invariance(
+    *models: Model,
+    augment: list[str] | str | None = None,
+    views: int | None = None,
+    layers: list[str] | str | None = None,
+    reduce: str = "flatten",
+    bootstrap: int = 0,
+    batch_size: int | None = None,
+    view_size: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> InvarianceResult:
+    """Per-layer CKA between augmented views of the same images, for every model: one curve
+    per augmentation (``augment``: one name or several; default simclr) with ``views``
+    views (default 2). Activation files bring their own views."""
+    model_options, data_options = split_options("invariance", options)
+    feedback = Feedback(progress)
+    augmentations = _listed(augment)
+    settings = InvarianceOptions(
+        tuple(augmentations) if augmentations else None,
+        views,
+        bootstrap=bootstrap,
+        seed=data_options.seed,
+    )
+    sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
+    plan = input_plan(
+        data_options, model_options.image_size, batch_size, sides, view_size=view_size
+    )
+    device = resolve_device(data_options.device)
+    with feedback.bar("invariance") as advance:
+        return measure_invariance(sides, settings, plan, device, advance)
+
+
+def class_fit(
+    *models: Model,
+    layers: list[str] | str | None = None,
+    reduce: str = "flatten",
+    knn_k: int = 20,
+    test_fraction: float = 0.2,
+    probe_l2: float = 1e-3,
+    tokens: bool = False,
+    bootstrap: int = 0,
+    batch_size: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> ClassFitResult:
+    """Per-layer class structure of every model over labelled images: CKA with the one-hot
+    labels, crowding, kNN and linear-probe accuracy (``tokens``: also from the class token,
+    the mean patch token and the centre patch token)."""
+    model_options, data_options = split_options("class_fit", options)
+    feedback = Feedback(progress)
+    settings = ClassFitOptions(
+        knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=data_options.seed, tokens=tokens
+    )
+    sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
+    plan = input_plan(data_options, model_options.image_size, batch_size, sides)
+    device = resolve_device(data_options.device)
+    with feedback.bar("class-fit") as advance:
+        return measure_class_fit(sides, settings, plan, device, advance)
+
+
+def _listed(selection: list[str] | tuple[str, ...] | str | None) -> list[str] | None:
+    """A selection given as one string or several, as a list (None when empty)."""
+    if isinstance(selection, str):
+        return [selection]
+    return list(selection) if selection else None

@@ -1,0 +1,239 @@
+"""From what a user names to what a run needs: model specs, activation files and
+``nn.Module``s become comparison sides (``Side``), the shared options an input plan.
+
+This is the run assembly behind every command of the Python API (and so of the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repcompare.activations import CaptureTarget, InputPlan
+from repcompare.analyses.sides import Side, layer_roles, looks_like_file, select_stored_layers
+from repcompare.capture.graph import LayerGraph, discover
+from repcompare.capture.models import LoadedModel, load_model, load_module
+from repcompare.capture.select import select_layers
+from repcompare.capture.spec import parse_spec
+from repcompare.data.transforms import TransformOverrides, resolve_config
+from repcompare.errors import InputError
+from repcompare.options import DataOptions, ModelOptions
+from repcompare.progress import Feedback
+from repcompare.store.reader import ActivationFile, open_activations
+
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_PRESET = "blocks"
+
+
+def model_text(model: Any) -> str:
+    """How a model argument is named to the user: its spec or path, or a module's class."""
+    return type(model).__name__ if isinstance(model, torch.nn.Module) else str(model)
+
+
+def input_size(loaded: LoadedModel, image_size: int | None) -> tuple[int, int, int]:
+    """The (C, H, W) input size: the model's own, or N x N when given."""
+    return resolve_config(loaded.data_config, TransformOverrides(image_size=image_size)).input_size
+
+
+def open_model(
+    model: str | torch.nn.Module, options: ModelOptions, feedback: Feedback
+) -> tuple[LoadedModel, LayerGraph]:
+    """Build (or take) and trace a model, noting what was loaded and how."""
+    if isinstance(model, torch.nn.Module):
+        loaded = load_module(model)
+    else:
+        spec = replace(
+            parse_spec(str(model)),
+            kwargs=options.constructor_kwargs(),
+            encoder=options.encoder,
+            key=options.key,
+        )
+        loaded = load_model(
+            spec,
+            pretrained=options.pretrained,
+            allow_missing=options.allow_missing,
+            init_seed=options.init_seed,
+            image_size=options.image_size,
+        )
+    graph = discover(loaded.module, input_size(loaded, options.image_size), options.tracer)
+    for line in [*loaded.notes, *(loaded.load_report.lines() if loaded.load_report else [])]:
+        feedback.note(line)
+    if graph.fallback_reason:
+        feedback.note(f"{graph.fallback_reason}; using module hooks", "yellow")
+    return loaded, graph
+
+
+def capture_target(
+    model: str | torch.nn.Module,
+    selection: list[str] | None,
+    reduction: str,
+    options: ModelOptions,
+    feedback: Feedback,
+) -> CaptureTarget:
+    """A model ready to capture ``selection`` (default: the block outputs) reduced by
+    ``reduction``."""
+    loaded, graph = open_model(model, options, feedback)
+    chosen = select_layers(graph, selection or [DEFAULT_PRESET])
+    return CaptureTarget(loaded, graph, chosen, reduction)
+
+
+def check_file_reduction(file: ActivationFile, reduction: str | None) -> None:
+    """A reduction asked of an activation file must be the one it was extracted with."""
+    if reduction not in (None, file.settings.reduction):
+        raise InputError(
+            f"{file.path} holds activations reduced with {file.settings.reduction!r}, which a "
+            f"file cannot change to {reduction!r}; extract it again with --reduce {reduction}, "
+            "or drop the option"
+        )
+
+
+def _is_file(model: Any) -> bool:
+    return isinstance(model, (str, Path)) and looks_like_file(str(model))
+
+
+def build_side(
+    model: str | Path | torch.nn.Module,
+    selection: list[str] | None,
+    reduction: str,
+    options: ModelOptions,
+    feedback: Feedback,
+    file_reduction: str | None = None,
+) -> Side:
+    """A comparison side from an activation file, a MODEL spec or a module. A file keeps the
+    reduction it was extracted with; ``file_reduction``, when given, must equal it."""
+    if _is_file(model):
+        file = open_activations(Path(model))
+        check_file_reduction(file, file_reduction)
+        roles = json.loads(file.attrs.get("layer_roles", "{}"))
+        return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
+    target = capture_target(model, selection, reduction, options, feedback)
+    label = target.loaded.spec.short_name
+    roles = layer_roles(target.graph.blocks, target.graph.residual)
+    return Side(label, target.layers, target=target, roles=roles)
+
+
+def reselect_side(
+    side: Side, selection: list[str] | None, reduction: str, file_reduction: str | None
+) -> Side:
+    """The same file or loaded model as ``side`` with other layers or another reduction."""
+    if side.is_file:
+        check_file_reduction(side.file, file_reduction)
+        return replace(side, layers=select_stored_layers(side.file, selection))
+    chosen = select_layers(side.target.graph, selection) if selection else side.layers
+    return replace(
+        side, layers=chosen, target=replace(side.target, layers=chosen, reduction=reduction)
+    )
+
+
+def distinct_labels(sides: list[Side], models: list[Any]) -> None:
+    """Give sides that share a label (same architecture) the argument they came from
+    instead, and letters when even those agree."""
+    if len({s.label for s in sides}) == len(sides):
+        return
+    labels = [model_text(m).split("@")[0] for m in models]
+    if len(set(labels)) < len(labels):
+        labels = [f"{chr(ord('A') + i)}: {label}" for i, label in enumerate(labels)]
+    for side, label in zip(sides, labels, strict=True):
+        side.label = label
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same model argument: the same module object, or the same spec or path text."""
+    if isinstance(a, torch.nn.Module) or isinstance(b, torch.nn.Module):
+        return a is b
+    return str(a) == str(b)
+
+
+def cka_sides(
+    a: Any,
+    b: Any,
+    layers_a: list[str] | None,
+    layers_b: list[str] | None,
+    reductions: tuple[str | None, str | None, str],
+    options: ModelOptions,
+    feedback: Feedback,
+) -> tuple[Side, Side, bool]:
+    """Sides A and B of a CKA run, and whether the run is symmetric (B is A: the same model
+    argument with the same layers and reduction, computed once).
+
+    ``reductions`` are (A's, B's, the default): a side without its own takes the default.
+    """
+    reduce_a, reduce_b, default = reductions
+    side_a = build_side(a, layers_a, reduce_a or default, options, feedback, reduce_a)
+    same_source = _same(a, b)
+    symmetric = (
+        same_source
+        and (not layers_b or layers_b == layers_a)
+        and (reduce_a or default) == (reduce_b or default)
+    )
+    if symmetric:
+        return side_a, side_a, True
+    if same_source:
+        side_b = reselect_side(side_a, layers_b or layers_a, reduce_b or default, reduce_b)
+    else:
+        side_b = build_side(b, layers_b, reduce_b or default, options, feedback, reduce_b)
+    distinct_labels([side_a, side_b], [a, b])
+    return side_a, side_b, False
+
+
+def build_sides(
+    models: tuple[Any, ...],
+    selection: list[str] | None,
+    reduction: str,
+    options: ModelOptions,
+    feedback: Feedback,
+) -> list[Side]:
+    """One side per model argument (files, specs or modules), each named distinctly."""
+    if not models:
+        raise InputError("give at least one model: an activation file or a MODEL spec")
+    texts = [model_text(m) for m in models]
+    repeated = sorted({t for i, t in enumerate(texts) if _same_twice(models, i)})
+    if repeated:
+        raise InputError(f"{repeated[0]} is given more than once; give each model once")
+    sides = [build_side(m, selection, reduction, options, feedback) for m in models]
+    distinct_labels(sides, list(models))
+    return sides
+
+
+def _same_twice(models: tuple[Any, ...], i: int) -> bool:
+    return any(_same(models[i], other) for j, other in enumerate(models) if j != i)
+
+
+def input_plan(
+    data: DataOptions,
+    image_size: int | None,
+    batch_size: int | None,
+    sides: list[Side] = (),
+    views: int = 1,
+    augment: str | None = None,
+    view_size: int | None = None,
+) -> InputPlan:
+    """The plan of a run's inputs: ``batch_size``, else the first activation file's, else 64;
+    ``views`` views per image augmented with ``augment`` at ``view_size``."""
+    files = [s.file for s in sides if s.is_file]
+    if batch_size is None:
+        batch_size = files[0].settings.batch_size if files else DEFAULT_BATCH_SIZE
+    overrides = TransformOverrides(
+        image_size=image_size,
+        crop_pct=data.crop_pct,
+        mean=data.mean,
+        std=data.std,
+        interpolation=data.interpolation,
+    )
+    return InputPlan(
+        data=data.data,
+        num_samples=data.num_samples,
+        order=data.order,
+        seed=data.seed,
+        overrides=overrides,
+        batch_size=batch_size,
+        workers=data.loader_workers(),
+        token_cap=data.token_cap,
+        views=views,
+        augment=augment,
+        view_size=view_size,
+    )
