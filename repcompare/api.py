@@ -28,6 +28,7 @@ from repcompare.analyses.cka import CKAOptions, CKAResult, compare
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, InvarianceResult, measure_invariance
 from repcompare.assemble import (
+    DEFAULT_BATCH_SIZE,
     build_sides,
     capture_target,
     cka_sides,
@@ -76,7 +77,7 @@ def extract(
     views: int = 1,
     augment: str | None = None,
     view_size: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     dtype: str = "float16",
     compression: str = "none",
     force: bool = False,

@@ -40,10 +40,11 @@ def input_size(loaded: LoadedModel, image_size: int | None) -> tuple[int, int, i
 
 
 def open_model(
-    model: str | torch.nn.Module, options: ModelOptions, feedback: Feedback
+    model: str | Path | torch.nn.Module, options: ModelOptions, feedback: Feedback
 ) -> tuple[LoadedModel, LayerGraph]:
-    """Build (or take) and trace a model, noting what was loaded and how."""
-    if isinstance(model, torch.nn.Module):
+    """Build a spec's model (or take a module: anything else is refused) and trace it,
+    noting what was loaded and how."""
+    if not isinstance(model, (str, Path)):
         loaded = load_module(model)
     else:
         spec = replace(

@@ -125,7 +125,6 @@ def _timm_data_config(model: torch.nn.Module) -> DataConfig:
 
 def _build_timm(spec: ModelSpec, pretrained: bool, image_size: int | None):
     """A timm model, built for ``image_size`` when it takes ``img_size`` (see ``load_model``)."""
-
     sized = _timm_sizes(spec, image_size)
     try:
         model, sized = _create_timm(spec, pretrained, sized)

@@ -171,7 +171,6 @@ def cka_report(result) -> Report:
         f"batch size {s.batch_size}{intervals if s.bootstrap else ''}."
     )
     return Report(
-        command="cka",
         stem="cka",
         title=f"CKA: {result.side_a} vs {result.side_b}",
         summary=[settings],

@@ -134,7 +134,6 @@ def class_fit_report(result) -> Report:
         section_by="model",
     )
     return Report(
-        command="class-fit",
         stem="class_fit",
         title="Class structure per layer",
         summary=summary,

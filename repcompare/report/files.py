@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from repcompare.report.markdown import render_markdown
-from repcompare.report.model import Report, csv_cell
+from repcompare.report.model import FIGURE_SUFFIXES, Report, csv_cell
 
 FIGURE_DPI = 150
-FIGURE_SUFFIXES = (".png", ".svg")
 
 
 def write_csv(records: list[dict], path: Path) -> Path:
@@ -34,14 +32,10 @@ def write_json(document: dict, path: Path) -> Path:
 
 
 def save_figure(figure: Figure, stem: Path) -> list[Path]:
-    """``stem.png`` and ``stem.svg`` at 150 dpi; then the figure is let go (closed if pyplot
-    holds it)."""
+    """``stem.png`` and ``stem.svg`` at 150 dpi."""
     paths = [stem.parent / f"{stem.name}{suffix}" for suffix in FIGURE_SUFFIXES]
     for path in paths:
         figure.savefig(path, dpi=FIGURE_DPI)
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None:
-        pyplot.close(figure)
     return paths
 
 

@@ -75,7 +75,6 @@ def invariance_report(result) -> Report:
     )
     fingerprints = ", ".join(f"{k} `{v[:16]}`" for k, v in result.fingerprints.items())
     return Report(
-        command="invariance",
         stem="invariance",
         title="Augmentation invariance per layer",
         summary=[

@@ -33,6 +33,7 @@ DIGITS = 3
 # the CSV files' convention: 6 decimals, an undefined value as an empty cell
 CSV_DIGITS = 6
 CSV_UNDEFINED = ""
+FIGURE_SUFFIXES = (".png", ".svg")
 
 
 def is_number(value: Any) -> bool:
@@ -148,7 +149,6 @@ class Report:
     sentences (where the rest of the results are).
     """
 
-    command: str
     stem: str
     title: str
     summary: list[str]
@@ -161,7 +161,7 @@ class Report:
     def file_names(self) -> list[str]:
         """The files ``write_report`` writes, in order: CSV, JSON, Markdown, PNG/SVG each."""
         names = [f"{self.stem}.csv", f"{self.stem}.json", f"{self.stem}.md"]
-        return names + [f"{f.stem}{suffix}" for f in self.figures for suffix in (".png", ".svg")]
+        return names + [f"{f.stem}{suffix}" for f in self.figures for suffix in FIGURE_SUFFIXES]
 
 
 def report_figures(report: Report) -> list[Figure]:
