@@ -17,6 +17,8 @@ from repcompare.similarity.gram import as_matrix
 
 MIN_EXAMPLES_UNBIASED = 4
 DEGENERATE_RTOL = 1e-9
+# float64 centring leaves ~1e-32 of the raw second moment on a constant layer
+CONSTANT_RTOL = 1e-20
 
 
 class NonFiniteActivationError(InputError):
@@ -28,6 +30,10 @@ class NonFiniteActivationError(InputError):
             f"layer {layer!r} has NaN or Inf activations (or values too large for float32); "
             "check the checkpoint and the input preprocessing"
         )
+
+
+class DegenerateRepresentationError(InputError):
+    """A representation with zero self-HSIC (constant over the examples)."""
 
 
 class BatchShapeError(InputError):
@@ -87,3 +93,30 @@ def degenerate(
 ) -> torch.Tensor:
     """Boolean mask: a self-term that is zero up to rounding relative to ``scales``."""
     return self_terms <= rtol * scales
+
+
+def prepare_pair(
+    x: torch.Tensor, y: torch.Tensor, min_examples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, ...)`` representations X and Y of the same examples as float64 ``(n, p)``, ``(n, q)``.
+
+    Y moves to X's device; NaN/Inf activations are refused naming the side.
+    """
+    x, y = prepare_batch([x, y], ["X", "Y"], min_examples)
+    x = x.to(torch.float64)
+    y = y.to(x.device, torch.float64)
+    check_finite(x, "X")
+    check_finite(y, "Y")
+    return x, y
+
+
+def centred_float64(x: torch.Tensor, side: str) -> torch.Tensor:
+    """``X - 1 mean(X)`` in float64; a DegenerateRepresentationError if X is constant."""
+    x = x.to(torch.float64)
+    xc = x - x.mean(dim=0, keepdim=True)
+    if degenerate(xc.square().sum(), x.square().sum(), rtol=CONSTANT_RTOL):
+        raise DegenerateRepresentationError(
+            f"representation {side} is constant over the examples, so its similarity is "
+            "undefined; check that the layer is not dead for these inputs"
+        )
+    return xc

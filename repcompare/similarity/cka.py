@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import torch
 
-from repcompare.errors import InputError
 from repcompare.similarity.checks import (
     MIN_EXAMPLES_UNBIASED,
+    DegenerateRepresentationError,
     check_finite,
     degenerate,
     prepare_batch,
 )
-from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, gram
+from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, DEFAULT_RBF_MEDIAN, gram
 from repcompare.similarity.hsic import hsic_biased, hsic_unbiased
 from repcompare.similarity.result import clip_rounding
-
-
-class DegenerateRepresentationError(InputError):
-    """A representation with zero self-HSIC (constant over the examples)."""
 
 
 def cka_from_grams(gram_x: torch.Tensor, gram_y: torch.Tensor, *, debiased: bool = False):
@@ -51,11 +47,15 @@ def cka(
     kernel: str = "linear",
     debiased: bool = False,
     rbf_fraction: float = DEFAULT_RBF_FRACTION,
+    rbf_median: str = DEFAULT_RBF_MEDIAN,
 ) -> torch.Tensor:
-    """CKA of two representations ``(n, ...)`` of the same n examples, in float64."""
+    """CKA of two representations ``(n, ...)`` of the same n examples, in float64.
+
+    ``rbf_median`` is the RBF bandwidth convention (see :func:`gram.rbf_sigma_squared`).
+    """
     x, y = prepare_batch([x, y], ["X", "Y"], MIN_EXAMPLES_UNBIASED if debiased else 2)
-    gram_x = gram(x, kernel, rbf_fraction)
-    gram_y = gram(y.to(x.device), kernel, rbf_fraction)
+    gram_x = gram(x, kernel, rbf_fraction, rbf_median)
+    gram_y = gram(y.to(x.device), kernel, rbf_fraction, rbf_median)
     check_finite(gram_x, "X")
     check_finite(gram_y, "Y")
     return cka_from_grams(gram_x, gram_y, debiased=debiased)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from repcompare.similarity.checks import check_sides, prepare_batch
-from repcompare.similarity.gram import DEFAULT_RBF_FRACTION
+from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, DEFAULT_RBF_MEDIAN, check_rbf_median
 from repcompare.similarity.minibatch import MinibatchCKA
 from repcompare.similarity.result import SimilarityMatrix
 
@@ -25,7 +25,8 @@ class DebiasedCKA:
     """Accumulates the batches of two ordered lists of layers for debiased CKA of all pairs.
 
     ``names_b=None`` compares side A with itself. Tensors stay on the device
-    they arrive on.
+    they arrive on. ``rbf_median`` is the RBF bandwidth convention (see
+    :func:`gram.rbf_sigma_squared`).
     """
 
     def __init__(
@@ -35,11 +36,13 @@ class DebiasedCKA:
         *,
         kernel: str = "linear",
         rbf_fraction: float = DEFAULT_RBF_FRACTION,
+        rbf_median: str = DEFAULT_RBF_MEDIAN,
     ):
         self.names_a = tuple(names_a)
         self.names_b = None if names_b is None else tuple(names_b)
         self.kernel = kernel
         self.rbf_fraction = rbf_fraction
+        self.rbf_median = check_rbf_median(rbf_median)
         self._batches: list[list[torch.Tensor]] = []
 
     def update(
@@ -58,6 +61,7 @@ class DebiasedCKA:
             kernel=self.kernel,
             rbf_fraction=self.rbf_fraction,
             keep_batch_terms=False,
+            rbf_median=self.rbf_median,
         )
         if self._batches:
             layers = [torch.cat(parts) for parts in zip(*self._batches, strict=True)]

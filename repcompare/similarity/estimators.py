@@ -23,6 +23,7 @@ import torch
 from repcompare.errors import InputError
 from repcompare.similarity.debiased import DebiasedCKA
 from repcompare.similarity.feature_space import ExactLinearCKA
+from repcompare.similarity.gram import DEFAULT_RBF_MEDIAN, check_rbf_median
 from repcompare.similarity.minibatch import MinibatchCKA
 from repcompare.similarity.result import SimilarityMatrix
 
@@ -62,7 +63,20 @@ class MemoryNeed:
     fix: str
 
 
-Build = Callable[[Sequence[str], Sequence[str] | None, str, float, bool], CKAEstimator]
+class Build(Protocol):
+    """``build(names_a, names_b, kernel, rbf_fraction, keep_batch_terms, rbf_median=...)``."""
+
+    def __call__(
+        self,
+        names_a: Sequence[str],
+        names_b: Sequence[str] | None,
+        kernel: str,
+        rbf_fraction: float,
+        keep_batch_terms: bool,
+        rbf_median: str = DEFAULT_RBF_MEDIAN,
+    ) -> CKAEstimator: ...
+
+
 Memory = Callable[[Sequence[int], Sequence[int] | None, int], MemoryNeed]
 
 
@@ -70,7 +84,8 @@ Memory = Callable[[Sequence[int], Sequence[int] | None, int], MemoryNeed]
 class EstimatorSpec:
     """What an estimator needs, declared.
 
-    ``build(names_a, names_b, kernel, rbf_fraction, keep_batch_terms)`` makes one;
+    ``build(names_a, names_b, kernel, rbf_fraction, keep_batch_terms, rbf_median="all")``
+    makes one (``rbf_median``: the RBF bandwidth convention, see ``gram.rbf_sigma_squared``);
     ``kernels`` are the kernels it computes; ``bootstrap``: it is a :class:`BootstrapCKA`
     when built with ``keep_batch_terms``; ``token_rows``: it takes token rows sampled per
     batch as its examples; ``memory(widths_a, widths_b, n_examples)`` is its peak memory for
@@ -85,17 +100,23 @@ class EstimatorSpec:
     memory: Memory | None = None
 
 
-def _minibatch(names_a, names_b, kernel, rbf_fraction, keep_batch_terms) -> MinibatchCKA:
+def _minibatch(
+    names_a, names_b, kernel, rbf_fraction, keep_batch_terms, rbf_median=DEFAULT_RBF_MEDIAN
+) -> MinibatchCKA:
     return MinibatchCKA(
         names_a,
         names_b,
         kernel=kernel,
         rbf_fraction=rbf_fraction,
         keep_batch_terms=keep_batch_terms,
+        rbf_median=rbf_median,
     )
 
 
-def _exact(names_a, names_b, kernel, rbf_fraction, keep_batch_terms) -> ExactLinearCKA:
+def _exact(
+    names_a, names_b, kernel, rbf_fraction, keep_batch_terms, rbf_median=DEFAULT_RBF_MEDIAN
+) -> ExactLinearCKA:
+    check_rbf_median(rbf_median)  # linear only, but a misspelt convention is still refused
     return ExactLinearCKA(names_a, names_b)
 
 
@@ -109,8 +130,12 @@ def _exact_memory(widths_a, widths_b, n_examples) -> MemoryNeed:
     )
 
 
-def _debiased(names_a, names_b, kernel, rbf_fraction, keep_batch_terms) -> DebiasedCKA:
-    return DebiasedCKA(names_a, names_b, kernel=kernel, rbf_fraction=rbf_fraction)
+def _debiased(
+    names_a, names_b, kernel, rbf_fraction, keep_batch_terms, rbf_median=DEFAULT_RBF_MEDIAN
+) -> DebiasedCKA:
+    return DebiasedCKA(
+        names_a, names_b, kernel=kernel, rbf_fraction=rbf_fraction, rbf_median=rbf_median
+    )
 
 
 def _debiased_memory(widths_a, widths_b, n_examples) -> MemoryNeed:

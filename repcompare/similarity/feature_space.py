@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from repcompare.similarity.checks import (
+    CONSTANT_RTOL,
     BatchShapeError,
     check_finite,
     check_sides,
@@ -31,9 +32,6 @@ from repcompare.similarity.checks import (
     prepare_batch,
 )
 from repcompare.similarity.result import SimilarityMatrix, normalise
-
-# float64 centring leaves ~1e-32 of the raw second moment on a constant layer
-CONSTANT_RTOL = 1e-20
 
 
 def _f64(device: torch.device) -> dict:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 
 DEFAULT_RBF_FRACTION = 0.8
+RBF_MEDIANS = ("all", "distinct")
+DEFAULT_RBF_MEDIAN = "all"
 
 
 def working_dtype(x: torch.Tensor) -> torch.dtype:
@@ -54,39 +56,85 @@ def squared_distances(x: torch.Tensor) -> torch.Tensor:
     return d2
 
 
+def _middle(values: torch.Tensor) -> torch.Tensor:
+    """Median of a 1-D tensor: the mean of the two middle values when the count is even."""
+    count = values.numel()
+    lower = torch.kthvalue(values, (count + 1) // 2).values
+    upper = torch.kthvalue(values, count // 2 + 1).values
+    return (lower + upper) / 2
+
+
 def median_pairwise_distance(sq_dist: torch.Tensor) -> torch.Tensor:
     """Median of ``||x_i - x_j||`` over the pairs ``i < j`` (mean of the two middle values)."""
     n = sq_dist.shape[0]
     if n < 2:
         raise ValueError("a median pairwise distance needs at least 2 examples")
     rows, cols = torch.triu_indices(n, n, offset=1, device=sq_dist.device)
-    dist = sq_dist[rows, cols].sqrt()
-    count = dist.numel()
-    lower = torch.kthvalue(dist, (count + 1) // 2).values
-    upper = torch.kthvalue(dist, count // 2 + 1).values
-    return (lower + upper) / 2
+    return _middle(sq_dist[rows, cols].sqrt())
 
 
-def rbf_gram(x: torch.Tensor, fraction: float = DEFAULT_RBF_FRACTION) -> torch.Tensor:
-    """``K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2))``, ``sigma = fraction * median distance``.
+def check_rbf_median(median: str) -> str:
+    """``median`` if it names an RBF bandwidth convention, else a ValueError naming them."""
+    if median not in RBF_MEDIANS:
+        raise ValueError(
+            f"unknown RBF median convention {median!r}; use 'all' (Kornblith et al.'s "
+            "reference: every n x n squared distance, zero diagonal included) or 'distinct' "
+            "(distances over the pairs i < j)"
+        )
+    return median
 
-    The median is over the distinct pairs ``i < j``. When every example is the
-    same point the median is 0 and the kernel is the all-ones matrix (a
-    constant representation, which the CKA guards then report as degenerate).
+
+def rbf_sigma_squared(
+    sq_dist: torch.Tensor, fraction: float = DEFAULT_RBF_FRACTION, median: str = DEFAULT_RBF_MEDIAN
+) -> torch.Tensor:
+    """The RBF bandwidth ``sigma^2`` from the ``n x n`` squared distances.
+
+    ``median="all"`` (Kornblith et al. 2019's reference code, the default):
+    ``sigma^2 = fraction^2 * median of all n^2 entries of D``, zero diagonal
+    included. ``median="distinct"``: ``sigma = fraction * median_{i<j} ||x_i - x_j||``.
     """
+    check_rbf_median(median)
     if fraction <= 0:
         raise ValueError(f"the RBF bandwidth fraction must be positive, got {fraction}")
+    if median == "all":
+        if sq_dist.shape[0] < 2:
+            raise ValueError("an RBF bandwidth needs at least 2 examples")
+        return fraction**2 * _middle(sq_dist.reshape(-1))
+    return (fraction * median_pairwise_distance(sq_dist)) ** 2
+
+
+def rbf_gram(
+    x: torch.Tensor, fraction: float = DEFAULT_RBF_FRACTION, median: str = DEFAULT_RBF_MEDIAN
+) -> torch.Tensor:
+    """``K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2))``, sigma^2 from :func:`rbf_sigma_squared`.
+
+    By default sigma^2 is ``fraction^2`` times the median of all ``n^2`` squared
+    distances, diagonal included (Kornblith et al. 2019's reference code);
+    ``median="distinct"`` uses ``fraction`` times the median distance over the
+    pairs ``i < j``. When the median is 0 (every example the same point, or,
+    under "all", at least half of the n^2 distances 0) the kernel is the
+    all-ones matrix, which the CKA guards then report as degenerate.
+    """
     d2 = squared_distances(x)
-    sigma = fraction * median_pairwise_distance(d2)
-    if sigma == 0:
+    sigma2 = rbf_sigma_squared(d2, fraction, median)
+    if sigma2 == 0:
         return torch.ones_like(d2)
-    return torch.exp(-d2 / (2 * sigma**2))
+    return torch.exp(-d2 / (2 * sigma2))
 
 
-def gram(x: torch.Tensor, kernel: str = "linear", rbf_fraction: float = DEFAULT_RBF_FRACTION):
-    """The Gram matrix of ``x`` under ``kernel`` (``"linear"`` or ``"rbf"``)."""
+def gram(
+    x: torch.Tensor,
+    kernel: str = "linear",
+    rbf_fraction: float = DEFAULT_RBF_FRACTION,
+    rbf_median: str = DEFAULT_RBF_MEDIAN,
+):
+    """The Gram matrix of ``x`` under ``kernel`` (``"linear"`` or ``"rbf"``).
+
+    ``rbf_median`` is checked for every kernel, so a misspelt convention is never ignored.
+    """
+    check_rbf_median(rbf_median)
     if kernel == "linear":
         return linear_gram(x)
     if kernel == "rbf":
-        return rbf_gram(x, rbf_fraction)
+        return rbf_gram(x, rbf_fraction, rbf_median)
     raise ValueError(f"unknown kernel {kernel!r}; use 'linear' or 'rbf'")

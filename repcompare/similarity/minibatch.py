@@ -33,7 +33,12 @@ from repcompare.similarity.checks import (
     degenerate,
     prepare_batch,
 )
-from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, gram
+from repcompare.similarity.gram import (
+    DEFAULT_RBF_FRACTION,
+    DEFAULT_RBF_MEDIAN,
+    check_rbf_median,
+    gram,
+)
 from repcompare.similarity.hsic import u_centre
 from repcompare.similarity.result import SimilarityMatrix, clip_rounding, normalise
 
@@ -54,7 +59,8 @@ class MinibatchCKA:
     augmented view are simply more layers on a side. Tensors stay on the
     device they arrive on. ``keep_batch_terms`` keeps each batch's HSIC_1
     terms (L_A x L_B floats per batch) for ``resample``/``bootstrap``; without
-    it memory does not grow with the number of batches.
+    it memory does not grow with the number of batches. ``rbf_median`` is the
+    RBF bandwidth convention, applied per batch (see :func:`gram.rbf_sigma_squared`).
     """
 
     def __init__(
@@ -65,11 +71,13 @@ class MinibatchCKA:
         kernel: str = "linear",
         rbf_fraction: float = DEFAULT_RBF_FRACTION,
         keep_batch_terms: bool = True,
+        rbf_median: str = DEFAULT_RBF_MEDIAN,
     ):
         self.names_a = tuple(names_a)
         self.names_b = None if names_b is None else tuple(names_b)
         self.kernel = kernel
         self.rbf_fraction = rbf_fraction
+        self.rbf_median = check_rbf_median(rbf_median)
         self.keep_batch_terms = keep_batch_terms
         self.n_examples = 0
         self.n_batches = 0
@@ -91,7 +99,7 @@ class MinibatchCKA:
         stacked = torch.empty(len(matrices), m * m, dtype=torch.float64, device=device)
         scales = torch.empty(len(matrices), dtype=torch.float64, device=device)
         for i, (x, name) in enumerate(zip(matrices, names, strict=True)):
-            k = gram(x.to(device), self.kernel, self.rbf_fraction)
+            k = gram(x.to(device), self.kernel, self.rbf_fraction, self.rbf_median)
             check_finite(k, name)
             scales[i] = k.to(torch.float64).square().sum()
             stacked[i] = u_centre(k).reshape(-1)

@@ -22,13 +22,21 @@ def gram_linear(x) -> np.ndarray:
     return x @ x.T
 
 
-def gram_rbf(x, fraction: float = 0.8) -> np.ndarray:
-    """exp(-d^2 / (2 sigma^2)), sigma = fraction * median of the distances over pairs i < j."""
+def gram_rbf(x, fraction: float = 0.8, median: str = "all") -> np.ndarray:
+    """exp(-d^2 / (2 sigma^2)).
+
+    ``median="all"`` (Kornblith et al.'s reference code): sigma^2 = fraction^2 *
+    median of all n^2 squared distances, zero diagonal included.
+    ``median="distinct"``: sigma = fraction * median of the distances over pairs i < j.
+    """
     x = as_f64(x)
     sq = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
-    iu = np.triu_indices(len(x), k=1)
-    sigma = fraction * np.median(np.sqrt(sq[iu]))
-    return np.exp(-sq / (2 * sigma**2))
+    if median == "all":
+        sigma2 = fraction**2 * np.median(sq)
+    else:
+        iu = np.triu_indices(len(x), k=1)
+        sigma2 = (fraction * np.median(np.sqrt(sq[iu]))) ** 2
+    return np.exp(-sq / (2 * sigma2))
 
 
 def hsic0(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741
@@ -90,10 +98,14 @@ def feature_space_linear_cka(x, y) -> float:
 
 
 def minibatch_cka(
-    batches_x: Sequence, batches_y: Sequence, kernel: str = "linear", fraction: float = 0.8
+    batches_x: Sequence,
+    batches_y: Sequence,
+    kernel: str = "linear",
+    fraction: float = 0.8,
+    median: str = "all",
 ) -> float:
     """Nguyen et al.'s minibatch CKA with HSIC_1, batches weighted by their size."""
-    g = gram_linear if kernel == "linear" else (lambda x: gram_rbf(x, fraction))
+    g = gram_linear if kernel == "linear" else (lambda x: gram_rbf(x, fraction, median))
     xy = xx = yy = 0.0
     for bx, by in zip(batches_x, batches_y, strict=True):
         k, l = g(bx), g(by)  # noqa: E741

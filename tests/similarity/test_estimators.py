@@ -85,6 +85,33 @@ def test_symmetric_matches_the_reference(rng, name, kernel):
     np.testing.assert_allclose(result.values, expected, rtol=0, atol=1e-10)
 
 
+RBF_MEDIAN_REFERENCES = {
+    "minibatch": lambda x, y, median: ref.minibatch_cka(split(x), split(y), "rbf", 0.8, median),
+    "debiased": lambda x, y, median: ref.cka(
+        ref.gram_rbf(x, 0.8, median), ref.gram_rbf(y, 0.8, median), debiased=True
+    ),
+}
+
+
+@pytest.mark.parametrize("median", ["all", "distinct"])
+@pytest.mark.parametrize("name", [n for n, s in CKA_ESTIMATORS.items() if "rbf" in s.kernels])
+def test_rbf_median_convention_reaches_the_estimator(rng, name, median):
+    feats_a, feats_b = layers(rng, [6, 3]), layers(rng, [11])
+    estimator = estimator_spec(name).build(["a0", "a1"], ["b0"], "rbf", 0.8, False, median)
+    result = fed(estimator, feats_a, feats_b)
+    expected = [[RBF_MEDIAN_REFERENCES[name](x, y, median) for y in feats_b] for x in feats_a]
+    np.testing.assert_allclose(result.values, expected, rtol=0, atol=1e-10)
+    other = "distinct" if median == "all" else "all"
+    wrong = [[RBF_MEDIAN_REFERENCES[name](x, y, other) for y in feats_b] for x in feats_a]
+    assert np.abs(np.asarray(wrong) - expected).max() > 1e-6  # the convention matters here
+
+
+@pytest.mark.parametrize("name", list(CKA_ESTIMATORS))
+def test_unknown_rbf_median_is_refused(name):
+    with pytest.raises(ValueError, match="unknown RBF median convention 'mean'"):
+        estimator_spec(name).build(["a"], ["b"], "linear", 0.8, False, "mean")
+
+
 def test_the_estimators_differ_on_the_same_data(rng):
     """Each reference is distinct here, so matching it at 1e-10 identifies the estimator."""
     x, y = layers(rng, [6, 9])
