@@ -1,7 +1,7 @@
 """repcompare: compare the layer representations of vision networks.
 
 The Python API is one function per command (``repcompare.layers``, ``extract``,
-``cka``, ``invariance``, ``class_fit``; see ``repcompare.api``). They are imported
+``cka``, ``invariance``, ``class_fit``, ``study``; see ``repcompare.api``). They are imported
 on first use, so that ``import repcompare`` (and the CLI's ``--help``) stays fast.
 """
 
@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
 
 if TYPE_CHECKING:
-    from repcompare.api import cka, class_fit, extract, invariance, layers
+    from repcompare.api import cka, class_fit, extract, invariance, layers, study
 
-API = ("layers", "extract", "cka", "invariance", "class_fit")
+API = ("layers", "extract", "cka", "invariance", "class_fit", "study")
 
 __all__ = [
     "InputError",
@@ -26,6 +26,7 @@ __all__ = [
     "extract",
     "invariance",
     "layers",
+    "study",
 ]
 
 

@@ -31,6 +31,7 @@ from repcompare.data.transforms import (
     view_transform,
 )
 from repcompare.errors import InputError
+from repcompare.store.layout import data_fingerprint
 
 
 @dataclass
@@ -186,3 +187,22 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda"):
         raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
     return torch.device(device)
+
+
+def input_fingerprint(plan: InputPlan) -> str:
+    """SHA-256 of the planned images (and views) without running a model: equal to the
+    ``fingerprint()`` of a stream over the same plan, for checking that stored results were
+    computed on these images."""
+    prepared = prepare_inputs(plan, [])
+    dataset = InputsDataset(
+        prepared.source,
+        prepared.indices,
+        [],
+        plan.augment,
+        plan.views,
+        prepared.view_size,
+        plan.seed,
+    )
+    loader = make_loader(dataset, plan.batch_size, plan.workers)
+    digests = [batch_digest(batch["digest"]) for batch in loader]
+    return data_fingerprint(np.stack(digests, axis=1))

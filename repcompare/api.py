@@ -27,6 +27,15 @@ from repcompare.activations import resolve_device
 from repcompare.analyses.cka import CKAOptions, CKAResult, compare
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, InvarianceResult, measure_invariance
+from repcompare.analyses.study import (
+    PARTS_FOLDER,
+    STUDY_AUGMENTATIONS,
+    STUDY_PRESET,
+    StudyOptions,
+    StudyParts,
+    StudyResult,
+    run_study,
+)
 from repcompare.assemble import (
     DEFAULT_BATCH_SIZE,
     build_sides,
@@ -42,6 +51,8 @@ from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
 from repcompare.options import split_options
 from repcompare.progress import Feedback
+from repcompare.report.outdir import check_out_dir, staged_outputs
+from repcompare.report.study import OWNED as STUDY_OWNED
 
 Model = str | Path | torch.nn.Module
 
@@ -119,6 +130,7 @@ def cka(
     layers_b: list[str] | str | None = None,
     kernel: str = "linear",
     rbf_sigma: float = 0.8,
+    rbf_median: str = "all",
     estimator: str = "minibatch",
     bootstrap: int = 0,
     batch_size: int | None = None,
@@ -152,6 +164,7 @@ def cka(
         estimator=estimator,
         bootstrap=bootstrap,
         seed=data_options.seed,
+        rbf_median=rbf_median,
     )
     device = resolve_device(data_options.device)
     with feedback.bar("cka") as advance:
@@ -217,6 +230,67 @@ def class_fit(
     device = resolve_device(data_options.device)
     with feedback.bar("class-fit") as advance:
         return measure_class_fit(sides, settings, plan, device, advance)
+
+
+def study(
+    a: str | torch.nn.Module,
+    b: str | torch.nn.Module,
+    *,
+    out: str | Path,
+    layers: list[str] | str | None = None,
+    reduce: str = "flatten",
+    augment: list[str] | str | None = None,
+    views: int = 2,
+    bootstrap: int = 100,
+    estimator: str = "minibatch",
+    kernel: str = "linear",
+    rbf_sigma: float = 0.8,
+    knn_k: int = 20,
+    test_fraction: float = 0.2,
+    probe_l2: float = 1e-3,
+    class_fit: bool | None = None,
+    batch_size: int | None = None,
+    view_size: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> StudyResult:
+    """Every analysis of Grigg et al. 2021 on models ``a`` and ``b`` (``layers``: default
+    the paper preset), on the same images, seeds and views: CKA within each and between
+    them (bootstrap intervals), their invariance to each of ``augment`` (default simclr,
+    crop, color, flip) and, on labelled images (or ``class_fit=True``), their class fit;
+    written into ``out`` with ``report.html``, ``report.md`` and ``study.json``.
+
+    Both models run forward together: one plain pass feeds every CKA and the class fit,
+    one pass per augmentation the invariance. Each finished pass is kept in ``out``, so
+    rerunning an interrupted study computes only what is missing.
+    """
+    model_options, data_options = split_options("study", options)
+    feedback = Feedback(progress)
+    out = Path(out)
+    check_out_dir(out)
+    augmentations = _listed(augment)
+    settings = StudyOptions(
+        estimator=estimator,
+        kernel=kernel,
+        rbf_fraction=rbf_sigma,
+        bootstrap=bootstrap,
+        augmentations=tuple(augmentations) if augmentations else STUDY_AUGMENTATIONS,
+        views=views,
+        knn_k=knn_k,
+        test_fraction=test_fraction,
+        probe_l2=probe_l2,
+        class_fit=class_fit,
+    )
+    sides = build_sides((a, b), _listed(layers) or [STUDY_PRESET], reduce, model_options, feedback)
+    plan = input_plan(
+        data_options, model_options.image_size, batch_size, sides, view_size=view_size
+    )
+    device = resolve_device(data_options.device)
+    parts = StudyParts(out / PARTS_FOLDER)
+    result = run_study(*sides, settings, plan, device, parts, feedback.bar)
+    with staged_outputs(out, STUDY_OWNED) as staging:
+        result.save(staging)
+    return result
 
 
 def _listed(selection: list[str] | tuple[str, ...] | str | None) -> list[str] | None:

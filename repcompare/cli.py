@@ -332,6 +332,14 @@ def cka(
         float,
         typer.Option("--rbf-sigma", help="RBF bandwidth as a fraction of the median distance."),
     ] = 0.8,
+    rbf_median: Annotated[
+        str,
+        typer.Option(
+            "--rbf-median",
+            help="RBF bandwidth median: all (n x n squared distances, Kornblith et al.'s "
+            "reference, default) or distinct (pairs i < j).",
+        ),
+    ] = "all",
     estimator: Annotated[
         str, typer.Option("--estimator", help="minibatch (unbiased HSIC_1), exact or debiased.")
     ] = "minibatch",
@@ -502,6 +510,103 @@ def class_fit(
 
 
 @app.command()
+def study(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(metavar="A", help="A MODEL spec.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="A MODEL spec.")],
+    out: OutDirOpt,
+    layers: Annotated[
+        list[str] | None,
+        typer.Option("--layers", help="Layers of both models (default: paper, Grigg et al.)."),
+    ] = None,
+    reduce: ReduceOpt = "flatten",
+    augment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--augment", help="Augmentations for invariance (default: simclr, crop, color, flip)."
+        ),
+    ] = None,
+    views: Annotated[int, typer.Option("--views", help="Augmented views per image.")] = 2,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Resamples of minibatches for 95% intervals.")
+    ] = 100,
+    estimator: Annotated[
+        str, typer.Option("--estimator", help="CKA estimator: minibatch (unbiased HSIC_1).")
+    ] = "minibatch",
+    kernel: Annotated[str, typer.Option("--kernel", help="linear or rbf.")] = "linear",
+    rbf_sigma: Annotated[
+        float,
+        typer.Option("--rbf-sigma", help="RBF bandwidth as a fraction of the median distance."),
+    ] = 0.8,
+    knn_k: Annotated[int, typer.Option("--knn-k", help="Neighbours of the kNN vote.")] = 20,
+    test_fraction: Annotated[
+        float,
+        typer.Option("--test-fraction", help="Share of each class held out for kNN and probe."),
+    ] = 0.2,
+    probe_l2: Annotated[
+        float, typer.Option("--probe-l2", help="L2 penalty of the linear probe.")
+    ] = 1e-3,
+    class_fit: Annotated[
+        bool | None,
+        typer.Option(
+            "--class-fit/--no-class-fit",
+            help="Measure class structure (default: when the images are labelled).",
+        ),
+    ] = None,
+    batch_size: MinibatchOpt = None,
+    view_size: ViewSizeOpt = None,
+    data: DataOpt = None,
+    num_samples: NumSamplesOpt = None,
+    order: OrderOpt = "random",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    image_size: ImageSizeOpt = None,
+    crop_pct: CropOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpolationOpt = None,
+    workers: WorkersOpt = None,
+    pretrained: PretrainedOpt = False,
+    init_seed: InitSeedOpt = 0,
+    encoder: EncoderOpt = None,
+    key: KeyOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    allow_missing: AllowMissingOpt = False,
+    tracer: TracerOpt = "auto",
+) -> None:
+    """Every analysis of Grigg et al. 2021 on two models, and one self-contained report.html.
+
+    On the same images, seeds and views: CKA within A, within B and A vs B (bootstrap
+    intervals), invariance to each augmentation and, on labelled images, class fit.
+    Both models run forward together, one pass for all CKA and the class fit and one
+    per augmentation; finished passes are kept in OUT, so rerunning an interrupted
+    study computes only what is missing.
+    """
+    from repcompare import api
+
+    with interrupt_says(f"finished passes are kept in {out}; rerun the same command to resume"):
+        result = api.study(**api_arguments(ctx), progress=True)
+    report_study(result, out)
+
+
+def report_study(result, out: Path) -> None:
+    """Print a study's summary sentences, its warnings and where its report is."""
+    from repcompare.report.terminal import stdout_console
+
+    report = result.report()
+    console = stdout_console()
+    console.print(report.title, style="bold", markup=False)
+    for sentence in report.summary:
+        console.print(f"- {sentence.text}", markup=False)
+    matrix = result.across.matrix
+    warn_constant(result.across.side_a, matrix.degenerate_a)
+    warn_constant(result.across.side_b, matrix.degenerate_b)
+    if result.reused:
+        STDERR.print(f"reused from an earlier run: {', '.join(result.reused)}")
+    STDERR.print(f"wrote the report to {out / 'report.html'} (and report.md, study.json)")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and results.")] = Path(
         "repcompare-demo"
@@ -512,10 +617,11 @@ def demo(
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of each model.")] = 8,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Train a supervised and a SimCLR ResNet-18 on built-in images, then compare them with
-    every command (about 3 minutes on 2 CPU cores; checkpoints are reused on a rerun)."""
+    """Train a supervised and a SimCLR ResNet-18 on built-in images, then study them: every
+    analysis and report.html (about 3 minutes on 2 CPU cores; checkpoints and finished
+    passes are reused on a rerun)."""
     from repcompare.activations import resolve_device
-    from repcompare.demo import demo_commands, train_demo_model
+    from repcompare.demo import demo_command, train_demo_model
 
     if images < 64 or epochs < 1:
         raise InputError("the demo needs --images 64 or more and --epochs 1 or more")
@@ -537,15 +643,12 @@ def demo(
         )
         if not trained:
             STDERR.print(f"  {path} was trained with these settings already; reusing it")
-    for args in demo_commands(specs, out, images, device):
-        STDERR.print(f"\n[bold]$ repcompare {' '.join(args)}[/]")
-        code = main(args)
-        if code:
-            raise RunError(f"the demo step 'repcompare {args[0]}' failed with exit code {code}")
-    STDERR.print(
-        f"\n[bold]done[/]: heatmaps in {out / 'cka'}, invariance curves in {out / 'invariance'}, "
-        f"class structure in {out / 'class_fit'} (each folder has a .md summary)"
-    )
+    args = demo_command(specs, out, images, device)
+    STDERR.print(f"\n[bold]$ repcompare {' '.join(args)}[/]")
+    code = main(args)
+    if code:
+        raise RunError(f"the demo's 'repcompare study' failed with exit code {code}")
+    STDERR.print(f"\n[bold]done[/]: open {out / 'report.html'}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

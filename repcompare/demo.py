@@ -3,8 +3,9 @@
 Two ResNet-18s are trained on built-in procedural images (seed 1), one with
 labels (supervised) and one without (SimCLR), and saved as safetensors
 checkpoints; the demo then runs the real commands on other built-in images
-(seed 0): ``extract`` both with the ``paper`` layers, ``cka`` from the files,
-``invariance`` to crops, colour and flips, and ``class-fit``.
+(seed 0) with ``repcompare study``: CKA within and between them on the ``paper``
+layers, invariance to SimCLR views, crops, colour and flips, class fit, and the
+self-contained ``report.html``.
 """
 
 from __future__ import annotations
@@ -88,34 +89,12 @@ def train_demo_model(
     return True
 
 
-def demo_commands(specs: dict[str, str], out: Path, images: int, device: str) -> list[list[str]]:
-    """The command lines the demo runs, in order, given each objective's MODEL spec."""
-    data = ["--data", f"builtin:{images}:{SIZE}", "--image-size", str(SIZE), "--crop-pct", "1.0"]
-    data += ["--device", device]
-    files = {name: str(out / f"{name}.h5") for name in specs}
-    models = list(specs.values())
+def demo_command(specs: dict[str, str], out: Path, images: int, device: str) -> list[str]:
+    """The ``repcompare study`` command line the demo runs, given each objective's MODEL
+    spec (supervised first): every analysis of the two models and the report, in ``out``."""
     batch = str(min(64, images // 4))  # at least 4 batches, for the bootstrap
-    extract = [
-        [
-            *("extract", spec, "--out", files[name], *data),
-            *("--layers", "paper", "--force"),
-            *("--batch-size", batch),
-        ]
-        for name, spec in specs.items()
-    ]
-    cka = ["cka", *files.values(), "--out", str(out / "cka"), "--bootstrap", "100"]
     return [
-        *extract,
-        [*cka, "--device", device],
-        [
-            "invariance",
-            *models,
-            "--out",
-            str(out / "invariance"),
-            *data,
-            "--num-samples",
-            str(min(images, 500)),
-            *("--augment", "crop", "--augment", "color", "--augment", "flip"),
-        ],
-        ["class-fit", *models, "--out", str(out / "class_fit"), *data],
+        *("study", *specs.values(), "--out", str(out)),
+        *("--data", f"builtin:{images}:{SIZE}", "--image-size", str(SIZE), "--crop-pct", "1.0"),
+        *("--batch-size", batch, "--bootstrap", "100", "--device", device),
     ]

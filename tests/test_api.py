@@ -172,3 +172,16 @@ def test_the_issue_example_runs():
     )
     assert r.matrix.shape == (8, 8)
     assert r.matrix.names_a[0] == "layer1.0"
+
+
+def test_the_rbf_bandwidth_convention_reaches_the_estimator(checkpoints):
+    a, b = checkpoints
+    run = {"layers_a": "layer4.1", "layers_b": "layer4.1", "kernel": "rbf", **DATA}
+    results = {
+        m: repcompare.cka(a, b, rbf_median=m, batch_size=20, **run) for m in ("all", "distinct")
+    }
+    assert results["distinct"].settings.rbf_median == "distinct"
+    assert results["all"].to_dict()["settings"]["rbf_median"] == "all"
+    assert abs(results["all"].matrix.values[0, 0] - results["distinct"].matrix.values[0, 0]) > 1e-6
+    with pytest.raises(repcompare.InputError, match="--rbf-median"):
+        repcompare.cka(a, b, rbf_median="mean", **run)

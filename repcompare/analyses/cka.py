@@ -19,13 +19,15 @@ import torch
 
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
-from repcompare.analyses.fields import set_fields
+from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import check_memory
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.errors import InputError
 from repcompare.similarity import (
     CKA_ESTIMATORS,
+    DEFAULT_RBF_MEDIAN,
+    RBF_MEDIANS,
     EstimatorSpec,
     SimilarityMatrix,
     estimator_spec,
@@ -45,6 +47,7 @@ class CKAOptions:
     estimator: str = "minibatch"
     bootstrap: int = 0
     seed: int = 0
+    rbf_median: str = DEFAULT_RBF_MEDIAN
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class CKASettings:
     batch_size: int
     n_examples: int
     device: str
+    rbf_median: str = DEFAULT_RBF_MEDIAN
     reduce: str | None = None
     token_cap: int | None = None
     n_images: int | None = None
@@ -96,6 +100,33 @@ class CKAResult(Reported):
 
         return cka_report(self)
 
+    @classmethod
+    def from_document(cls, document: dict) -> CKAResult:
+        """The result back from its JSON document (``to_dict``, ``cka.json``)."""
+        side_a, side_b = document["side_a"], document["side_b"]
+        settings = CKASettings(**document["settings"])
+        matrix = SimilarityMatrix(
+            tuple(side_a["layers"]),
+            tuple(side_b["layers"]),
+            json_array(document["cka"]),
+            tuple(side_a["degenerate"]),
+            tuple(side_b["degenerate"]),
+            settings.n_examples,
+        )
+        return cls(
+            side_a["label"],
+            side_b["label"],
+            matrix,
+            json_array(document["ci_low"]),
+            json_array(document["ci_high"]),
+            settings,
+            Provenance(**side_a["provenance"]),
+            Provenance(**side_b["provenance"]),
+            document["seconds"],
+            side_a.get("roles", {}),
+            side_b.get("roles", {}),
+        )
+
 
 def paired_batches(
     a: Side, b: Side, plan: InputPlan, device: torch.device, symmetric: bool
@@ -115,6 +146,94 @@ def _estimators_with(declared: Callable[[EstimatorSpec], bool]) -> str:
     return " or ".join(name for name, spec in CKA_ESTIMATORS.items() if declared(spec))
 
 
+class CKARun:
+    """One CKA comparison fed batch by batch, so that several analyses can share one pass
+    over the data (``repcompare study``): checked and set up at construction, then
+    ``check_memory``, ``update`` per batch and ``result``."""
+
+    def __init__(self, a: Side, b: Side, options: CKAOptions, symmetric: bool = False):
+        spec = estimator_spec(options.estimator)
+        if options.kernel not in KERNELS:
+            raise InputError(f"unknown --kernel {options.kernel!r}; use linear or rbf")
+        if options.rbf_median not in RBF_MEDIANS:
+            raise InputError(
+                f"unknown --rbf-median {options.rbf_median!r}; use {' or '.join(RBF_MEDIANS)}"
+            )
+        if options.kernel not in spec.kernels:
+            kernels = " or ".join(spec.kernels)
+            raise InputError(
+                f"--estimator {options.estimator} computes {kernels} CKA only; "
+                f"use --kernel {kernels}"
+            )
+        if options.bootstrap and not spec.bootstrap:
+            raise InputError(
+                "--bootstrap resamples minibatches; "
+                f"use --estimator {_estimators_with(lambda s: s.bootstrap)}"
+            )
+        check_token_sides([a] if symmetric else [a, b])
+        self.tokens = a.reduction == "tokens"
+        if self.tokens and not spec.token_rows:
+            raise InputError(
+                "--reduce tokens samples token rows per batch; "
+                f"use --estimator {_estimators_with(lambda s: s.token_rows)}"
+            )
+        self.a, self.b, self.options, self.symmetric, self.spec = a, b, options, symmetric, spec
+        self.started = time.perf_counter()
+        self.estimator = spec.build(
+            a.layers,
+            None if symmetric else b.layers,
+            options.kernel,
+            options.rbf_fraction,
+            options.bootstrap > 0,
+            options.rbf_median,
+        )
+
+    def check_memory(self, n_samples: int) -> None:
+        """Refuse, with a sentence, an estimator that would not fit over ``n_samples``."""
+        if self.spec.memory is not None:
+            need = self.spec.memory(
+                self.a.widths(), None if self.symmetric else self.b.widths(), n_samples
+            )
+            check_memory(need.bytes, need.what, need.fix)
+
+    def update(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor] | None) -> None:
+        """Add one batch: A's layers, and B's (None when symmetric)."""
+        self.estimator.update(feats_a, feats_b)
+
+    def result(
+        self, plan: InputPlan, device: torch.device, batch_size: int, n_samples: int
+    ) -> CKAResult:
+        """The matrix (and its intervals) over every batch given."""
+        options = self.options
+        matrix = self.estimator.result()
+        low = high = None
+        if options.bootstrap:
+            low, high = self.estimator.bootstrap(options.bootstrap, options.seed)
+        settings = CKASettings(
+            **asdict(options),
+            batch_size=batch_size,
+            n_examples=matrix.n_examples,
+            device=str(device),
+            reduce="tokens" if self.tokens else None,
+            token_cap=plan.token_cap if self.tokens else None,
+            n_images=n_samples if self.tokens else None,
+        )
+        a, b = self.a, self.b
+        return CKAResult(
+            a.label,
+            b.label,
+            matrix,
+            low,
+            high,
+            settings,
+            a.provenance(),
+            b.provenance(),
+            time.perf_counter() - self.started,
+            a.roles,
+            b.roles,
+        )
+
+
 def compare(
     a: Side,
     b: Side,
@@ -128,65 +247,11 @@ def compare(
 
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
-    spec = estimator_spec(options.estimator)
-    if options.kernel not in KERNELS:
-        raise InputError(f"unknown --kernel {options.kernel!r}; use linear or rbf")
-    if options.kernel not in spec.kernels:
-        kernels = " or ".join(spec.kernels)
-        raise InputError(
-            f"--estimator {options.estimator} computes {kernels} CKA only; use --kernel {kernels}"
-        )
-    if options.bootstrap and not spec.bootstrap:
-        raise InputError(
-            "--bootstrap resamples minibatches; "
-            f"use --estimator {_estimators_with(lambda s: s.bootstrap)}"
-        )
-    check_token_sides([a] if symmetric else [a, b])
-    tokens = a.reduction == "tokens"
-    if tokens and not spec.token_rows:
-        raise InputError(
-            "--reduce tokens samples token rows per batch; "
-            f"use --estimator {_estimators_with(lambda s: s.token_rows)}"
-        )
-    started = time.perf_counter()
+    run = CKARun(a, b, options, symmetric)
     batches, batch_size, n_samples = paired_batches(a, b, plan, device, symmetric)
-    if spec.memory is not None:
-        need = spec.memory(a.widths(), None if symmetric else b.widths(), n_samples)
-        check_memory(need.bytes, need.what, need.fix)
-    estimator = spec.build(
-        a.layers,
-        None if symmetric else b.layers,
-        options.kernel,
-        options.rbf_fraction,
-        options.bootstrap > 0,
-    )
+    run.check_memory(n_samples)
     for feats_a, feats_b, images in batches:
-        estimator.update(feats_a, feats_b)
+        run.update(feats_a, feats_b)
         if progress:
             progress(images, n_samples)
-    matrix = estimator.result()
-    low = high = None
-    if options.bootstrap:
-        low, high = estimator.bootstrap(options.bootstrap, options.seed)
-    settings = CKASettings(
-        **asdict(options),
-        batch_size=batch_size,
-        n_examples=matrix.n_examples,
-        device=str(device),
-        reduce="tokens" if tokens else None,
-        token_cap=plan.token_cap if tokens else None,
-        n_images=n_samples if tokens else None,
-    )
-    return CKAResult(
-        a.label,
-        b.label,
-        matrix,
-        low,
-        high,
-        settings,
-        a.provenance(),
-        b.provenance(),
-        time.perf_counter() - started,
-        a.roles,
-        b.roles,
-    )
+    return run.result(plan, device, batch_size, n_samples)

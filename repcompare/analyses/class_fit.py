@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from repcompare.activations import InputPlan
-from repcompare.analyses.aligned import aligned_batches
-from repcompare.analyses.fields import set_fields
+from repcompare.analyses.aligned import AlignedStream, aligned_batches
+from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import check_memory
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side
@@ -124,6 +124,31 @@ class ClassFitResult(Reported):
         from repcompare.report.class_fit import class_fit_report
 
         return class_fit_report(self)
+
+    @classmethod
+    def from_document(cls, document: dict) -> ClassFitResult:
+        """The result back from its JSON document (``to_dict``, ``class_fit.json``)."""
+        rows: dict[str, list[dict]] = {}
+        for record in document["records"]:
+            rows.setdefault(record["model"], []).append(record)
+        return cls(
+            [_fit_from_records(model, records) for model, records in rows.items()],
+            document["input_fingerprint"],
+            ClassFitSettings(**document["settings"]),
+            {label: Provenance(**p) for label, p in document["provenance"].items()},
+            document["seconds"],
+        )
+
+
+def _fit_from_records(model: str, records: list[dict]) -> ClassFit:
+    """One model's ``ClassFit`` back from its JSON records (null: NaN)."""
+    context = ("model", "layer", "depth", "class_cka_ci_low", "class_cka_ci_high")
+    names = [k for k in records[0] if k not in context]
+    measures = {k: json_array([r[k] for r in records]) for k in names}
+    low = json_array([r["class_cka_ci_low"] for r in records])
+    high = json_array([r["class_cka_ci_high"] for r in records])
+    interval = None if np.isnan(low).all() else (low, high)
+    return ClassFit(model, [r["layer"] for r in records], measures, interval)
 
 
 def token_features(
@@ -217,6 +242,86 @@ def _check_pooled_memory(sides: list[Side], n: int, tokens: bool) -> None:
     )
 
 
+class ClassFitRun:
+    """The class-fit measures of several sides fed batch by batch, so that several analyses
+    can share one pass over the data (``repcompare study``): checked at construction, then
+    ``start`` with the stream, ``update`` per batch and ``result``."""
+
+    def __init__(self, sides: list[Side], options: ClassFitOptions):
+        for side in sides:
+            if side.reduction == "tokens":
+                raise InputError(
+                    "class-fit measures one row per image, not token rows; drop --reduce "
+                    "tokens (class-fit --tokens compares the class token, the mean and one "
+                    "patch token)"
+                )
+            if options.tokens and side.reduction != "flatten":
+                where = side.file.path if side.is_file else side.label
+                raise InputError(
+                    f"class-fit --tokens needs every token of each layer but {where} is "
+                    f"reduced with {side.reduction!r}; drop --reduce (or extract the file "
+                    "with --reduce flatten)"
+                )
+        for file in (s.file for s in sides if s.is_file):
+            if file.settings.view_size:
+                raise InputError(
+                    f"{file.path} holds augmented views ({file.settings.augment}) but "
+                    "class-fit measures the images themselves; extract a file without "
+                    "--augment, or give the MODEL spec"
+                )
+        self.sides, self.options = sides, options
+        self.started = time.perf_counter()
+        self.per_side: list[_SideMeasures] = []
+        self.labels: list[torch.Tensor] = []
+
+    def start(self, stream: AlignedStream) -> None:
+        """Check that the images are labelled and the kept features fit; set up."""
+        if stream.num_classes is None:
+            raise InputError(
+                "class-fit needs labelled images but this data set has none; use class "
+                "subfolders, cifar10:PATH, an .npz with labels, or the builtin data"
+            )
+        _check_pooled_memory(self.sides, stream.num_samples, self.options.tokens)
+        self.num_classes = stream.num_classes
+        self.per_side = [
+            _SideMeasures(s, stream.num_classes, self.options.bootstrap > 0, self.options.tokens)
+            for s in self.sides
+        ]
+
+    def update(self, labels: np.ndarray, feats: list[list[torch.Tensor]]) -> None:
+        """Add one batch: its labels and ``feats[side][layer]``."""
+        batch_labels = torch.from_numpy(labels)
+        onehot = torch.nn.functional.one_hot(batch_labels, self.num_classes).float()
+        for measures, side_feats in zip(self.per_side, feats, strict=True):
+            measures.update(side_feats, batch_labels, onehot.to(side_feats[0].device))
+        self.labels.append(batch_labels)
+
+    def result(self, stream: AlignedStream, device: torch.device) -> ClassFitResult:
+        """Every measure of every side over the batches given (``stream``: their source)."""
+        options = self.options
+        all_labels = torch.cat(self.labels)
+        split = stratified_split(all_labels.numpy(), options.test_fraction, options.seed)
+        fits = [m.result(all_labels, split, options, device) for m in self.per_side]
+        for measures in self.per_side if options.tokens else ():
+            _warn_undefined(measures)
+        settings = ClassFitSettings(
+            **asdict(options),
+            num_classes=self.num_classes,
+            n_train=len(split[0]),
+            n_test=len(split[1]),
+            batch_size=stream.batch_size,
+            n_examples=len(all_labels),
+            device=str(device),
+        )
+        return ClassFitResult(
+            fits,
+            stream.fingerprint(),
+            settings,
+            {s.label: s.provenance() for s in self.sides},
+            time.perf_counter() - self.started,
+        )
+
+
 def measure_class_fit(
     sides: list[Side],
     options: ClassFitOptions,
@@ -228,67 +333,14 @@ def measure_class_fit(
 
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
-    started = time.perf_counter()
-    for side in sides:
-        if side.reduction == "tokens":
-            raise InputError(
-                "class-fit measures one row per image, not token rows; drop --reduce tokens "
-                "(class-fit --tokens compares the class token, the mean and one patch token)"
-            )
-        if options.tokens and side.reduction != "flatten":
-            where = side.file.path if side.is_file else side.label
-            raise InputError(
-                f"class-fit --tokens needs every token of each layer but {where} is reduced "
-                f"with {side.reduction!r}; drop --reduce (or extract the file with --reduce "
-                "flatten)"
-            )
-    for file in (s.file for s in sides if s.is_file):
-        if file.settings.view_size:
-            raise InputError(
-                f"{file.path} holds augmented views ({file.settings.augment}) but class-fit "
-                "measures the images themselves; extract a file without --augment, or give "
-                "the MODEL spec"
-            )
+    run = ClassFitRun(sides, options)
     stream = aligned_batches(sides, plan, device)
-    if stream.num_classes is None:
-        raise InputError(
-            "class-fit needs labelled images but this data set has none; use class "
-            "subfolders, cifar10:PATH, an .npz with labels, or the builtin data"
-        )
-    _check_pooled_memory(sides, stream.num_samples, options.tokens)
-    per_side = [
-        _SideMeasures(s, stream.num_classes, options.bootstrap > 0, options.tokens) for s in sides
-    ]
-    labels = []
+    run.start(stream)
     for batch in stream.batches:
-        batch_labels = torch.from_numpy(batch.labels)
-        onehot = torch.nn.functional.one_hot(batch_labels, stream.num_classes).float()
-        for measures, feats in zip(per_side, batch.feats, strict=True):
-            measures.update(feats[0], batch_labels, onehot.to(feats[0][0].device))
-        labels.append(batch_labels)
+        run.update(batch.labels, [feats[0] for feats in batch.feats])
         if progress:
-            progress(len(batch_labels), stream.num_samples)
-    all_labels = torch.cat(labels)
-    split = stratified_split(all_labels.numpy(), options.test_fraction, options.seed)
-    fits = [m.result(all_labels, split, options, device) for m in per_side]
-    for measures in per_side if options.tokens else ():
-        _warn_undefined(measures)
-    settings = ClassFitSettings(
-        **asdict(options),
-        num_classes=stream.num_classes,
-        n_train=len(split[0]),
-        n_test=len(split[1]),
-        batch_size=stream.batch_size,
-        n_examples=len(all_labels),
-        device=str(device),
-    )
-    return ClassFitResult(
-        fits,
-        stream.fingerprint(),
-        settings,
-        {s.label: s.provenance() for s in sides},
-        time.perf_counter() - started,
-    )
+            progress(len(batch.labels), stream.num_samples)
+    return run.result(stream, device)
 
 
 def _warn_undefined(measures: _SideMeasures) -> None:

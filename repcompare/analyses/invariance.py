@@ -26,7 +26,7 @@ import torch
 
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
-from repcompare.analyses.curve import LayerCurve
+from repcompare.analyses.curve import LayerCurve, curve_from_records
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
@@ -100,6 +100,36 @@ class InvarianceResult(Reported):
         from repcompare.report.invariance import invariance_report
 
         return invariance_report(self)
+
+    @classmethod
+    def from_document(cls, document: dict) -> InvarianceResult:
+        """The result back from its JSON document (``to_dict``, ``invariance.json``)."""
+        rows: dict[tuple[str, str], list[dict]] = {}
+        for record in document["records"]:
+            rows.setdefault((record["model"], record["augmentation"]), []).append(record)
+        return cls(
+            [
+                curve_from_records(model, variant, records, "invariance")
+                for (model, variant), records in rows.items()
+            ],
+            document["input_fingerprints"],
+            InvarianceSettings(**document["settings"]),
+            {label: Provenance(**p) for label, p in document["provenance"].items()},
+            document["seconds"],
+        )
+
+    def merged(self, other: InvarianceResult) -> InvarianceResult:
+        """This result with ``other``'s augmentations added (same models, views, images)."""
+        settings = replace(
+            self.settings, augmentations=[*self.settings.augmentations, *other.fingerprints]
+        )
+        return InvarianceResult(
+            self.curves + other.curves,
+            self.fingerprints | other.fingerprints,
+            settings,
+            self.provenance,
+            self.seconds + other.seconds,
+        )
 
 
 def view_pair_mean(values: np.ndarray, layers: int, views: int) -> np.ndarray:

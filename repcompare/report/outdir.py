@@ -45,13 +45,18 @@ def check_out_dir(out: Path) -> None:
 
 @contextmanager
 def staged_outputs(out: Path, owned: tuple[str, ...]) -> Iterator[Path]:
-    """A staging folder to write into; on success its files replace ``owned`` files in ``out``."""
+    """A staging folder to write into; on success its files (and folders) replace the
+    ``owned`` files and folders in ``out``."""
     check_out_dir(out)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
     try:
         yield staging
         for old in out.iterdir():
-            if old.is_file() and any(fnmatch.fnmatchcase(old.name, p) for p in owned):
+            if not any(fnmatch.fnmatchcase(old.name, p) for p in owned):
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
                 old.unlink()
         for new in staging.iterdir():
             new.replace(out / new.name)

@@ -1,0 +1,363 @@
+"""``repcompare study A B``: every analysis of Grigg et al. 2021 on two models, on the same
+images, seeds and views throughout.
+
+Two kinds of passes over the data, both models forward together in each:
+
+* the plain pass: CKA within A, within B and A vs B (with bootstrap intervals) and, when
+  the images are labelled, the class fit of both, all fed from the same batches;
+* one pass per augmentation: the invariance of both models to it.
+
+Every finished pass is kept (``StudyParts``) under a key of everything that determines it,
+with the fingerprint of the images it saw, so that rerunning an interrupted study computes
+only what is missing; a kept pass is reused only when its key matches and the planned
+images still have the recorded fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from repcompare.activations import InputPlan, input_fingerprint
+from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.cka import CKAOptions, CKAResult, CKARun
+from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, ClassFitRun
+from repcompare.analyses.fields import set_fields
+from repcompare.analyses.invariance import (
+    InvarianceOptions,
+    InvarianceResult,
+    measure_invariance,
+)
+from repcompare.analyses.sides import Side
+from repcompare.data.transforms import describe_transform, eval_transform, resolve_config
+from repcompare.errors import InputError
+from repcompare.store.writer import package_versions
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from repcompare.report.study import StudyReport
+
+STUDY_AUGMENTATIONS = ("simclr", "crop", "color", "flip")
+STUDY_PRESET = "paper"  # block outputs and residual branches (Grigg et al. 2021)
+PARTS_FOLDER = ".study-parts"
+
+# progress(part) -> a context giving advance(done_now, total), or None
+ProgressBars = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """What a study computes beyond the data plan: the CKA estimator and kernel, bootstrap
+    resamples (A vs B, invariance, class CKA), the augmentations and views, the class-fit
+    settings, and whether to measure class structure (None: when the images are labelled)."""
+
+    estimator: str = "minibatch"
+    kernel: str = "linear"
+    rbf_fraction: float = 0.8
+    bootstrap: int = 100
+    augmentations: tuple[str, ...] = STUDY_AUGMENTATIONS
+    views: int = 2
+    knn_k: int = 20
+    test_fraction: float = 0.2
+    probe_l2: float = 1e-3
+    class_fit: bool | None = None
+
+    def cka(self, seed: int, bootstrap: int) -> CKAOptions:
+        return CKAOptions(self.kernel, self.rbf_fraction, self.estimator, bootstrap, seed)
+
+    def invariance(self, augmentation: str, seed: int) -> InvarianceOptions:
+        return InvarianceOptions((augmentation,), self.views, self.bootstrap, seed)
+
+    def fit(self, seed: int) -> ClassFitOptions:
+        return ClassFitOptions(
+            self.knn_k, self.test_fraction, self.probe_l2, bootstrap=self.bootstrap, seed=seed
+        )
+
+
+@dataclass(frozen=True)
+class StudyModel:
+    """One model of a study as its report states it: spec, weights, preprocessing and how
+    its checkpoint loaded."""
+
+    label: str
+    spec: str
+    checkpoint_sha256: str
+    pretrained: bool
+    init_seed: int | None
+    layers: list[str]
+    reduction: str
+    transform: str
+    load_report: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return set_fields(self)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The data plan and options the whole study ran with."""
+
+    data: str
+    n_images: int
+    order: str
+    seed: int
+    batch_size: int
+    estimator: str
+    kernel: str
+    bootstrap: int
+    augmentations: list[str]
+    views: int
+    device: str
+    versions: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return set_fields(self)
+
+
+@dataclass
+class StudyResult:
+    """Everything a study found: CKA within A, within B and A vs B; the invariance of both
+    to each augmentation; their class fit (None without labels); the fingerprint of the
+    images of the plain pass; which passes were ``reused`` from an earlier run."""
+
+    models: list[StudyModel]
+    within_a: CKAResult
+    within_b: CKAResult
+    across: CKAResult
+    invariance: InvarianceResult
+    class_fit: ClassFitResult | None
+    fingerprint: str
+    settings: StudySettings
+    reused: list[str]
+    seconds: float
+
+    def report(self) -> StudyReport:
+        """The study's report: summary sentences, one section per analysis, provenance."""
+        from repcompare.report.study import study_report
+
+        return study_report(self)
+
+    def save(self, out: str | Path) -> list[Path]:
+        """Write every analysis's files into its folder under ``out``, ``report.html``,
+        ``report.md`` and ``study.json``; the paths written."""
+        from repcompare.report.study_files import write_study
+
+        return write_study(self.report(), Path(out))
+
+    def plot(self) -> list[Figure]:
+        """Every picture of every analysis as matplotlib Figures (not shown, not saved)."""
+        from repcompare.report.model import report_figures
+
+        return [f for s in self.report().sections for f in report_figures(s.report)]
+
+    def to_dict(self) -> dict:
+        """The study's JSON document (``study.json``)."""
+        return self.report().document
+
+
+class StudyParts:
+    """Finished passes of a study, one JSON file each in ``folder``, for resuming."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def load(self, name: str, key: str) -> dict | None:
+        """The kept pass ``name`` when it was computed under ``key``, else None."""
+        path = self.folder / f"{name}.json"
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return kept if kept.get("key") == key else None
+
+    def save(self, name: str, key: str, fingerprint: str, documents: dict[str, dict]) -> None:
+        """Keep pass ``name`` (written whole, then renamed into place)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{name}.json"
+        partial = path.with_suffix(".partial")
+        kept = {"key": key, "fingerprint": fingerprint, "documents": documents}
+        partial.write_text(json.dumps(kept, default=str))
+        os.replace(partial, path)
+
+
+def _key(**what: Any) -> str:
+    """SHA-256 of everything that determines a pass."""
+    text = json.dumps(what, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _model(side: Side, plan: InputPlan) -> StudyModel:
+    loaded = side.target.loaded
+    report = loaded.load_report
+    return StudyModel(
+        label=side.label,
+        spec=str(loaded.spec),
+        checkpoint_sha256=loaded.checkpoint_sha256 or "",
+        pretrained=loaded.pretrained,
+        init_seed=loaded.init_seed,
+        layers=list(side.layers),
+        reduction=side.reduction,
+        transform=describe_transform(
+            eval_transform(resolve_config(loaded.data_config, plan.overrides))
+        ),
+        load_report=report.lines() if report else [],
+        notes=list(loaded.notes),
+    )
+
+
+def _plan_key(plan: InputPlan) -> dict:
+    data = plan.data if isinstance(plan.data, (str, type(None))) else type(plan.data).__name__
+    return asdict(replace(plan, data=None, workers=0)) | {"data": data}
+
+
+def _plain_pass(
+    a: Side,
+    b: Side,
+    options: StudyOptions,
+    plan: InputPlan,
+    device: torch.device,
+    advance: Callable[[int, int], None] | None,
+) -> tuple[dict[str, CKAResult | ClassFitResult], str]:
+    """CKA within A, within B and A vs B, and the class fit of both, from one stream."""
+    runs = {
+        "within_a": CKARun(a, a, options.cka(plan.seed, 0), symmetric=True),
+        "within_b": CKARun(b, b, options.cka(plan.seed, 0), symmetric=True),
+        "across": CKARun(a, b, options.cka(plan.seed, options.bootstrap)),
+    }
+    fit = ClassFitRun([a, b], options.fit(plan.seed)) if options.class_fit is not False else None
+    stream = aligned_batches([a, b], plan, device)
+    for run in runs.values():
+        run.check_memory(stream.num_samples)
+    if fit is not None and (stream.num_classes is not None or options.class_fit):
+        fit.start(stream)  # asked for on unlabelled images: says so
+    else:
+        fit = None
+    for batch in stream.batches:
+        feats_a, feats_b = batch.feats[0][0], batch.feats[1][0]
+        runs["within_a"].update(feats_a, None)
+        runs["within_b"].update(feats_b, None)
+        runs["across"].update(feats_a, feats_b)
+        if fit is not None:
+            fit.update(batch.labels, [feats_a, feats_b])
+        if advance:
+            advance(len(batch.labels), stream.num_samples)
+    results: dict[str, CKAResult | ClassFitResult] = {
+        name: run.result(plan, device, stream.batch_size, stream.num_samples)
+        for name, run in runs.items()
+    }
+    if fit is not None:
+        results["class_fit"] = fit.result(stream, device)
+    return results, stream.fingerprint()
+
+
+def run_study(
+    a: Side,
+    b: Side,
+    options: StudyOptions,
+    plan: InputPlan,
+    device: torch.device,
+    parts: StudyParts | None = None,
+    progress: ProgressBars | None = None,
+) -> StudyResult:
+    """Every analysis of the study over the planned images, reusing the passes ``parts``
+    kept from an earlier run with the same key and images."""
+    if a.is_file or b.is_file:
+        raise InputError(
+            "a study runs both models forward on plain and augmented images; give MODEL "
+            "specs (or modules), not activation files"
+        )
+    started = time.perf_counter()
+    models = [_model(a, plan), _model(b, plan)]
+    common = {
+        "models": [m.to_dict() for m in models],
+        "plan": _plan_key(plan),
+        "options": asdict(options),
+        "device": str(device),
+    }
+    reused = []
+
+    def computed(name: str, part_plan: InputPlan, compute, load) -> tuple[dict, str]:
+        key = _key(part=name, **common)
+        kept = parts.load(name, key) if parts else None
+        if kept and kept["fingerprint"] == input_fingerprint(part_plan):
+            reused.append(name)
+            return {k: load[k](d) for k, d in kept["documents"].items()}, kept["fingerprint"]
+        with progress(name) if progress else nullcontext() as advance:
+            results, fingerprint = compute(advance)
+        if parts:
+            parts.save(name, key, fingerprint, {k: r.to_dict() for k, r in results.items()})
+        return results, fingerprint
+
+    loaders = {
+        "within_a": CKAResult.from_document,
+        "within_b": CKAResult.from_document,
+        "across": CKAResult.from_document,
+        "class_fit": ClassFitResult.from_document,
+        "invariance": InvarianceResult.from_document,
+    }
+    plain, fingerprint = computed(
+        "plain",
+        plan,
+        lambda advance: _plain_pass(a, b, options, plan, device, advance),
+        loaders,
+    )
+    invariance = None
+    for augmentation in options.augmentations:
+        view_plan = replace(plan, augment=augmentation, views=options.views)
+
+        def invariant(advance, augmentation=augmentation):
+            result = measure_invariance(
+                [a, b], options.invariance(augmentation, plan.seed), plan, device, advance
+            )
+            return {"invariance": result}, result.fingerprints[augmentation]
+
+        part, _ = computed(f"invariance_{augmentation}", view_plan, invariant, loaders)
+        found = part["invariance"]
+        invariance = found if invariance is None else invariance.merged(found)
+    across = plain["across"]
+    settings = StudySettings(
+        data=_data_text(plan),
+        n_images=across.matrix.n_examples,
+        order=plan.order,
+        seed=plan.seed,
+        batch_size=across.settings.batch_size,
+        estimator=options.estimator,
+        kernel=options.kernel,
+        bootstrap=options.bootstrap,
+        augmentations=list(options.augmentations),
+        views=options.views,
+        device=str(device),
+        versions=package_versions(),
+    )
+    return StudyResult(
+        models,
+        plain["within_a"],
+        plain["within_b"],
+        across,
+        invariance,
+        plain.get("class_fit"),
+        fingerprint,
+        settings,
+        reused,
+        time.perf_counter() - started,
+    )
+
+
+def _data_text(plan: InputPlan) -> str:
+    """The data set as a report states it."""
+    if plan.data is None:
+        return "builtin"
+    if isinstance(plan.data, (str, Path)):
+        return str(plan.data)
+    return f"a {type(plan.data).__name__} given in Python"

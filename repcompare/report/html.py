@@ -1,0 +1,87 @@
+"""A study's report as one self-contained HTML page: every picture embedded as a data URI,
+the style inline, no script and nothing loaded from anywhere, so it opens from a mail
+attachment; links to the CSV and JSON files beside it are plain relative links."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from repcompare.report.model import Table
+from repcompare.report.study import StudyReport
+
+STYLE = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+.summary { background: #f5f7fa; border-left: 4px solid #4a78b5; padding: 0.6em 1.2em; }
+.guide { color: #555; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #666; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.8em 0; }
+th, td { padding: 0.2em 0.7em; border-bottom: 1px solid #e4e4e4; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+details { margin: 0.5em 0; }
+"""
+
+
+def _table(table: Table) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.columns.values())
+    rows = []
+    numeric = {k: table.numeric(k) for k in table.columns}
+    for record in table.records:
+        cells = "".join(
+            f'<td class="num">{escape(c)}</td>' if numeric[k] else f"<td>{escape(c)}</td>"
+            for k, c in zip(table.columns, table.cells(record), strict=True)
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _image(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+        f"<figcaption>{escape(alt)}</figcaption></figure>"
+    )
+
+
+def render_html(report: StudyReport, pictures: dict[tuple[str, str], bytes]) -> str:
+    """The page; ``pictures[(folder, stem)]`` holds each figure's PNG."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(report.title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(report.title)}</h1>",
+        '<div class="summary"><h2 style="border:0;margin-top:0.4em">Summary</h2>',
+        *(f"<p>{escape(s.text)}</p>" for s in report.summary),
+        *(f"<p>{escape(n)}</p>" for n in report.notes),
+        "</div>",
+    ]
+    for section in report.sections:
+        stem = section.report.stem
+        links = ", ".join(
+            f'<a href="{section.folder}/{name}">{name}</a>'
+            for name in (f"{stem}.csv", f"{stem}.json", f"{stem}.md")
+        )
+        parts += [
+            f'<h2 id="{section.folder}">{escape(section.heading)}</h2>',
+            *(f'<p class="guide">{escape(line)}</p>' for line in section.guide),
+            *(_image(pictures[(section.folder, f.stem)], f.alt) for f in section.report.figures),
+            f"<details open><summary>{escape(section.table.title or 'Table')}</summary>",
+            _table(section.table),
+            "</details>",
+            f"<p>All values: {links} in <code>{section.folder}/</code>.</p>",
+        ]
+    rows = "".join(
+        f"<tr><th>{escape(what)}</th><td>{escape(value)}</td></tr>"
+        for what, value in report.provenance
+    )
+    parts += [
+        '<h2 id="provenance">Settings and provenance</h2>',
+        f"<table>{rows}</table>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,71 @@
+"""report.html in a real browser (headless Chromium): no console error, nothing fetched from
+anywhere, every picture decoded; a screenshot is written."""
+
+import shutil
+
+import pytest
+import torch
+import torchvision
+
+import repcompare
+
+pytestmark = pytest.mark.slow
+
+BROWSER_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
+    return found
+
+
+def test_the_report_opens_from_disk_without_errors(tmp_path):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    specs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = tmp_path / f"net{seed}.pth"
+        torch.save(torchvision.models.resnet18().state_dict(), path)
+        specs.append(f"torchvision:resnet18@{path}")
+    out = tmp_path / "study"
+    repcompare.study(
+        *specs,
+        out=out,
+        data="builtin:48:32",
+        image_size=32,
+        batch_size=12,
+        bootstrap=10,
+        augment="flip",
+        workers=0,
+    )
+    page_file = out / "report.html"
+    problems, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_file.as_uri(), wait_until="load")
+            widths = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
+            title = page.inner_text("h1")
+            page.screenshot(path=str(tmp_path / "report.png"))
+        finally:
+            browser.close()
+    assert problems == []
+    assert [u for u in requests if not u.startswith(("data:", page_file.as_uri()))] == []
+    assert len(widths) >= 10 and min(widths) > 0
+    assert title.startswith("Study: ")
+    assert (tmp_path / "report.png").stat().st_size > 10_000
