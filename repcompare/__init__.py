@@ -1,8 +1,8 @@
 """repcompare: compare the layer representations of vision networks.
 
 The Python API is one function per command (``repcompare.layers``, ``extract``,
-``cka``, ``invariance``, ``class_fit``, ``study``; see ``repcompare.api``). They are imported
-on first use, so that ``import repcompare`` (and the CLI's ``--help``) stays fast.
+``cka``, ``invariance``, ``class_fit``, ``study``, ``atlas``; see ``repcompare.api``).
+They are imported on first use, so that ``import repcompare`` (and the CLI's ``--help``) stays fast.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
 
 if TYPE_CHECKING:
-    from repcompare.api import cka, class_fit, extract, invariance, layers, study
+    from repcompare.api import atlas, cka, class_fit, extract, invariance, layers, study
 
-API = ("layers", "extract", "cka", "invariance", "class_fit", "study")
+API = ("layers", "extract", "cka", "invariance", "class_fit", "study", "atlas")
 
 __all__ = [
     "InputError",
     "RepcompareError",
     "RepcompareWarning",
     "RunError",
+    "atlas",
     "cka",
     "class_fit",
     "extract",

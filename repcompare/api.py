@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from repcompare.activations import resolve_device
+from repcompare.analyses.atlas import DEFAULT_SAMPLE, AtlasOptions, AtlasResult, draw_atlas
 from repcompare.analyses.cka import CKAOptions, CKAResult, compare
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, InvarianceResult, measure_invariance
@@ -230,6 +231,33 @@ def class_fit(
     device = resolve_device(data_options.device)
     with feedback.bar("class-fit") as advance:
         return measure_class_fit(sides, settings, plan, device, advance)
+
+
+def atlas(
+    *models: Model,
+    layers: list[str] | str | None = None,
+    reduce: str = "flatten",
+    measure: list[str] | str = "cka",
+    sample: int = DEFAULT_SAMPLE,
+    reference: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> AtlasResult:
+    """Every layer of every model against every other by each ``measure`` (``"cka"``, or
+    several: a list or ``"cka,procrustes"``), from one pass over the data: CKA streamed over
+    all images into one accumulator, the other measures on a fixed sample of ``sample``
+    images; ``reference`` (a model's label or position from 1) adds curves of every other
+    model against it."""
+    model_options, data_options = split_options("atlas", options)
+    feedback = Feedback(progress)
+    names = [m.strip() for item in _listed(measure) or [] for m in item.split(",") if m.strip()]
+    settings = AtlasOptions(tuple(names) or AtlasOptions.measures, sample, reference)
+    sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
+    plan = input_plan(data_options, model_options.image_size, batch_size, sides)
+    device = resolve_device(data_options.device)
+    with feedback.bar("atlas") as advance:
+        return draw_atlas(sides, settings, plan, device, advance)
 
 
 def study(

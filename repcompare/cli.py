@@ -510,6 +510,66 @@ def class_fit(
 
 
 @app.command()
+def atlas(
+    ctx: typer.Context,
+    models: Annotated[
+        list[str],
+        typer.Argument(metavar="M1 M2 [...]", help="Activation files or MODEL specs, two or more."),
+    ],
+    out: OutDirOpt,
+    measure: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--measure",
+            help="cka (default), procrustes, angular, svcca, pwcca, mutual-knn or rsa; "
+            "comma-separated or repeated.",
+        ),
+    ] = None,
+    sample: Annotated[
+        int,
+        typer.Option("--sample", help="Images of the fixed sample for measures other than cka."),
+    ] = 1024,
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="A model (label or position from 1) to draw curves to."),
+    ] = None,
+    layers: LayersOpt = None,
+    reduce: ReduceOpt = "flatten",
+    batch_size: MinibatchOpt = None,
+    data: DataOpt = None,
+    num_samples: NumSamplesOpt = None,
+    order: OrderOpt = "random",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    image_size: ImageSizeOpt = None,
+    crop_pct: CropOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpolationOpt = None,
+    workers: WorkersOpt = None,
+    pretrained: PretrainedOpt = False,
+    init_seed: InitSeedOpt = 0,
+    encoder: EncoderOpt = None,
+    key: KeyOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    allow_missing: AllowMissingOpt = False,
+    tracer: TracerOpt = "auto",
+) -> None:
+    """Many models, many measures: every layer of every model against every other.
+
+    One pass over the data: every model runs forward once per batch and CKA of
+    all layer pairs comes from one accumulator; other measures use a fixed sample
+    (--sample). Writes the full matrix, a clustered model x model map with its
+    dendrogram, an MDS map and, with --reference, curves to that model.
+    """
+    from repcompare import api
+    from repcompare.report.atlas import OWNED_FILES
+
+    arguments = api_arguments(ctx, "out", "models") | {"measure": measure or "cka"}
+    computed_and_written(out, OWNED_FILES, lambda: api.atlas(*models, **arguments, progress=True))
+
+
+@app.command()
 def study(
     ctx: typer.Context,
     a: Annotated[str, typer.Argument(metavar="A", help="A MODEL spec.")],

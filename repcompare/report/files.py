@@ -41,7 +41,7 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
 
 def write_report(report: Report, out: Path) -> list[Path]:
     """Every file of ``report`` in ``out`` (created if needed), in ``report.file_names()``
-    order: CSV, JSON, Markdown, then each figure's PNG and SVG."""
+    order: CSV, JSON, Markdown, each figure's PNG and SVG, then the attachments."""
     out.mkdir(parents=True, exist_ok=True)
     written = [
         write_csv(report.records, out / f"{report.stem}.csv"),
@@ -52,4 +52,7 @@ def write_report(report: Report, out: Path) -> list[Path]:
     written.append(markdown)
     for spec in report.figures:
         written += save_figure(spec.draw(), out / spec.stem)
+    for name, write in report.attachments.items():
+        write(out / name)
+        written.append(out / name)
     return written

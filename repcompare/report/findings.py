@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repcompare.report.model import format_value, is_undefined
+from repcompare.similarity.model_map import depth_pairs
 
 PARTING_LEVEL = 0.5  # same-depth CKA below this: the models have parted
 ABOUT_EQUAL = 0.02  # means closer than this are "about as alike"
@@ -107,20 +108,6 @@ def _order(first: _Estimate, second: _Estimate) -> str | None:
 
 def _layers_of(layers: list[str], roles: dict[str, str], role: str | None) -> list[int]:
     return [i for i, n in enumerate(layers) if role is None or roles.get(n) == role]
-
-
-def depth_pairs(rows: list[int], columns: list[int]) -> list[tuple[int, int]]:
-    """Rows and columns at matched relative depth: as many pairs as the shorter list has
-    layers, each layer of it with the layer of the other at the same fraction of depth."""
-    count = min(len(rows), len(columns))
-    if count == 0:
-        return []
-    if count == 1:
-        return [(rows[-1], columns[-1])]
-    pick = [
-        np.round(np.arange(count) * (len(x) - 1) / (count - 1)).astype(int) for x in (rows, columns)
-    ]
-    return [(rows[i], columns[j]) for i, j in zip(*pick, strict=True)]
 
 
 def _kind(roles: dict[str, str]) -> tuple[str | None, str]:

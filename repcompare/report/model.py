@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -146,7 +147,8 @@ class Report:
     best match per layer, while ``records`` hold every pair); ``figures``: the
     pictures, drawn on demand; ``document``: the JSON document (JSON-ready: NaN
     already null); ``summary``: paragraphs under the ``title``; ``notes``: closing
-    sentences (where the rest of the results are).
+    sentences (where the rest of the results are); ``attachments``: other files by name,
+    each written by its function given the path (an HDF5 copy of large matrices).
     """
 
     stem: str
@@ -157,11 +159,14 @@ class Report:
     figures: list[FigureSpec]
     document: dict
     notes: list[str] = field(default_factory=list)
+    attachments: dict[str, Callable[[Path], None]] = field(default_factory=dict)
 
     def file_names(self) -> list[str]:
-        """The files ``write_report`` writes, in order: CSV, JSON, Markdown, PNG/SVG each."""
+        """The files ``write_report`` writes, in order: CSV, JSON, Markdown, PNG/SVG each,
+        then the attachments."""
         names = [f"{self.stem}.csv", f"{self.stem}.json", f"{self.stem}.md"]
-        return names + [f"{f.stem}{suffix}" for f in self.figures for suffix in FIGURE_SUFFIXES]
+        names += [f"{f.stem}{suffix}" for f in self.figures for suffix in FIGURE_SUFFIXES]
+        return names + list(self.attachments)
 
 
 def report_figures(report: Report) -> list[Figure]:

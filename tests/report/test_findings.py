@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from repcompare.report.findings import agreement, class_findings, depth_pairs, invariance_findings
+from repcompare.report.findings import agreement, class_findings, invariance_findings
 from repcompare.report.model import format_value
 
 LAYERS = ["l1.bn2", "l1", "l2.bn2", "l2"]
@@ -31,13 +31,6 @@ def _diagonal(values: list[float], spread: float) -> tuple[list, list, list]:
 
 def _printed(sentence) -> list[str]:
     return re.findall(r"\d+\.\d{3}", sentence.text)
-
-
-def test_depth_pairs_match_relative_depth():
-    assert depth_pairs([0, 1, 2, 3], [0, 1, 2, 3]) == [(0, 0), (1, 1), (2, 2), (3, 3)]
-    assert depth_pairs([0, 1, 2], [10, 11, 12, 13, 14]) == [(0, 10), (1, 12), (2, 14)]
-    assert depth_pairs([5], [7, 8]) == [(5, 8)]
-    assert depth_pairs([], [1]) == []
 
 
 def test_models_that_part_with_depth_are_said_to_part():

@@ -1,0 +1,281 @@
+"""``repcompare atlas M1 ... Mk``: every layer of every model against every other, by one or
+more measures, from one pass over the data.
+
+All models run forward together, batch by batch (or are read from their activation
+files, in any mix). Linear CKA goes into one symmetric minibatch accumulator over the
+layers of all models, so every layer pair of every model pair comes from one matrix
+product per batch, and ``block(a, b)`` of the result equals ``repcompare cka a b`` on the
+same images. The other measures (``repcompare.similarity.MEASURES``) need the whole
+sample at once; they run on a fixed sample: the first ``sample`` images of the seeded
+order (a seeded random subset with ``--order random``), kept per layer as the smallest
+matrix that gives the measure exactly (``fixed_sample_form``), which the result reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from repcompare.activations import InputPlan
+from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.fields import set_fields
+from repcompare.analyses.memory import check_memory
+from repcompare.analyses.reported import Reported
+from repcompare.analyses.sides import Provenance, Side
+from repcompare.errors import InputError
+from repcompare.similarity import MinibatchCKA
+from repcompare.similarity.checks import DegenerateRepresentationError
+from repcompare.similarity.measures import MeasureSpec, measure_spec
+from repcompare.similarity.procrustes import rotate_to_rows
+from repcompare.similarity.rsa import rdm, rsa_from_rdms
+
+if TYPE_CHECKING:
+    from repcompare.report.model import Report
+
+STREAMED = "cka"
+DEFAULT_SAMPLE = 1024
+BYTES = 8
+
+
+@dataclass(frozen=True)
+class AtlasOptions:
+    """The measures (``cka`` is streamed over every image; the others use a fixed sample of
+    ``sample`` images) and the model the reference curves compare with (None: none)."""
+
+    measures: tuple[str, ...] = (STREAMED,)
+    sample: int = DEFAULT_SAMPLE
+    reference: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "measures", tuple(dict.fromkeys(self.measures)))
+        for name in self.measures:
+            measure_spec(name)
+        if self.sample < 10:
+            raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
+
+
+@dataclass(frozen=True)
+class AtlasSettings:
+    """How each measure was computed (``methods``), over how many images."""
+
+    measures: list[str]
+    methods: dict[str, str]
+    n_examples: int
+    n_sample: int | None
+    batch_size: int
+    seed: int
+    device: str
+
+    def to_dict(self) -> dict:
+        return set_fields(self)
+
+
+@dataclass
+class AtlasResult(Reported):
+    """``matrices[measure][i, j]`` compares layer i with layer j over all models' layers in
+    order (model by model, each in depth order; ``bounds`` gives each model's rows); NaN
+    where a layer is constant. ``reference`` names the model of the reference curves."""
+
+    models: list[str]
+    layers: list[list[str]]
+    matrices: dict[str, np.ndarray]
+    settings: AtlasSettings
+    provenance: dict[str, Provenance]
+    reference: str | None
+    seconds: float
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        """Each model's first and past-last row."""
+        stops = np.cumsum([len(n) for n in self.layers])
+        return [(int(stop) - len(n), int(stop)) for stop, n in zip(stops, self.layers, strict=True)]
+
+    @property
+    def names(self) -> list[str]:
+        """Every row as ``model: layer``."""
+        return [
+            f"{m}: {layer}"
+            for m, names in zip(self.models, self.layers, strict=True)
+            for layer in names
+        ]
+
+    def block(self, measure: str, a: str, b: str) -> np.ndarray:
+        """The layers of model ``a`` (rows) against those of model ``b`` (columns)."""
+        (a0, a1), (b0, b1) = (self.bounds[self.models.index(m)] for m in (a, b))
+        return self.matrices[measure][a0:a1, b0:b1]
+
+    def report(self) -> Report:
+        from repcompare.report.atlas import atlas_report
+
+        return atlas_report(self)
+
+
+def fixed_sample_form(spec: MeasureSpec, x: torch.Tensor) -> torch.Tensor:
+    """The smallest matrix that gives ``spec`` on ``x`` (m examples) exactly: for a measure
+    unchanged by orthogonal maps of the features, ``x`` rotated onto at most m columns;
+    for RSA its dissimilarity matrix; otherwise ``x`` itself."""
+    x = x.to(torch.float64)
+    if spec.name == "rsa":
+        return rdm(x)
+    if spec.invariances.orthogonal:
+        return rotate_to_rows(x)
+    return x
+
+
+def _pair_value(spec: MeasureSpec, x: torch.Tensor, y: torch.Tensor) -> float:
+    try:
+        if spec.name == "rsa":
+            return float(rsa_from_rdms(x, y))
+        return float(spec.compute(x, y))
+    except DegenerateRepresentationError:
+        return np.nan
+
+
+def _all_pairs(spec: MeasureSpec, forms: list[torch.Tensor | None]) -> np.ndarray:
+    """``spec`` of every pair of forms (None: a constant layer, NaN); symmetric measures
+    are computed once per unordered pair."""
+    count = len(forms)
+    values = np.full((count, count), np.nan)
+    symmetric = spec.name != "pwcca"
+    for i in range(count):
+        for j in range(i if symmetric else 0, count):
+            if forms[i] is None or forms[j] is None:
+                continue
+            values[i, j] = _pair_value(spec, forms[i], forms[j])
+            if symmetric:
+                values[j, i] = values[i, j]
+    return values
+
+
+def _form_columns(spec: MeasureSpec, width: int, sample: int) -> int:
+    """Columns of ``fixed_sample_form`` for a layer of ``width`` features."""
+    if spec.name == "rsa":
+        return sample
+    return min(width, sample) if spec.invariances.orthogonal else width
+
+
+def _sample_bytes(sides: list[Side], sample: int, specs: list[MeasureSpec]) -> int:
+    """Memory of the fixed sample: its rows of every layer (float32) while they are
+    gathered, plus every measure's forms (float64)."""
+    widths = [w for s in sides for w in s.widths()]
+    forms = sum(_form_columns(spec, w, sample) for spec in specs for w in widths)
+    return 4 * sample * sum(widths) + BYTES * sample * forms
+
+
+def _forms(spec: MeasureSpec, rows: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """Every layer's form for ``spec``; None where the measure is undefined for the layer."""
+    forms = []
+    for x in rows:
+        try:
+            forms.append(fixed_sample_form(spec, x))
+        except DegenerateRepresentationError:
+            forms.append(None)
+    return forms
+
+
+def draw_atlas(
+    sides: list[Side],
+    options: AtlasOptions,
+    plan: InputPlan,
+    device: torch.device,
+    progress=None,
+) -> AtlasResult:
+    """The atlas of ``sides`` over the planned images (see the module docstring).
+
+    ``progress(examples_done_now, total_examples)`` is called after each batch.
+    """
+    if len(sides) < 2:
+        raise InputError("an atlas compares two models or more; give at least two")
+    if any(s.reduction == "tokens" for s in sides):
+        raise InputError("the atlas measures one row per image; drop --reduce tokens")
+    reference = _reference(sides, options.reference)
+    started = time.perf_counter()
+    names = [f"{s.label}: {layer}" for s in sides for layer in s.layers]
+    total = len(names)
+    stream = aligned_batches(sides, plan, device)
+    batch = stream.batch_size
+    check_memory(
+        BYTES * (3 * total * total + total * batch * batch)
+        + 4 * batch * sum(w for s in sides for w in s.widths()),
+        f"the atlas of {total} layers (an accumulator of {total} x {total} CKA terms, and "
+        f"every layer's activations of a batch of {batch})",
+        "use fewer models or --layers, a smaller --batch-size, or --reduce avgpool",
+    )
+    others = [measure_spec(m) for m in options.measures if m != STREAMED]
+    sample = min(options.sample, stream.num_samples)
+    if others:
+        check_memory(
+            _sample_bytes(sides, sample, others),
+            f"the fixed sample of {sample} images for {', '.join(s.name for s in others)}",
+            "use a smaller --sample, fewer --layers, or --reduce avgpool",
+        )
+    cka = MinibatchCKA(names, keep_batch_terms=False) if STREAMED in options.measures else None
+    gathered: list[list[torch.Tensor]] = [[] for _ in names]
+    seen = 0
+    for aligned in stream.batches:
+        feats = [x for per_side in aligned.feats for x in per_side[0]]
+        if cka is not None:
+            cka.update(feats)
+        if others and seen < sample:
+            keep = min(sample - seen, len(aligned.labels))
+            for kept, x in zip(gathered, feats, strict=True):
+                kept.append(x[:keep].reshape(keep, -1).to("cpu", torch.float32))
+        seen += len(aligned.labels)
+        if progress:
+            progress(len(aligned.labels), stream.num_samples)
+    matrices = {}
+    rows = [torch.cat(kept) for kept in gathered] if others else []
+    gathered.clear()
+    for name in options.measures:
+        if name == STREAMED:
+            matrices[name] = cka.result().values
+        else:
+            spec = measure_spec(name)
+            matrices[name] = _all_pairs(spec, _forms(spec, rows))
+    methods = {
+        name: f"minibatch linear CKA over all {stream.num_samples} images"
+        if name == STREAMED
+        else f"on a fixed sample: the first {sample} images of the seeded order"
+        for name in options.measures
+    }
+    settings = AtlasSettings(
+        measures=list(options.measures),
+        methods=methods,
+        n_examples=stream.num_samples,
+        n_sample=sample if others else None,
+        batch_size=batch,
+        seed=plan.seed,
+        device=str(device),
+    )
+    return AtlasResult(
+        [s.label for s in sides],
+        [list(s.layers) for s in sides],
+        matrices,
+        settings,
+        {s.label: s.provenance() for s in sides},
+        reference,
+        time.perf_counter() - started,
+    )
+
+
+def _reference(sides: list[Side], wanted: str | None) -> str | None:
+    """The label of the reference model: ``wanted`` as a label, a 1-based position, or the
+    start of a label; None when none is asked for."""
+    if wanted is None:
+        return None
+    labels = [s.label for s in sides]
+    if wanted in labels:
+        return wanted
+    if wanted.isdigit() and 1 <= int(wanted) <= len(labels):
+        return labels[int(wanted) - 1]
+    matches = [label for label in labels if wanted in label]
+    if len(matches) == 1:
+        return matches[0]
+    raise InputError(
+        f"--reference {wanted!r} names none of the models ({', '.join(labels)}) exactly once; "
+        "give one of these labels or a position from 1"
+    )

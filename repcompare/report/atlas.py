@@ -1,0 +1,286 @@
+"""The report of an ``atlas`` run: every layer pair of every measure (CSV, JSON, HDF5), the
+model x model summary (matched-depth mean, best-match curves, clustering, MDS) and the
+pictures: per measure the full heatmap with model boundaries, the clustered model x model
+heatmap with its dendrogram, the MDS map, and the curves against the reference model."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import h5py
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from scipy.cluster.hierarchy import dendrogram
+
+from repcompare.analyses.curve import LayerCurve
+from repcompare.report.curves import draw_curves
+from repcompare.report.heatmap import ColourScale, draw_heatmap, measure_scale
+from repcompare.report.model import FigureSpec, Report, Table, json_matrix, json_number
+from repcompare.similarity.measures import measure_spec
+from repcompare.similarity.model_map import (
+    best_match_curve,
+    classical_mds,
+    cluster_order,
+    matched_depth_curve,
+    model_dissimilarity,
+)
+
+# the files a run writes into --out: replaced together, stale ones removed
+OWNED_FILES = ("atlas.csv", "atlas.json", "atlas.md", "atlas.h5", "atlas_*.png", "atlas_*.svg")
+
+
+def _scale(measure: str) -> ColourScale:
+    spec = measure_spec(measure)
+    return measure_scale(measure, spec.kind, spec.range)
+
+
+def same_depth_row(block: np.ndarray) -> np.ndarray:
+    """For each row (layer of the model compared), the column (reference layer) at the same
+    fraction of depth."""
+    rows, columns = block.shape
+    picks = np.round(np.arange(rows) * (columns - 1) / max(rows - 1, 1)).astype(int)
+    return block[np.arange(rows), picks]
+
+
+def model_summary(result, measure: str) -> dict:
+    """The model x model summary of one measure: mean matched-depth value of each pair,
+    the dissimilarity, its clustering order and 2-D MDS, and each pair's curves."""
+    distance = measure_spec(measure).is_distance
+    matrix = result.matrices[measure]
+    means, dissimilarity = model_dissimilarity(matrix, result.bounds, distance)
+    tree, order = cluster_order(np.nan_to_num(dissimilarity, nan=np.nanmax(dissimilarity)))
+    pairs = []
+    for a, model_a in enumerate(result.models):
+        for model_b in result.models[a + 1 :]:
+            block = result.block(measure, model_a, model_b)
+            depths, values = matched_depth_curve(block)
+            pairs.append(
+                {
+                    "model_a": model_a,
+                    "model_b": model_b,
+                    "matched_depth": [json_number(v) for v in values],
+                    "matched_depth_at": depths.tolist(),
+                    "matched_depth_mean": json_number(float(np.nanmean(values))),
+                    "best_match": [json_number(v) for v in best_match_curve(block, distance)],
+                }
+            )
+    return {
+        "means": means,
+        "dissimilarity": dissimilarity,
+        "tree": tree,
+        "order": order,
+        "mds": classical_mds(np.nan_to_num(dissimilarity)),
+        "pairs": pairs,
+    }
+
+
+def atlas_records(result) -> list[dict]:
+    """One record per (measure, layer pair), models and layers in order."""
+    rows = [
+        (m, layer) for m, names in zip(result.models, result.layers, strict=True) for layer in names
+    ]
+    records = []
+    for measure, matrix in result.matrices.items():
+        for i, (model_a, layer_a) in enumerate(rows):
+            for j, (model_b, layer_b) in enumerate(rows):
+                records.append(
+                    {
+                        "measure": measure,
+                        "model_a": model_a,
+                        "layer_a": layer_a,
+                        "model_b": model_b,
+                        "layer_b": layer_b,
+                        "value": float(matrix[i, j]),
+                    }
+                )
+    return records
+
+
+def summary_table(result, summaries: dict[str, dict]) -> Table:
+    """Each model pair's mean at matched relative depth, one column per measure."""
+    records = []
+    for a, model_a in enumerate(result.models):
+        for b in range(a + 1, len(result.models)):
+            record = {"model_a": model_a, "model_b": result.models[b]}
+            for measure, summary in summaries.items():
+                record[measure] = float(summary["means"][a, b])
+            records.append(record)
+    columns = {"model_a": "model", "model_b": "model"} | {m: m for m in summaries}
+    return Table(records, columns, title="Mean at matched relative depth, per model pair")
+
+
+def draw_model_map(result, measure: str, summary: dict) -> Figure:
+    """The model x model means in dendrogram order, with the dendrogram above."""
+    order = summary["order"]
+    labels = [result.models[i] for i in order]
+    size = max(5.0, 0.45 * len(labels) + 3)
+    fig = Figure(figsize=(size, size + 1.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, height_ratios=[1, 3])
+    if len(summary["tree"]):
+        dendrogram(summary["tree"], ax=top, labels=labels, no_labels=True, color_threshold=0)
+    top.set_axis_off()
+    top.set_title(f"{measure}: models clustered (average linkage), mean at matched depth")
+    scale = _scale(measure)
+    cmap = matplotlib.colormaps[scale.colormap].with_extremes(bad="#bbbbbb")
+    image = bottom.imshow(
+        np.ma.masked_invalid(summary["means"][np.ix_(order, order)]),
+        vmin=scale.low,
+        vmax=scale.high,
+        cmap=cmap,
+        interpolation="nearest",
+    )
+    bottom.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    bottom.set_yticks(range(len(labels)), labels, fontsize=8)
+    fig.colorbar(image, ax=bottom, label=scale.label, fraction=0.04, pad=0.02)
+    return fig
+
+
+def draw_mds(result, measure: str, summary: dict) -> Figure:
+    """The models placed in 2-D so that their distances approximate the dissimilarity."""
+    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    points = summary["mds"]
+    ax.scatter(points[:, 0], points[:, 1], color="#4a78b5")
+    for (x, y), label in zip(points, result.models, strict=True):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_title(f"{measure}: classical MDS of the models (closer: more alike)")
+    ax.set_xlabel("MDS 1")
+    ax.set_ylabel("MDS 2")
+    ax.set_aspect("equal", adjustable="datalim")
+    return fig
+
+
+def reference_curves(result, measure: str) -> list[LayerCurve]:
+    """For every model but the reference: per layer, the value against the reference's layer
+    at the same relative depth, and the best match among all the reference's layers."""
+    distance = measure_spec(measure).is_distance
+    curves = []
+    for model, layers in zip(result.models, result.layers, strict=True):
+        if model == result.reference:
+            continue
+        block = result.block(measure, model, result.reference)
+        curves.append(LayerCurve(model, "same depth", layers, same_depth_row(block)))
+        curves.append(LayerCurve(model, "best match", layers, best_match_curve(block, distance)))
+    return curves
+
+
+def atlas_figures(result, summaries: dict[str, dict]) -> list[FigureSpec]:
+    """Per measure: the full heatmap, the model map, the MDS map, and the reference curves."""
+    figures = []
+    boundaries = [start for start, _ in result.bounds[1:]]
+    names = result.names
+    s = result.settings
+    for measure, matrix in result.matrices.items():
+        title = f"{measure}: every layer of every model\n{s.methods[measure]}"
+        figures += [
+            FigureSpec(
+                f"atlas_{measure}",
+                f"{measure} of every layer pair of all models, model boundaries as lines",
+                partial(
+                    draw_heatmap,
+                    matrix,
+                    names,
+                    names,
+                    "layer",
+                    "layer",
+                    title,
+                    scale=_scale(measure),
+                    boundaries=boundaries,
+                ),
+            ),
+            FigureSpec(
+                f"atlas_{measure}_models",
+                f"{measure}: model x model means at matched depth, clustered",
+                partial(draw_model_map, result, measure, summaries[measure]),
+            ),
+            FigureSpec(
+                f"atlas_{measure}_mds",
+                f"{measure}: the models in two dimensions (classical MDS)",
+                partial(draw_mds, result, measure, summaries[measure]),
+            ),
+        ]
+        if result.reference:
+            spec = measure_spec(measure)
+            figures.append(
+                FigureSpec(
+                    f"atlas_{measure}_reference",
+                    f"{measure} of every model's layers to {result.reference}",
+                    partial(
+                        draw_curves,
+                        reference_curves(result, measure),
+                        f"{measure} to {result.reference}"
+                        + (" (lower: more alike)" if spec.is_distance else ""),
+                        f"{measure} to the reference {result.reference}: same depth (solid), "
+                        "best match (dashed)",
+                        None if spec.is_distance else (0.0, 1.0),
+                    ),
+                )
+            )
+    return figures
+
+
+def atlas_document(result, summaries: dict[str, dict]) -> dict:
+    """Models and their layers, every measure's matrix and summary, settings, provenance."""
+    measures = {}
+    for measure, matrix in result.matrices.items():
+        spec, summary = measure_spec(measure), summaries[measure]
+        measures[measure] = {
+            "kind": spec.kind,
+            "best": spec.best,
+            "range": list(spec.range),
+            "method": result.settings.methods[measure],
+            "reference": spec.reference,
+            "matrix": json_matrix(matrix),
+            "model_means": json_matrix(summary["means"]),
+            "model_dissimilarity": json_matrix(summary["dissimilarity"]),
+            "cluster_order": [result.models[i] for i in summary["order"]],
+            "mds": summary["mds"].tolist(),
+            "pairs": summary["pairs"],
+        }
+    return {
+        "models": [
+            {"label": m, "layers": layers, "rows": list(bound)}
+            for m, layers, bound in zip(result.models, result.layers, result.bounds, strict=True)
+        ],
+        "measures": measures,
+        "reference": result.reference,
+        "settings": result.settings.to_dict(),
+        "provenance": {label: p.to_dict() for label, p in result.provenance.items()},
+        "seconds": result.seconds,
+    }
+
+
+def write_matrices(result, path) -> None:
+    """``atlas.h5``: one float64 dataset per measure (NaN: undefined) with the row names and
+    each model's rows as attributes, for matrices too large for JSON readers."""
+    with h5py.File(path, "w") as handle:
+        handle.attrs["models"] = result.models
+        handle.attrs["model_rows"] = np.array(result.bounds)
+        handle.attrs["names"] = result.names
+        for measure, matrix in result.matrices.items():
+            data = handle.create_dataset(measure, data=matrix)
+            data.attrs["method"] = result.settings.methods[measure]
+            data.attrs["kind"] = measure_spec(measure).kind
+
+
+def atlas_report(result) -> Report:
+    """The report of an ``AtlasResult``."""
+    summaries = {m: model_summary(result, m) for m in result.matrices}
+    s = result.settings
+    methods = "; ".join(f"{m}: {how}" for m, how in s.methods.items())
+    total = sum(len(layers) for layers in result.layers)
+    return Report(
+        stem="atlas",
+        title=f"Atlas of {len(result.models)} models ({total} layers)",
+        summary=[f"{', '.join(result.models)}; batch size {s.batch_size}. {methods}."],
+        records=atlas_records(result),
+        tables=[summary_table(result, summaries)],
+        figures=atlas_figures(result, summaries),
+        document=atlas_document(result, summaries),
+        notes=[
+            "Every layer pair of every measure is in `atlas.csv`; matrices, model summaries "
+            "and provenance in `atlas.json`; the matrices also in `atlas.h5`."
+        ],
+        attachments={"atlas.h5": partial(write_matrices, result)},
+    )
