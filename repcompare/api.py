@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from repcompare.activations import resolve_device
-from repcompare.analyses.atlas import DEFAULT_SAMPLE, AtlasOptions, AtlasResult, draw_atlas
+from repcompare.analyses.atlas import AtlasOptions, AtlasResult, draw_atlas
 from repcompare.analyses.cka import CKAOptions, CKAResult, compare
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, InvarianceResult, measure_invariance
@@ -54,6 +54,7 @@ from repcompare.options import split_options
 from repcompare.progress import Feedback
 from repcompare.report.outdir import check_out_dir, staged_outputs
 from repcompare.report.study import OWNED as STUDY_OWNED
+from repcompare.similarity.sampled import DEFAULT_SAMPLE
 
 Model = str | Path | torch.nn.Module
 
@@ -133,6 +134,8 @@ def cka(
     rbf_sigma: float = 0.8,
     rbf_median: str = "all",
     estimator: str = "minibatch",
+    measure: str = "cka",
+    sample: int = DEFAULT_SAMPLE,
     bootstrap: int = 0,
     batch_size: int | None = None,
     reduce: str = "flatten",
@@ -141,7 +144,9 @@ def cka(
     progress: bool = False,
     **options: Any,
 ) -> CKAResult:
-    """CKA between every layer of ``a`` (rows) and every layer of ``b`` (columns).
+    """CKA between every layer of ``a`` (rows) and every layer of ``b`` (columns), or another
+    ``measure`` (``repcompare.similarity.MEASURES``: the shape metrics streamed when their
+    cross-covariances fit, else every measure on a fixed sample of ``sample`` images).
 
     The same model given twice with the same layers and reduction is one model (the
     within-model matrix, computed once); ``layers_b`` defaults to ``layers_a`` then.
@@ -166,6 +171,8 @@ def cka(
         bootstrap=bootstrap,
         seed=data_options.seed,
         rbf_median=rbf_median,
+        measure=measure,
+        sample=sample,
     )
     device = resolve_device(data_options.device)
     with feedback.bar("cka") as advance:

@@ -343,6 +343,17 @@ def cka(
     estimator: Annotated[
         str, typer.Option("--estimator", help="minibatch (unbiased HSIC_1), exact or debiased.")
     ] = "minibatch",
+    measure: Annotated[
+        str,
+        typer.Option(
+            "--measure",
+            help="cka (default), procrustes, angular, svcca, pwcca, mutual-knn or rsa.",
+        ),
+    ] = "cka",
+    sample: Annotated[
+        int,
+        typer.Option("--sample", help="Images of the fixed sample for measures other than cka."),
+    ] = 1024,
     bootstrap: BootstrapOpt = 0,
     batch_size: MinibatchOpt = None,
     data: DataOpt = None,

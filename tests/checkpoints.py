@@ -4,6 +4,7 @@ from pathlib import Path
 
 import timm
 import torch
+import torchvision
 
 
 def seeded_timm_resnet18(path: Path, seed: int = 0) -> str:
@@ -11,3 +12,10 @@ def seeded_timm_resnet18(path: Path, seed: int = 0) -> str:
     torch.manual_seed(seed)
     torch.save(timm.create_model("resnet18").state_dict(), path)
     return f"timm:resnet18@{path}"
+
+
+def seeded_torchvision_resnet18(path: Path, seed: int = 0) -> str:
+    """Save a torchvision ResNet-18 initialised under ``seed`` to ``path``; its MODEL spec."""
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return f"torchvision:resnet18@{path}"

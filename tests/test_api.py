@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import repcompare
 from repcompare.cli import main
+from tests.checkpoints import seeded_torchvision_resnet18
 
 LAYERS = "layer2.1,layer3.1,layer4.1"
 DATA = {"data": "builtin:40:32", "image_size": 32, "crop_pct": 1.0, "workers": 0}
@@ -28,13 +29,7 @@ def undefined_as_nan(values) -> np.ndarray:
 def checkpoints(tmp_path_factory):
     """Two torchvision ResNet-18s, seeded random init, saved as state dicts; their specs."""
     root = tmp_path_factory.mktemp("api")
-    specs = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        path = root / f"net{seed}.pth"
-        torch.save(torchvision.models.resnet18().state_dict(), path)
-        specs.append(f"torchvision:resnet18@{path}")
-    return specs
+    return [seeded_torchvision_resnet18(root / f"net{seed}.pth", seed) for seed in (0, 1)]
 
 
 def test_cka_result_holds_the_numbers_of_the_cli_files(checkpoints, tmp_path):

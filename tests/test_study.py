@@ -9,13 +9,12 @@ from html import unescape
 
 import numpy as np
 import pytest
-import torch
-import torchvision
 from PIL import Image
 
 import repcompare
 from repcompare.cli import main
 from repcompare.report.model import format_value
+from tests.checkpoints import seeded_torchvision_resnet18
 
 DATA = {"data": "builtin:48:32", "image_size": 32, "crop_pct": 1.0, "workers": 0}
 RUN = {**DATA, "batch_size": 12, "bootstrap": 10}
@@ -27,13 +26,7 @@ EXACT = 1e-10
 def checkpoints(tmp_path_factory):
     """Two torchvision ResNet-18s, seeded random init, saved as state dicts; their specs."""
     root = tmp_path_factory.mktemp("study")
-    specs = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        path = root / f"net{seed}.pth"
-        torch.save(torchvision.models.resnet18().state_dict(), path)
-        specs.append(f"torchvision:resnet18@{path}")
-    return specs
+    return [seeded_torchvision_resnet18(root / f"net{seed}.pth", seed) for seed in (0, 1)]
 
 
 @pytest.fixture(scope="module")

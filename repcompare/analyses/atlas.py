@@ -8,7 +8,8 @@ product per batch, and ``block(a, b)`` of the result equals ``repcompare cka a b
 same images. The other measures (``repcompare.similarity.MEASURES``) need the whole
 sample at once; they run on a fixed sample: the first ``sample`` images of the seeded
 order (a seeded random subset with ``--order random``), kept per layer as the smallest
-matrix that gives the measure exactly (``fixed_sample_form``), which the result reports.
+matrix that gives the measure exactly (``repcompare.similarity.sampled``); the result
+reports which way each measure was computed.
 """
 
 from __future__ import annotations
@@ -28,16 +29,13 @@ from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side
 from repcompare.errors import InputError
 from repcompare.similarity import MinibatchCKA
-from repcompare.similarity.checks import DegenerateRepresentationError
-from repcompare.similarity.measures import MeasureSpec, measure_spec
-from repcompare.similarity.procrustes import rotate_to_rows
-from repcompare.similarity.rsa import rdm, rsa_from_rdms
+from repcompare.similarity.measures import measure_spec
+from repcompare.similarity.sampled import DEFAULT_SAMPLE, FixedSampleMeasure, fixed_sample_bytes
 
 if TYPE_CHECKING:
     from repcompare.report.model import Report
 
 STREAMED = "cka"
-DEFAULT_SAMPLE = 1024
 BYTES = 8
 
 
@@ -114,69 +112,6 @@ class AtlasResult(Reported):
         return atlas_report(self)
 
 
-def fixed_sample_form(spec: MeasureSpec, x: torch.Tensor) -> torch.Tensor:
-    """The smallest matrix that gives ``spec`` on ``x`` (m examples) exactly: for a measure
-    unchanged by orthogonal maps of the features, ``x`` rotated onto at most m columns;
-    for RSA its dissimilarity matrix; otherwise ``x`` itself."""
-    x = x.to(torch.float64)
-    if spec.name == "rsa":
-        return rdm(x)
-    if spec.invariances.orthogonal:
-        return rotate_to_rows(x)
-    return x
-
-
-def _pair_value(spec: MeasureSpec, x: torch.Tensor, y: torch.Tensor) -> float:
-    try:
-        if spec.name == "rsa":
-            return float(rsa_from_rdms(x, y))
-        return float(spec.compute(x, y))
-    except DegenerateRepresentationError:
-        return np.nan
-
-
-def _all_pairs(spec: MeasureSpec, forms: list[torch.Tensor | None]) -> np.ndarray:
-    """``spec`` of every pair of forms (None: a constant layer, NaN); symmetric measures
-    are computed once per unordered pair."""
-    count = len(forms)
-    values = np.full((count, count), np.nan)
-    symmetric = spec.name != "pwcca"
-    for i in range(count):
-        for j in range(i if symmetric else 0, count):
-            if forms[i] is None or forms[j] is None:
-                continue
-            values[i, j] = _pair_value(spec, forms[i], forms[j])
-            if symmetric:
-                values[j, i] = values[i, j]
-    return values
-
-
-def _form_columns(spec: MeasureSpec, width: int, sample: int) -> int:
-    """Columns of ``fixed_sample_form`` for a layer of ``width`` features."""
-    if spec.name == "rsa":
-        return sample
-    return min(width, sample) if spec.invariances.orthogonal else width
-
-
-def _sample_bytes(sides: list[Side], sample: int, specs: list[MeasureSpec]) -> int:
-    """Memory of the fixed sample: its rows of every layer (float32) while they are
-    gathered, plus every measure's forms (float64)."""
-    widths = [w for s in sides for w in s.widths()]
-    forms = sum(_form_columns(spec, w, sample) for spec in specs for w in widths)
-    return 4 * sample * sum(widths) + BYTES * sample * forms
-
-
-def _forms(spec: MeasureSpec, rows: list[torch.Tensor]) -> list[torch.Tensor | None]:
-    """Every layer's form for ``spec``; None where the measure is undefined for the layer."""
-    forms = []
-    for x in rows:
-        try:
-            forms.append(fixed_sample_form(spec, x))
-        except DegenerateRepresentationError:
-            forms.append(None)
-    return forms
-
-
 def draw_atlas(
     sides: list[Side],
     options: AtlasOptions,
@@ -196,46 +131,36 @@ def draw_atlas(
     started = time.perf_counter()
     names = [f"{s.label}: {layer}" for s in sides for layer in s.layers]
     total = len(names)
+    widths = [w for s in sides for w in s.widths()]
     stream = aligned_batches(sides, plan, device)
     batch = stream.batch_size
     check_memory(
-        BYTES * (3 * total * total + total * batch * batch)
-        + 4 * batch * sum(w for s in sides for w in s.widths()),
+        BYTES * (3 * total * total + total * batch * batch) + 4 * batch * sum(widths),
         f"the atlas of {total} layers (an accumulator of {total} x {total} CKA terms, and "
         f"every layer's activations of a batch of {batch})",
         "use fewer models or --layers, a smaller --batch-size, or --reduce avgpool",
     )
-    others = [measure_spec(m) for m in options.measures if m != STREAMED]
     sample = min(options.sample, stream.num_samples)
+    others = [measure_spec(m) for m in options.measures if m != STREAMED]
     if others:
         check_memory(
-            _sample_bytes(sides, sample, others),
+            sum(fixed_sample_bytes(spec, widths, sample) for spec in others),
             f"the fixed sample of {sample} images for {', '.join(s.name for s in others)}",
             "use a smaller --sample, fewer --layers, or --reduce avgpool",
         )
-    cka = MinibatchCKA(names, keep_batch_terms=False) if STREAMED in options.measures else None
-    gathered: list[list[torch.Tensor]] = [[] for _ in names]
-    seen = 0
+    estimators = {
+        name: MinibatchCKA(names, keep_batch_terms=False)
+        if name == STREAMED
+        else FixedSampleMeasure(measure_spec(name), names, sample=sample)
+        for name in options.measures
+    }
     for aligned in stream.batches:
         feats = [x for per_side in aligned.feats for x in per_side[0]]
-        if cka is not None:
-            cka.update(feats)
-        if others and seen < sample:
-            keep = min(sample - seen, len(aligned.labels))
-            for kept, x in zip(gathered, feats, strict=True):
-                kept.append(x[:keep].reshape(keep, -1).to("cpu", torch.float32))
-        seen += len(aligned.labels)
+        for estimator in estimators.values():
+            estimator.update(feats)
         if progress:
             progress(len(aligned.labels), stream.num_samples)
-    matrices = {}
-    rows = [torch.cat(kept) for kept in gathered] if others else []
-    gathered.clear()
-    for name in options.measures:
-        if name == STREAMED:
-            matrices[name] = cka.result().values
-        else:
-            spec = measure_spec(name)
-            matrices[name] = _all_pairs(spec, _forms(spec, rows))
+    matrices = {name: estimator.result().values for name, estimator in estimators.items()}
     methods = {
         name: f"minibatch linear CKA over all {stream.num_samples} images"
         if name == STREAMED

@@ -20,7 +20,7 @@ import torch
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.fields import json_array, set_fields
-from repcompare.analyses.memory import check_memory
+from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.errors import InputError
@@ -31,6 +31,15 @@ from repcompare.similarity import (
     EstimatorSpec,
     SimilarityMatrix,
     estimator_spec,
+)
+from repcompare.similarity.measures import measure_spec
+from repcompare.similarity.sampled import (
+    DEFAULT_SAMPLE,
+    SHAPE_METRICS,
+    FixedSampleMeasure,
+    StreamedShapeMetric,
+    fixed_sample_bytes,
+    streamed_bytes,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +57,8 @@ class CKAOptions:
     bootstrap: int = 0
     seed: int = 0
     rbf_median: str = DEFAULT_RBF_MEDIAN
+    measure: str = "cka"
+    sample: int = DEFAULT_SAMPLE
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,9 @@ class CKASettings:
     n_examples: int
     device: str
     rbf_median: str = DEFAULT_RBF_MEDIAN
+    measure: str = "cka"
+    sample: int = DEFAULT_SAMPLE
+    method: str | None = None
     reduce: str | None = None
     token_cap: int | None = None
     n_images: int | None = None
@@ -108,7 +122,7 @@ class CKAResult(Reported):
         matrix = SimilarityMatrix(
             tuple(side_a["layers"]),
             tuple(side_b["layers"]),
-            json_array(document["cka"]),
+            json_array(document[settings.measure]),
             tuple(side_a["degenerate"]),
             tuple(side_b["degenerate"]),
             settings.n_examples,
@@ -179,6 +193,18 @@ class CKARun:
             )
         self.a, self.b, self.options, self.symmetric, self.spec = a, b, options, symmetric, spec
         self.started = time.perf_counter()
+        self.method: str | None = None
+        self.measure = measure_spec(options.measure)
+        if options.measure != "cka":
+            if options.bootstrap:
+                raise InputError(
+                    f"--bootstrap resamples minibatch CKA; drop it for --measure {options.measure}"
+                )
+            if self.tokens:
+                raise InputError(
+                    f"--measure {options.measure} compares images; drop --reduce tokens"
+                )
+            return  # the estimator is chosen by ``check_memory``, which knows N
         self.estimator = spec.build(
             a.layers,
             None if symmetric else b.layers,
@@ -189,15 +215,37 @@ class CKARun:
         )
 
     def check_memory(self, n_samples: int) -> None:
-        """Refuse, with a sentence, an estimator that would not fit over ``n_samples``."""
-        if self.spec.memory is not None:
-            need = self.spec.memory(
-                self.a.widths(), None if self.symmetric else self.b.widths(), n_samples
+        """Refuse, with a sentence, an estimator that would not fit over ``n_samples``; for a
+        measure beyond CKA, choose how it is computed: the shape metrics streamed over every
+        image when their cross-covariances fit, else any measure on a fixed sample."""
+        widths_a = self.a.widths()
+        widths_b = widths_a if self.symmetric else self.b.widths()
+        if self.options.measure == "cka":
+            if self.spec.memory is not None:
+                need = self.spec.memory(widths_a, None if self.symmetric else widths_b, n_samples)
+                check_memory(need.bytes, need.what, need.fix)
+            return
+        names_a, names_b = self.a.layers, None if self.symmetric else self.b.layers
+        streamed = streamed_bytes(widths_a, widths_b)
+        if self.measure.name in SHAPE_METRICS and streamed <= MEMORY_FRACTION * available_memory():
+            self.estimator = StreamedShapeMetric(
+                self.measure, names_a, names_a if names_b is None else names_b
             )
-            check_memory(need.bytes, need.what, need.fix)
+            self.method = f"streamed cross-covariances over all {n_samples} images"
+            return
+        sample = min(self.options.sample, n_samples)
+        check_memory(
+            fixed_sample_bytes(self.measure, [*widths_a, *widths_b], sample),
+            f"--measure {self.measure.name} on a fixed sample of {sample} images",
+            "use a smaller --sample, fewer layers, or --reduce avgpool",
+        )
+        self.estimator = FixedSampleMeasure(self.measure, names_a, names_b, sample)
+        self.method = f"on a fixed sample: the first {sample} images of the seeded order"
 
     def update(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor] | None) -> None:
         """Add one batch: A's layers, and B's (None when symmetric)."""
+        if feats_b is None and isinstance(self.estimator, StreamedShapeMetric):
+            feats_b = feats_a
         self.estimator.update(feats_a, feats_b)
 
     def result(
@@ -217,6 +265,7 @@ class CKARun:
             reduce="tokens" if self.tokens else None,
             token_cap=plan.token_cap if self.tokens else None,
             n_images=n_samples if self.tokens else None,
+            method=self.method,
         )
         a, b = self.a, self.b
         return CKAResult(

@@ -8,8 +8,9 @@ from functools import partial
 
 import numpy as np
 
-from repcompare.report.heatmap import draw_heatmap
+from repcompare.report.heatmap import CKA_SCALE, ColourScale, draw_heatmap, measure_scale
 from repcompare.report.model import FigureSpec, Report, Table, json_matrix, json_number
+from repcompare.similarity.measures import measure_spec
 
 # the files a run writes into --out: replaced together, stale ones removed
 OWNED_FILES = ("cka.csv", "cka.json", "cka.md", "heatmap*.png", "heatmap*.svg")
@@ -21,30 +22,49 @@ PAPER_SPLIT = (
 UNDEFINED_NOTE = "undefined: constant layer"
 
 
-def _title(result, suffix: str = "") -> str:
+def _measure(result):
+    """The measure of the matrix (``cka``, or one of ``repcompare.similarity.MEASURES``)."""
+    return measure_spec(result.settings.measure)
+
+
+def _label(result) -> str:
+    return "CKA" if result.settings.measure == "cka" else result.settings.measure
+
+
+def _how(result) -> str:
     s = result.settings
-    return (
-        f"CKA {result.side_a} vs {result.side_b}{suffix}\n"
-        f"{s.estimator}, {s.kernel} kernel, {s.n_examples} examples"
-    )
+    if s.measure == "cka":
+        return f"{s.estimator}, {s.kernel} kernel, {s.n_examples} examples"
+    return s.method or f"{s.n_examples} examples"
+
+
+def _title(result, suffix: str = "") -> str:
+    return f"{_label(result)} {result.side_a} vs {result.side_b}{suffix}\n{_how(result)}"
+
+
+def _scale(result) -> ColourScale:
+    spec = _measure(result)
+    return CKA_SCALE if spec.name == "cka" else measure_scale(spec.name, spec.kind, spec.range)
 
 
 def best_matches(result) -> list[dict]:
-    """For each layer of A: the most similar layer of B, and the same-named layer if any
-    (JSON-ready: None where undefined or where B has no such layer)."""
-    m = result.matrix
+    """For each layer of A: the most similar layer of B (the minimum of a distance), and the
+    same-named layer if any (JSON-ready: None where undefined or where B has no such
+    layer)."""
+    m, spec = result.matrix, _measure(result)
+    pick = np.nanargmin if spec.is_distance else np.nanargmax
     rows = []
     for i, layer in enumerate(m.names_a):
         values = m.values[i]
         defined = ~np.isnan(values)
-        best = int(np.nanargmax(values)) if defined.any() else None
+        best = int(pick(values)) if defined.any() else None
         same = m.names_b.index(layer) if layer in m.names_b else None
         rows.append(
             {
                 "layer_a": layer,
                 "best_b": None if best is None else m.names_b[best],
-                "best_cka": None if best is None else json_number(values[best]),
-                "same_layer_cka": None if same is None else json_number(values[same]),
+                f"best_{spec.name}": None if best is None else json_number(values[best]),
+                f"same_layer_{spec.name}": None if same is None else json_number(values[same]),
             }
         )
     return rows
@@ -53,7 +73,7 @@ def best_matches(result) -> list[dict]:
 def cka_records(result) -> list[dict]:
     """One record per pair (A's layers in order, then B's): layer_a, layer_b, cka, the 95%
     interval (None without bootstrap), and a note; NaN where the pair is undefined."""
-    m = result.matrix
+    m, key = result.matrix, result.settings.measure
     records = []
     for i, a in enumerate(m.names_a):
         for j, b in enumerate(m.names_b):
@@ -68,7 +88,7 @@ def cka_records(result) -> list[dict]:
                 {
                     "layer_a": a,
                     "layer_b": b,
-                    "cka": math.nan if undefined else value,
+                    key: math.nan if undefined else value,
                     "ci_low": low,
                     "ci_high": high,
                     "note": UNDEFINED_NOTE if undefined else "",
@@ -80,24 +100,20 @@ def cka_records(result) -> list[dict]:
 def best_match_table(result) -> Table:
     """For each layer of A: the most similar layer of B and its CKA ("undefined" for a
     constant layer); the same-named layer's CKA where B has namesakes (else blank)."""
-    m = result.matrix
-    s = result.settings
+    m, key, label = result.matrix, result.settings.measure, _label(result)
     records = []
     for row in best_matches(result):
         layer = row["layer_a"]
         same = float(m.value(layer, layer)) if layer in m.names_b else ""  # blank: no namesake
-        records.append(row | {"same_layer_cka": same})
+        records.append(row | {f"same_layer_{key}": same})
     columns = {
         "layer_a": f"layer of {result.side_a}",
         "best_b": f"most similar layer of {result.side_b}",
-        "best_cka": "CKA",
+        f"best_{key}": label,
     }
     if any(name in m.names_b for name in m.names_a):
-        columns["same_layer_cka"] = "same layer CKA"
-    title = (
-        f"CKA {result.side_a} (rows) vs {result.side_b}: {s.estimator}, {s.kernel}, "
-        f"{s.n_examples} examples"
-    )
+        columns[f"same_layer_{key}"] = f"same layer {label}"
+    title = f"{label} {result.side_a} (rows) vs {result.side_b}: {_how(result)}"
     return Table(records, columns, title=title)
 
 
@@ -110,8 +126,10 @@ def cka_figures(result) -> list[FigureSpec]:
     figures = [
         FigureSpec(
             "heatmap",
-            f"CKA of every layer of {a} (rows) with every layer of {b} (columns)",
-            partial(draw_heatmap, m.values, rows, columns, a, b, _title(result)),
+            f"{_label(result)} of every layer of {a} (rows) with every layer of {b} (columns)",
+            partial(
+                draw_heatmap, m.values, rows, columns, a, b, _title(result), scale=_scale(result)
+            ),
         )
     ]
     mixed_roles = {roles_a.get(n) for n in rows} >= {"block", "residual"}
@@ -122,7 +140,8 @@ def cka_figures(result) -> list[FigureSpec]:
             figures.append(
                 FigureSpec(
                     stem,
-                    f"CKA of the {label} of {a} (rows) with the {label} of {b} (columns)",
+                    f"{_label(result)} of the {label} of {a} (rows) with the {label} of {b} "
+                    "(columns)",
                     partial(
                         draw_heatmap,
                         m.values[np.ix_(keep_a, keep_b)],
@@ -131,6 +150,7 @@ def cka_figures(result) -> list[FigureSpec]:
                         a,
                         b,
                         _title(result, f": {label}"),
+                        scale=_scale(result),
                     ),
                 )
             )
@@ -155,7 +175,9 @@ def cka_document(result) -> dict:
             "roles": dict(result.roles_b),
             "provenance": result.provenance_b.to_dict(),
         },
-        "cka": json_matrix(m.values),
+        "measure": result.settings.measure,
+        "kind": _measure(result).kind,
+        result.settings.measure: json_matrix(m.values),
         "ci_low": json_matrix(result.ci_low),
         "ci_high": json_matrix(result.ci_high),
         "best_matches": best_matches(result),
@@ -171,10 +193,13 @@ def cka_report(result) -> Report:
     settings = (
         f"{s.estimator} estimator, {s.kernel} kernel, {s.n_examples} examples, "
         f"batch size {s.batch_size}{intervals if s.bootstrap else ''}."
+        if s.measure == "cka"
+        else f"{_measure(result).reference}; {_measure(result).kind} "
+        f"({'lower' if _measure(result).is_distance else 'higher'} is more alike), {s.method}."
     )
     return Report(
         stem="cka",
-        title=f"CKA: {result.side_a} vs {result.side_b}",
+        title=f"{_label(result)}: {result.side_a} vs {result.side_b}",
         summary=[settings],
         records=cka_records(result),
         tables=[best_match_table(result)],

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import h5py
-import torch
-import torchvision
 
 SMALL = [
     "--data",
@@ -42,13 +40,6 @@ LONG = [
     "--layers",
     "layer1.0,layer2.1,layer4.1",
 ]
-
-
-def seeded_checkpoint(path: Path, seed: int = 0) -> str:
-    """A torchvision ResNet-18 initialised under ``seed``, saved to ``path``; its MODEL spec."""
-    torch.manual_seed(seed)
-    torch.save(torchvision.models.resnet18().state_dict(), path)
-    return f"torchvision:resnet18@{path}"
 
 
 def command(*args: str) -> list[str]:

@@ -11,6 +11,7 @@ from repcompare.cli import main
 from repcompare.errors import InputError
 from repcompare.store.lock import lock_path
 from repcompare.store.reader import open_activations
+from tests.checkpoints import seeded_torchvision_resnet18
 from tests.faults.support import (
     LONG,
     SMALL,
@@ -18,7 +19,6 @@ from tests.faults.support import (
     cli,
     error_sentence,
     file_size_limit,
-    seeded_checkpoint,
     sha256,
     start_and_wait,
 )
@@ -26,7 +26,7 @@ from tests.faults.support import (
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> str:
-    return seeded_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet18.pth")
+    return seeded_torchvision_resnet18(tmp_path_factory.mktemp("ckpt") / "resnet18.pth")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,13 @@ import pytest
 from repcompare.cli import main
 from repcompare.errors import InputError
 from repcompare.store.reader import open_activations
+from tests.checkpoints import seeded_torchvision_resnet18
 from tests.faults.support import (
     LONG,
     assert_same_datasets,
     cli,
     error_sentence,
     rows_done,
-    seeded_checkpoint,
     start_and_wait,
 )
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> str:
-    return seeded_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet18.pth")
+    return seeded_torchvision_resnet18(tmp_path_factory.mktemp("ckpt") / "resnet18.pth")
 
 
 @pytest.fixture(scope="module")

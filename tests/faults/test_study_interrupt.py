@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.faults.support import command, seeded_checkpoint
+from tests.checkpoints import seeded_torchvision_resnet18
+from tests.faults.support import command
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def _values(out) -> dict:
 
 
 def test_an_interrupted_study_resumes_with_the_finished_passes(tmp_path):
-    specs = [seeded_checkpoint(tmp_path / f"net{seed}.pth", seed) for seed in (0, 1)]
+    specs = [seeded_torchvision_resnet18(tmp_path / f"net{seed}.pth", seed) for seed in (0, 1)]
     whole = tmp_path / "whole"
     finished = subprocess.run(
         command("study", *specs, "--out", str(whole), *STUDY), capture_output=True, text=True

@@ -4,10 +4,9 @@ anywhere, every picture decoded; a screenshot is written."""
 import shutil
 
 import pytest
-import torch
-import torchvision
 
 import repcompare
+from tests.checkpoints import seeded_torchvision_resnet18
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +31,7 @@ def test_the_report_opens_from_disk_without_errors(tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
-    specs = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        path = tmp_path / f"net{seed}.pth"
-        torch.save(torchvision.models.resnet18().state_dict(), path)
-        specs.append(f"torchvision:resnet18@{path}")
+    specs = [seeded_torchvision_resnet18(tmp_path / f"net{seed}.pth", seed) for seed in (0, 1)]
     out = tmp_path / "study"
     repcompare.study(
         *specs,
