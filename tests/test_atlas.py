@@ -54,19 +54,35 @@ def _sample_rows(file: str, sample: int) -> list[torch.Tensor]:
         return [torch.from_numpy(handle[f"activations/view0/{n}"][:sample]) for n in names]
 
 
-def test_fixed_sample_measures_equal_the_measures_on_the_same_rows(models, atlas):
-    rows = _sample_rows(models[2], 32)
+def _check_measures(atlas, file: str, names: tuple[str, ...], rows: int) -> None:
+    """Every listed measure of the file's model with itself equals the measure on the
+    first ``rows`` rows of the file."""
+    features = _sample_rows(file, rows)
     third = atlas.models[2]
-    for name in ("procrustes", "angular", "svcca", "mutual-knn", "rsa"):
+    for name in names:
         block = atlas.block(name, third, third)
         spec = MEASURES[name]
-        for i in range(len(rows)):
-            for j in range(len(rows)):
-                expected = float(spec.compute(rows[i], rows[j]))
-                assert block[i, j] == pytest.approx(expected, abs=1e-8), (name, i, j)
+        for i in range(len(features)):
+            for j in range(len(features)):
+                expected = float(spec.compute(features[i], features[j]))
+                assert block[i, j] == pytest.approx(expected, abs=1e-7), (name, i, j)
+
+
+def test_fixed_sample_measures_equal_the_measures_on_the_same_rows(models, atlas):
+    _check_measures(atlas, models[2], ("svcca", "mutual-knn", "rsa"), 32)
     assert atlas.settings.n_sample == 32
-    assert "fixed sample" in atlas.settings.methods["procrustes"]
+    assert "fixed sample" in atlas.settings.methods["rsa"]
     assert "all 48 images" in atlas.settings.methods["cka"]
+
+
+def test_shape_metrics_stream_over_narrow_layers_and_equal_the_whole_sample(models):
+    run = {"layers": "layer3.1,layer4.1", "reduce": "avgpool", "measure": "procrustes,angular"}
+    streamed = repcompare.atlas(*models[:2], **run, sample=512, batch_size=16, **DATA)
+    assert streamed.settings.methods["angular"] == "streamed cross-covariances over all 48 images"
+    whole = repcompare.atlas(*models[:2], **run, sample=48, batch_size=16, **DATA)  # 512 wide
+    assert whole.settings.methods["angular"].startswith("on a fixed sample: the first 48")
+    for name in ("procrustes", "angular"):
+        np.testing.assert_allclose(streamed.matrices[name], whole.matrices[name], atol=1e-7)
 
 
 def test_distances_keep_their_scale_and_best_matches_are_minima(atlas):

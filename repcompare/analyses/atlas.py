@@ -5,8 +5,11 @@ All models run forward together, batch by batch (or are read from their activati
 files, in any mix). Linear CKA goes into one symmetric minibatch accumulator over the
 layers of all models, so every layer pair of every model pair comes from one matrix
 product per batch, and ``block(a, b)`` of the result equals ``repcompare cka a b`` on the
-same images. The other measures (``repcompare.similarity.MEASURES``) need the whole
-sample at once; they run on a fixed sample: the first ``sample`` images of the seeded
+same images. The Procrustes and angular shape metrics stream too when every layer is at
+most ``sample`` wide and every pair's cross-covariance fits in memory (see
+``repcompare.similarity.sampled.streamable``). The other measures
+(``repcompare.similarity.MEASURES``) need the whole sample at once, and so do the shape
+metrics of wide layers; they run on a fixed sample: the first ``sample`` images of the seeded
 order (a seeded random subset with ``--order random``), kept per layer as the smallest
 matrix that gives the measure exactly (``repcompare.similarity.sampled``); the result
 reports which way each measure was computed.
@@ -24,13 +27,20 @@ import torch
 from repcompare.activations import InputPlan
 from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.fields import set_fields
-from repcompare.analyses.memory import check_memory
+from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side
 from repcompare.errors import InputError
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.measures import measure_spec
-from repcompare.similarity.sampled import DEFAULT_SAMPLE, FixedSampleMeasure, fixed_sample_bytes
+from repcompare.similarity.sampled import (
+    DEFAULT_SAMPLE,
+    SHAPE_METRICS,
+    FixedSampleMeasure,
+    StreamedShapeMetric,
+    fixed_sample_bytes,
+    streamable,
+)
 
 if TYPE_CHECKING:
     from repcompare.report.model import Report
@@ -41,8 +51,9 @@ BYTES = 8
 
 @dataclass(frozen=True)
 class AtlasOptions:
-    """The measures (``cka`` is streamed over every image; the others use a fixed sample of
-    ``sample`` images) and the model the reference curves compare with (None: none)."""
+    """The measures (``cka`` streams over every image, and so do the shape metrics when
+    their cross-covariances fit; the others use a fixed sample of ``sample`` images) and
+    the model the reference curves compare with (None: none)."""
 
     measures: tuple[str, ...] = (STREAMED,)
     sample: int = DEFAULT_SAMPLE
@@ -141,37 +152,41 @@ def draw_atlas(
         "use fewer models or --layers, a smaller --batch-size, or --reduce avgpool",
     )
     sample = min(options.sample, stream.num_samples)
-    others = [measure_spec(m) for m in options.measures if m != STREAMED]
-    if others:
+    streams = streamable(widths, widths, options.sample, MEMORY_FRACTION * available_memory())
+    sampled = [
+        measure_spec(m)
+        for m in options.measures
+        if m != STREAMED and not (m in SHAPE_METRICS and streams)
+    ]
+    if sampled:
         check_memory(
-            sum(fixed_sample_bytes(spec, widths, sample) for spec in others),
-            f"the fixed sample of {sample} images for {', '.join(s.name for s in others)}",
+            sum(fixed_sample_bytes(spec, widths, sample) for spec in sampled),
+            f"the fixed sample of {sample} images for {', '.join(s.name for s in sampled)}",
             "use a smaller --sample, fewer --layers, or --reduce avgpool",
         )
-    estimators = {
-        name: MinibatchCKA(names, keep_batch_terms=False)
-        if name == STREAMED
-        else FixedSampleMeasure(measure_spec(name), names, sample=sample)
-        for name in options.measures
-    }
+    estimators, methods = {}, {}
+    for name in options.measures:
+        if name == STREAMED:
+            estimators[name] = MinibatchCKA(names, keep_batch_terms=False)
+            methods[name] = f"minibatch linear CKA over all {stream.num_samples} images"
+        elif measure_spec(name) in sampled:
+            estimators[name] = FixedSampleMeasure(measure_spec(name), names, sample=sample)
+            methods[name] = f"on a fixed sample: the first {sample} images of the seeded order"
+        else:
+            estimators[name] = StreamedShapeMetric(measure_spec(name), names, names)
+            methods[name] = f"streamed cross-covariances over all {stream.num_samples} images"
     for aligned in stream.batches:
         feats = [x for per_side in aligned.feats for x in per_side[0]]
         for estimator in estimators.values():
-            estimator.update(feats)
+            estimator.update(feats, feats if isinstance(estimator, StreamedShapeMetric) else None)
         if progress:
             progress(len(aligned.labels), stream.num_samples)
     matrices = {name: estimator.result().values for name, estimator in estimators.items()}
-    methods = {
-        name: f"minibatch linear CKA over all {stream.num_samples} images"
-        if name == STREAMED
-        else f"on a fixed sample: the first {sample} images of the seeded order"
-        for name in options.measures
-    }
     settings = AtlasSettings(
         measures=list(options.measures),
         methods=methods,
         n_examples=stream.num_samples,
-        n_sample=sample if others else None,
+        n_sample=sample if sampled else None,
         batch_size=batch,
         seed=plan.seed,
         device=str(device),

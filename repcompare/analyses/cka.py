@@ -39,7 +39,7 @@ from repcompare.similarity.sampled import (
     FixedSampleMeasure,
     StreamedShapeMetric,
     fixed_sample_bytes,
-    streamed_bytes,
+    streamable,
 )
 
 if TYPE_CHECKING:
@@ -226,14 +226,16 @@ class CKARun:
                 check_memory(need.bytes, need.what, need.fix)
             return
         names_a, names_b = self.a.layers, None if self.symmetric else self.b.layers
-        streamed = streamed_bytes(widths_a, widths_b)
-        if self.measure.name in SHAPE_METRICS and streamed <= MEMORY_FRACTION * available_memory():
+        sample = min(self.options.sample, n_samples)
+        budget = MEMORY_FRACTION * available_memory()
+        if self.measure.name in SHAPE_METRICS and streamable(
+            widths_a, widths_b, self.options.sample, budget
+        ):
             self.estimator = StreamedShapeMetric(
                 self.measure, names_a, names_a if names_b is None else names_b
             )
             self.method = f"streamed cross-covariances over all {n_samples} images"
             return
-        sample = min(self.options.sample, n_samples)
         check_memory(
             fixed_sample_bytes(self.measure, [*widths_a, *widths_b], sample),
             f"--measure {self.measure.name} on a fixed sample of {sample} images",

@@ -181,3 +181,14 @@ class StreamedShapeMetric:
 def streamed_bytes(widths_a: Sequence[int], widths_b: Sequence[int]) -> int:
     """Memory of ``StreamedShapeMetric``: every pair's ``p x q`` cross-covariance."""
     return sum(procrustes_stream_bytes(p, q) for p in widths_a for q in widths_b)
+
+
+def streamable(
+    widths_a: Sequence[int], widths_b: Sequence[int], sample: int, max_bytes: float
+) -> bool:
+    """Whether to stream the shape metrics rather than use a fixed sample of ``sample``
+    examples (as asked): when no layer is wider than that (a wider one makes each pair's
+    ``p x q`` covariance and its SVD costlier than the sample's ``m x m`` forms) and every
+    pair's cross-covariance fits in ``max_bytes``."""
+    narrow = max([*widths_a, *widths_b]) <= sample
+    return narrow and streamed_bytes(widths_a, widths_b) <= max_bytes
