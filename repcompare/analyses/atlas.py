@@ -35,11 +35,9 @@ from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.sampled import (
     DEFAULT_SAMPLE,
-    SHAPE_METRICS,
     FixedSampleMeasure,
-    StreamedShapeMetric,
     fixed_sample_bytes,
-    streamable,
+    measure_estimator,
 )
 
 if TYPE_CHECKING:
@@ -151,42 +149,42 @@ def draw_atlas(
         f"every layer's activations of a batch of {batch})",
         "use fewer models or --layers, a smaller --batch-size, or --reduce avgpool",
     )
-    sample = min(options.sample, stream.num_samples)
-    streams = streamable(widths, widths, options.sample, MEMORY_FRACTION * available_memory())
-    sampled = [
-        measure_spec(m)
-        for m in options.measures
-        if m != STREAMED and not (m in SHAPE_METRICS and streams)
-    ]
+    estimators = {STREAMED: MinibatchCKA(names, keep_batch_terms=False)}
+    methods = {STREAMED: f"minibatch linear CKA over all {stream.num_samples} images"}
+    budget = MEMORY_FRACTION * available_memory()
+    for name in options.measures:
+        if name != STREAMED:
+            estimators[name], methods[name] = measure_estimator(
+                measure_spec(name),
+                names,
+                None,
+                widths,
+                None,
+                options.sample,
+                stream.num_samples,
+                budget,
+            )
+    estimators = {name: estimators[name] for name in options.measures}
+    sampled = [e for e in estimators.values() if isinstance(e, FixedSampleMeasure)]
     if sampled:
         check_memory(
-            sum(fixed_sample_bytes(spec, widths, sample) for spec in sampled),
-            f"the fixed sample of {sample} images for {', '.join(s.name for s in sampled)}",
+            sum(fixed_sample_bytes(e.spec, widths, e.sample) for e in sampled),
+            f"the fixed sample of {sampled[0].sample} images for "
+            f"{', '.join(e.spec.name for e in sampled)}",
             "use a smaller --sample, fewer --layers, or --reduce avgpool",
         )
-    estimators, methods = {}, {}
-    for name in options.measures:
-        if name == STREAMED:
-            estimators[name] = MinibatchCKA(names, keep_batch_terms=False)
-            methods[name] = f"minibatch linear CKA over all {stream.num_samples} images"
-        elif measure_spec(name) in sampled:
-            estimators[name] = FixedSampleMeasure(measure_spec(name), names, sample=sample)
-            methods[name] = f"on a fixed sample: the first {sample} images of the seeded order"
-        else:
-            estimators[name] = StreamedShapeMetric(measure_spec(name), names, names)
-            methods[name] = f"streamed cross-covariances over all {stream.num_samples} images"
     for aligned in stream.batches:
         feats = [x for per_side in aligned.feats for x in per_side[0]]
         for estimator in estimators.values():
-            estimator.update(feats, feats if isinstance(estimator, StreamedShapeMetric) else None)
+            estimator.update(feats)
         if progress:
             progress(len(aligned.labels), stream.num_samples)
     matrices = {name: estimator.result().values for name, estimator in estimators.items()}
     settings = AtlasSettings(
         measures=list(options.measures),
-        methods=methods,
+        methods={name: methods[name] for name in options.measures},
         n_examples=stream.num_samples,
-        n_sample=sample if sampled else None,
+        n_sample=sampled[0].sample if sampled else None,
         batch_size=batch,
         seed=plan.seed,
         device=str(device),

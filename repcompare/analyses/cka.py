@@ -35,11 +35,9 @@ from repcompare.similarity import (
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.sampled import (
     DEFAULT_SAMPLE,
-    SHAPE_METRICS,
     FixedSampleMeasure,
-    StreamedShapeMetric,
     fixed_sample_bytes,
-    streamable,
+    measure_estimator,
 )
 
 if TYPE_CHECKING:
@@ -219,35 +217,33 @@ class CKARun:
         measure beyond CKA, choose how it is computed: the shape metrics streamed over every
         image when their cross-covariances fit, else any measure on a fixed sample."""
         widths_a = self.a.widths()
-        widths_b = widths_a if self.symmetric else self.b.widths()
+        widths_b = None if self.symmetric else self.b.widths()
         if self.options.measure == "cka":
             if self.spec.memory is not None:
-                need = self.spec.memory(widths_a, None if self.symmetric else widths_b, n_samples)
+                need = self.spec.memory(widths_a, widths_b, n_samples)
                 check_memory(need.bytes, need.what, need.fix)
             return
-        names_a, names_b = self.a.layers, None if self.symmetric else self.b.layers
-        sample = min(self.options.sample, n_samples)
-        budget = MEMORY_FRACTION * available_memory()
-        if self.measure.name in SHAPE_METRICS and streamable(
-            widths_a, widths_b, self.options.sample, budget
-        ):
-            self.estimator = StreamedShapeMetric(
-                self.measure, names_a, names_a if names_b is None else names_b
-            )
-            self.method = f"streamed cross-covariances over all {n_samples} images"
-            return
-        check_memory(
-            fixed_sample_bytes(self.measure, [*widths_a, *widths_b], sample),
-            f"--measure {self.measure.name} on a fixed sample of {sample} images",
-            "use a smaller --sample, fewer layers, or --reduce avgpool",
+        widths = [*widths_a, *(widths_b or [])]
+        self.estimator, self.method = measure_estimator(
+            self.measure,
+            self.a.layers,
+            None if self.symmetric else self.b.layers,
+            widths_a,
+            widths_b,
+            self.options.sample,
+            n_samples,
+            MEMORY_FRACTION * available_memory(),
         )
-        self.estimator = FixedSampleMeasure(self.measure, names_a, names_b, sample)
-        self.method = f"on a fixed sample: the first {sample} images of the seeded order"
+        if isinstance(self.estimator, FixedSampleMeasure):
+            check_memory(
+                fixed_sample_bytes(self.measure, widths, self.estimator.sample),
+                f"--measure {self.measure.name} on a fixed sample of {self.estimator.sample} "
+                "images",
+                "use a smaller --sample, fewer layers, or --reduce avgpool",
+            )
 
     def update(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor] | None) -> None:
         """Add one batch: A's layers, and B's (None when symmetric)."""
-        if feats_b is None and isinstance(self.estimator, StreamedShapeMetric):
-            feats_b = feats_a
         self.estimator.update(feats_a, feats_b)
 
     def result(

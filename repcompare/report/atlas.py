@@ -24,6 +24,7 @@ from repcompare.similarity.model_map import (
     cluster_order,
     matched_depth_curve,
     model_dissimilarity,
+    same_depth_row,
 )
 
 # the files a run writes into --out: replaced together, stale ones removed
@@ -33,14 +34,6 @@ OWNED_FILES = ("atlas.csv", "atlas.json", "atlas.md", "atlas.h5", "atlas_*.png",
 def _scale(measure: str) -> ColourScale:
     spec = measure_spec(measure)
     return measure_scale(measure, spec.kind, spec.range)
-
-
-def same_depth_row(block: np.ndarray) -> np.ndarray:
-    """For each row (layer of the model compared), the column (reference layer) at the same
-    fraction of depth."""
-    rows, columns = block.shape
-    picks = np.round(np.arange(rows) * (columns - 1) / max(rows - 1, 1)).astype(int)
-    return block[np.arange(rows), picks]
 
 
 def model_summary(result, measure: str) -> dict:

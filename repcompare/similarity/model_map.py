@@ -21,6 +21,18 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
 
+def same_depth(count: int, length: int) -> np.ndarray:
+    """For each of ``count`` layers in depth order, the index among ``length`` layers at the
+    same fraction of depth."""
+    return np.round(np.arange(count) * (length - 1) / max(count - 1, 1)).astype(int)
+
+
+def same_depth_row(block: np.ndarray) -> np.ndarray:
+    """For each row of ``block``, its value at the column at the same fraction of depth."""
+    rows, columns = block.shape
+    return block[np.arange(rows), same_depth(rows, columns)]
+
+
 def depth_pairs(rows: list[int], columns: list[int]) -> list[tuple[int, int]]:
     """Rows and columns at matched relative depth: as many pairs as the shorter list has
     entries, each with the entry of the other list at the same fraction of depth."""
@@ -29,9 +41,7 @@ def depth_pairs(rows: list[int], columns: list[int]) -> list[tuple[int, int]]:
         return []
     if count == 1:
         return [(rows[-1], columns[-1])]
-    picks = [
-        np.round(np.arange(count) * (len(x) - 1) / (count - 1)).astype(int) for x in (rows, columns)
-    ]
+    picks = [same_depth(count, len(x)) for x in (rows, columns)]
     return [(rows[i], columns[j]) for i, j in zip(*picks, strict=True)]
 
 

@@ -136,21 +136,27 @@ class FixedSampleMeasure:
 
 class StreamedShapeMetric:
     """The Procrustes distance (``procrustes``) or angular shape metric (``angular``) of every
-    pair over every example, one ``StreamingProcrustes`` per pair."""
+    pair over every example, one ``StreamingProcrustes`` per pair; ``names_b=None`` compares
+    A with itself."""
 
-    def __init__(self, spec: MeasureSpec, names_a: Sequence[str], names_b: Sequence[str]):
+    def __init__(
+        self, spec: MeasureSpec, names_a: Sequence[str], names_b: Sequence[str] | None = None
+    ):
         if spec.name not in SHAPE_METRICS:
             raise ValueError(f"{spec.name} is not a shape metric; use {' or '.join(SHAPE_METRICS)}")
-        self.spec = spec
-        self.names_a, self.names_b = tuple(names_a), tuple(names_b)
+        self.spec, self.symmetric = spec, names_b is None
+        self.names_a = tuple(names_a)
+        self.names_b = self.names_a if names_b is None else tuple(names_b)
         self._pairs = [[StreamingProcrustes() for _ in self.names_b] for _ in self.names_a]
         self.n_examples = 0
 
-    def update(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> None:
-        """Add one batch of both sides."""
-        check_sides(False, feats_a, feats_b)
+    def update(
+        self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None
+    ) -> None:
+        """Add one batch of both sides (of A alone when symmetric)."""
+        check_sides(self.symmetric, feats_a, feats_b)
         for row, x in zip(self._pairs, feats_a, strict=True):
-            for pair, y in zip(row, feats_b, strict=True):
+            for pair, y in zip(row, feats_a if self.symmetric else feats_b, strict=True):
                 pair.update(x, y)
         self.n_examples += len(feats_a[0])
 
@@ -192,3 +198,24 @@ def streamable(
     pair's cross-covariance fits in ``max_bytes``."""
     narrow = max([*widths_a, *widths_b]) <= sample
     return narrow and streamed_bytes(widths_a, widths_b) <= max_bytes
+
+
+def measure_estimator(
+    spec: MeasureSpec,
+    names_a: Sequence[str],
+    names_b: Sequence[str] | None,
+    widths_a: Sequence[int],
+    widths_b: Sequence[int] | None,
+    sample: int,
+    n_examples: int,
+    max_bytes: float,
+) -> tuple[FixedSampleMeasure | StreamedShapeMetric, str]:
+    """How ``spec`` of every pair is computed over ``n_examples`` (``None`` for B: A with
+    itself), and that way in words: a shape metric streamed when ``streamable``, else the
+    fixed sample of the first ``sample`` examples."""
+    if spec.name in SHAPE_METRICS and streamable(widths_a, widths_b or widths_a, sample, max_bytes):
+        streamed = StreamedShapeMetric(spec, names_a, names_b)
+        return streamed, f"streamed cross-covariances over all {n_examples} images"
+    kept = min(sample, n_examples)
+    fixed = FixedSampleMeasure(spec, names_a, names_b, kept)
+    return fixed, f"on a fixed sample: the first {kept} images of the seeded order"
