@@ -24,8 +24,8 @@ from repcompare.data.batches import InputsDataset, default_view_size, make_loade
 from repcompare.data.order import sample_order
 from repcompare.data.sources import ImageSource, open_source
 from repcompare.data.transforms import (
+    Preprocess,
     TransformOverrides,
-    describe_transform,
     eval_transform,
     resolve_config,
     view_transform,
@@ -82,11 +82,11 @@ class PreparedInputs:
 
     source: ImageSource
     indices: np.ndarray
-    transforms: list
+    transforms: list[Preprocess]
     view_size: int
 
     def transform_descriptions(self) -> list[str]:
-        return [describe_transform(t) for t in self.transforms]
+        return [t.describe() for t in self.transforms]
 
 
 @dataclass
@@ -162,10 +162,15 @@ def stream_activations(
         for number, batch in enumerate(loader, start=first_batch):
             activations = [
                 [
-                    capture(inputs[:, view].to(device, non_blocking=True), number)
+                    capture(preprocess.normalise(on_device[:, view]), number)
                     for view in range(plan.views)
                 ]
-                for capture, inputs in zip(captures, batch["inputs"], strict=True)
+                for capture, preprocess, on_device in zip(
+                    captures,
+                    prepared.transforms,
+                    (inputs.to(device, non_blocking=True) for inputs in batch["inputs"]),
+                    strict=True,
+                )
             ]
             yield StreamedBatch(
                 number=number,

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from repcompare.data.batches import InputsDataset
 from repcompare.data.sources import ImageSource
+from repcompare.data.transforms import Preprocess
 
 OBJECTIVES = {"supervised": ("flip", 1), "simclr": ("simclr", 2)}
 TEMPERATURE = 0.5
@@ -46,7 +47,7 @@ def train(
     head: nn.Module,
     objective: str,
     source: ImageSource,
-    transform,
+    transform: Preprocess,
     size: int,
     epochs: int,
     batch_size: int = 128,
@@ -75,7 +76,8 @@ def train(
         loader = DataLoader(dataset, batch_size, shuffle=True, drop_last=True, generator=generator)
         total, batches = 0.0, 0
         for batch in loader:
-            inputs, labels = batch["inputs"][0].to(device), batch["label"].to(device)
+            inputs = transform.normalise(batch["inputs"][0].to(device))
+            labels = batch["label"].to(device)
             if objective == "supervised":
                 loss = nn.functional.cross_entropy(model(inputs[:, 0]), labels)
             else:

@@ -38,7 +38,7 @@ from repcompare.analyses.invariance import (
     measure_invariance,
 )
 from repcompare.analyses.sides import Side
-from repcompare.data.transforms import describe_transform, eval_transform, resolve_config
+from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
 from repcompare.store.writer import package_versions
 
@@ -208,9 +208,7 @@ def _model(side: Side, plan: InputPlan) -> StudyModel:
         init_seed=loaded.init_seed,
         layers=list(side.layers),
         reduction=side.reduction,
-        transform=describe_transform(
-            eval_transform(resolve_config(loaded.data_config, plan.overrides))
-        ),
+        transform=eval_transform(resolve_config(loaded.data_config, plan.overrides)).describe(),
         load_report=report.lines() if report else [],
         notes=list(loaded.notes),
     )

@@ -32,6 +32,7 @@ import operator
 import re
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -384,6 +385,24 @@ def discover(model: torch.nn.Module, input_size: tuple[int, ...], mode: str = "a
     model.eval()
     example = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
     example = example.to(next(model.parameters(), torch.empty(0)).device)
+    with reference_cpu_kernels():
+        return _discover(model, example, mode)
+
+
+@contextmanager
+def reference_cpu_kernels() -> Iterator[None]:
+    """oneDNN off: for the batch-of-2 probe it would build a kernel for every convolution
+    shape (most of a second for a ResNet-34 on 2 cores), which the real batches, of
+    another size, cannot reuse; torch's reference kernels give the same shapes at once."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
+def _discover(model: torch.nn.Module, example: torch.Tensor, mode: str) -> LayerGraph:
     if mode == "hooks":
         return discover_hooks(model, example)
     try:

@@ -1,7 +1,9 @@
 """The dataset the capture loop iterates: planned samples, preprocessed for each model.
 
-Item i holds, for sample ``indices[i]``: the inputs of every model (one
-``(views, 3, H, W)`` tensor per transform), the label, the source index, and
+Item i holds, for sample ``indices[i]``: the inputs of every model (one uint8
+``(views, 3, H, W)`` tensor per model: the geometry of its ``Preprocess``, which
+loader workers run; the float normalisation runs later, in batches on the
+device), the label, the source index, and
 the SHA-256 of each view's model-independent image (the source image, or the
 augmented view, before any model-specific resize or normalisation): the
 fingerprint that proves two models saw the same images.
@@ -17,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from repcompare.data.augment import augmentation, augmented_view
 from repcompare.data.sources import ImageSource
+from repcompare.data.transforms import Preprocess
 
 MIN_BATCH = 4  # the fewest rows a batch may hold: the minibatch CKA estimator needs 4
 
@@ -39,7 +42,7 @@ class InputsDataset(Dataset):
         self,
         source: ImageSource,
         indices: np.ndarray,
-        transforms: list,
+        transforms: list[Preprocess],
         augment: str | None,
         views: int,
         view_size: int,
@@ -63,7 +66,7 @@ class InputsDataset(Dataset):
             ]
         )
         return {
-            "inputs": [torch.stack([t(view) for view in images]) for t in self.transforms],
+            "inputs": [torch.stack([t.geometry(view) for view in images]) for t in self.transforms],
             "label": label,
             "index": index,
             "digest": torch.stack([image_digest(view) for view in images]),
@@ -86,8 +89,9 @@ def batch_bounds(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
 
 def make_loader(dataset: InputsDataset, batch_size: int, workers: int) -> DataLoader:
     """The dataset's ``batch_bounds`` batches in order (no shuffling), loaded by ``workers``
-    processes. A dataset starting at a batch boundary (a resume) gets the same later batches
-    as the whole one, since only the last batch is ever merged."""
+    processes into pinned memory when there is a GPU to copy to. A dataset starting at a
+    batch boundary (a resume) gets the same later batches as the whole one, since only the
+    last batch is ever merged."""
     bounds = batch_bounds(len(dataset), batch_size)
     return DataLoader(
         dataset,

@@ -7,8 +7,13 @@ resolution with ``--image-size 32 --crop-pct 1.0``: resize to 32 (a no-op on
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
+
+import torch
+from PIL import Image
+from torchvision import transforms
 
 from repcompare.capture.models import DataConfig
 from repcompare.errors import InputError
@@ -48,37 +53,71 @@ def resolve_config(config: DataConfig, overrides: TransformOverrides) -> DataCon
     return replace(config, **{k: v for k, v in changes.items() if v is not None})
 
 
-def eval_transform(config: DataConfig):
-    """PIL image -> normalised tensor: resize, centre crop, normalise (timm's eval pipeline)."""
-    from timm.data import create_transform
+@dataclass(frozen=True)
+class Preprocess:
+    """A model's preprocessing in two parts, so that the float work happens in batches.
 
-    return create_transform(
-        input_size=config.input_size,
-        interpolation=config.interpolation,
-        mean=config.mean,
-        std=config.std,
-        crop_pct=config.crop_pct,
-        is_training=False,
-    )
+    ``geometry`` maps a PIL image to a uint8 ``(3, H, W)`` tensor (resize, crop) and
+    runs in the loader workers; ``normalise`` maps a uint8 batch ``(n, 3, H, W)`` on any
+    device to ``(x / 255 - mean) / std`` in float32, the same float32 operations as
+    torchvision's ``ToTensor`` and ``Normalize``, so the result is bit for bit theirs.
+    Calling it on one image runs both.
+    """
+
+    geometry: transforms.Compose
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        mean, std = (
+            torch.tensor(v, dtype=torch.float32, device=batch.device).view(-1, 1, 1)
+            for v in (self.mean, self.std)
+        )
+        return batch.to(torch.float32).div_(255).sub_(mean).div_(std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalise(self.geometry(image)[None])[0]
+
+    def describe(self) -> str:
+        """The whole pipeline on one line, as printed and stored in activation files."""
+        steps = [
+            *self.geometry.transforms,
+            "ToDtype(float32, scale=True)",
+            transforms.Normalize(self.mean, self.std),
+        ]
+        return re.sub(r"\s+", " ", f"Compose({' '.join(map(str, steps))})")
 
 
-def view_transform(config: DataConfig):
-    """PIL view -> normalised tensor: resize to exactly the model's input size, no crop."""
-    from torchvision import transforms
+def _interpolation(name: str) -> transforms.InterpolationMode:
+    return transforms.InterpolationMode(name)
 
+
+def eval_transform(config: DataConfig) -> Preprocess:
+    """timm's eval pipeline: resize the shorter side to ``floor(size / crop_pct)``, centre
+    crop ``size``, normalise. Written with torchvision so that timm need not be imported;
+    a non-square input size takes timm's own keep-ratio resize."""
     _, height, width = config.input_size
-    return transforms.Compose(
+    scale = tuple(math.floor(side / config.crop_pct) for side in (height, width))
+    if scale[0] == scale[1]:
+        resize = transforms.Resize(scale[0], _interpolation(config.interpolation))
+    else:
+        from timm.data.transforms import ResizeKeepRatio
+
+        resize = ResizeKeepRatio(scale, interpolation=config.interpolation)
+    geometry = transforms.Compose(
+        [resize, transforms.CenterCrop((height, width)), transforms.PILToTensor()]
+    )
+    return Preprocess(geometry, tuple(config.mean), tuple(config.std))
+
+
+def view_transform(config: DataConfig) -> Preprocess:
+    """An augmented view's pipeline: resize to exactly the model's input size, no crop,
+    normalise."""
+    _, height, width = config.input_size
+    geometry = transforms.Compose(
         [
-            transforms.Resize(
-                (height, width),
-                interpolation=transforms.InterpolationMode(config.interpolation),
-            ),
-            transforms.ToTensor(),
-            transforms.Normalize(config.mean, config.std),
+            transforms.Resize((height, width), _interpolation(config.interpolation)),
+            transforms.PILToTensor(),
         ]
     )
-
-
-def describe_transform(transform) -> str:
-    """The transform on one line, as printed and stored in activation files."""
-    return re.sub(r"\s+", " ", str(transform)).replace("( ", "(").replace(" )", ")")
+    return Preprocess(geometry, tuple(config.mean), tuple(config.std))

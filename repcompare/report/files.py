@@ -32,10 +32,13 @@ def write_json(document: dict, path: Path) -> Path:
 
 
 def save_figure(figure: Figure, stem: Path) -> list[Path]:
-    """``stem.png`` and ``stem.svg`` at 150 dpi."""
+    """``stem.png`` and ``stem.svg`` at 150 dpi, with one layout: the first save lays the
+    figure out and the others keep it (a second constrained layout costs a tenth of a second
+    and moves things by a pixel)."""
     paths = [stem.parent / f"{stem.name}{suffix}" for suffix in FIGURE_SUFFIXES]
     for path in paths:
         figure.savefig(path, dpi=FIGURE_DPI)
+        figure.set_layout_engine("none")
     return paths
 
 

@@ -88,6 +88,14 @@ def check_finite(summary: torch.Tensor, layer: str) -> None:
         raise NonFiniteActivationError(layer)
 
 
+def check_all_finite(summaries: torch.Tensor, layers: Sequence[str]) -> None:
+    """Raise naming the first of ``layers`` whose entry of ``summaries`` is NaN or Inf
+    (one summary per layer, as in :func:`check_finite`; one host read for all of them)."""
+    bad = torch.nonzero(~torch.isfinite(summaries))
+    if len(bad):
+        raise NonFiniteActivationError(layers[int(bad[0])])
+
+
 def degenerate(
     self_terms: torch.Tensor, scales: torch.Tensor, rtol: float = DEGENERATE_RTOL
 ) -> torch.Tensor:

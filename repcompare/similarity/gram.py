@@ -117,9 +117,8 @@ def rbf_gram(
     """
     d2 = squared_distances(x)
     sigma2 = rbf_sigma_squared(d2, fraction, median)
-    if sigma2 == 0:
-        return torch.ones_like(d2)
-    return torch.exp(-d2 / (2 * sigma2))
+    # torch.where, not an if: the choice stays on the device (no host sync per batch)
+    return torch.where(sigma2 == 0, torch.ones_like(d2), torch.exp(-d2 / (2 * sigma2)))
 
 
 def gram(

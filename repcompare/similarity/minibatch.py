@@ -16,6 +16,10 @@ scores every pair with a single product of the stacked U-centred Gram matrices,
 are centred per batch, Gram matrices are formed in the input's precision
 (float32 unless the input is float64), and everything after is float64.
 Memory is independent of the number of examples.
+
+On a GPU nothing in ``update`` waits for the device: the NaN/Inf check of a
+batch is read after the next batch is queued (or by ``result``), and the
+bootstrap's per-batch terms stay on the device until ``resample``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 from repcompare.similarity.checks import (
     MIN_EXAMPLES_UNBIASED,
     BatchShapeError,
-    check_finite,
+    check_all_finite,
     check_sides,
     degenerate,
     prepare_batch,
@@ -86,11 +90,25 @@ class MinibatchCKA:
         self._self_b: torch.Tensor | None = None
         self._scale_a: torch.Tensor | None = None
         self._scale_b: torch.Tensor | None = None
-        self._per_batch: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._per_batch: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._unchecked: list[tuple[torch.Tensor, tuple[str, ...]]] = []
 
     @property
     def symmetric(self) -> bool:
         return self.names_b is None
+
+    def _check_finite(self, scales: torch.Tensor, names: Sequence[str]) -> None:
+        """Raise for the first layer whose Gram (so ``scale``) is NaN or Inf. On the CPU at
+        once; on a GPU the check waits one batch, so the host never stalls on the batch it
+        has just queued."""
+        self._unchecked.append((scales, tuple(names)))
+        keep = 0 if scales.device.type == "cpu" else 2 - self.symmetric
+        while len(self._unchecked) > keep:
+            check_all_finite(*self._unchecked.pop(0))
+
+    def _flush_checks(self) -> None:
+        while self._unchecked:
+            check_all_finite(*self._unchecked.pop(0))
 
     def _u_centred(self, feats: Sequence[torch.Tensor], names: Sequence[str], device):
         """Stacked flattened U-centred Grams ``(L, m^2)``, their scales ``(L,)``, and ``m``."""
@@ -98,11 +116,11 @@ class MinibatchCKA:
         m = matrices[0].shape[0]
         stacked = torch.empty(len(matrices), m * m, dtype=torch.float64, device=device)
         scales = torch.empty(len(matrices), dtype=torch.float64, device=device)
-        for i, (x, name) in enumerate(zip(matrices, names, strict=True)):
+        for i, x in enumerate(matrices):
             k = gram(x.to(device), self.kernel, self.rbf_fraction, self.rbf_median)
-            check_finite(k, name)
-            scales[i] = k.to(torch.float64).square().sum()
+            scales[i] = k.to(torch.float64).square().sum()  # NaN or Inf when any entry is
             stacked[i] = u_centre(k).reshape(-1)
+        self._check_finite(scales, names)
         return stacked, scales, m
 
     def update(
@@ -131,9 +149,7 @@ class MinibatchCKA:
             self._self_a, self._self_b = torch.zeros_like(self_a), torch.zeros_like(self_b)
             self._scale_a, self._scale_b = torch.zeros_like(scale_a), torch.zeros_like(scale_b)
         if self.keep_batch_terms:
-            self._per_batch.append(
-                (m, *(t.cpu().numpy() / (m * (m - 3)) for t in (cross, self_a, self_b)))
-            )
+            self._per_batch.append((m, *(t / (m * (m - 3)) for t in (cross, self_a, self_b))))
         self._cross += weight * cross
         self._self_a += weight * self_a
         self._self_b += weight * self_b
@@ -154,8 +170,11 @@ class MinibatchCKA:
             raise BatchShapeError(
                 "a bootstrap interval needs at least 2 batches; use more samples or smaller batches"
             )
+        self._flush_checks()
         weights = np.array([b[0] for b in self._per_batch])
-        cross, self_a, self_b = (np.stack([b[i] for b in self._per_batch]) for i in (1, 2, 3))
+        cross, self_a, self_b = (
+            torch.stack([b[i] for b in self._per_batch]).cpu().numpy() for i in (1, 2, 3)
+        )
         counts = np.random.default_rng(seed).multinomial(
             len(weights), np.full(len(weights), 1 / len(weights)), size=resamples
         )
@@ -176,6 +195,7 @@ class MinibatchCKA:
         """The CKA matrix over every batch seen so far (rows: side A, columns: side B)."""
         if self._cross is None:
             raise BatchShapeError("no batch was added, so there is no CKA to report")
+        self._flush_checks()
         return normalise(
             self._cross,
             self._self_a,

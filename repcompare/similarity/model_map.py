@@ -17,8 +17,6 @@ distance into 0..1.
 from __future__ import annotations
 
 import numpy as np
-from scipy.cluster.hierarchy import leaves_list, linkage
-from scipy.spatial.distance import squareform
 
 
 def same_depth(count: int, length: int) -> np.ndarray:
@@ -83,6 +81,9 @@ def model_dissimilarity(
 def cluster_order(dissimilarity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Average-linkage clustering of a symmetric dissimilarity: the scipy linkage matrix and
     the order of the models along its dendrogram."""
+    from scipy.cluster.hierarchy import leaves_list, linkage  # half a second to import
+    from scipy.spatial.distance import squareform
+
     if len(dissimilarity) < 2:
         return np.empty((0, 4)), np.arange(len(dissimilarity))
     tree = linkage(squareform(dissimilarity, checks=False), method="average")

@@ -81,3 +81,30 @@ def test_sample_order_is_a_seeded_subset_or_the_stored_order():
         sample_order(100, 200, 0)
     with pytest.raises(InputError, match="unknown --order"):
         sample_order(10, None, 0, "sorted")
+
+
+@pytest.mark.parametrize("input_size", [(3, 32, 32), (3, 224, 224), (3, 96, 128)])
+@pytest.mark.parametrize("crop_pct", [1.0, 0.875, 0.95])
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+def test_eval_transform_is_timms_bit_for_bit(input_size, crop_pct, interpolation):
+    """Written without timm (its import costs a second), the eval pipeline must still be
+    timm's: worker geometry to uint8, then the batched float normalisation."""
+    from timm.data import create_transform
+
+    config = DataConfig(input_size, crop_pct, interpolation, CIFAR_MEAN, CIFAR_STD)
+    timms = create_transform(
+        input_size=input_size,
+        interpolation=interpolation,
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        crop_pct=crop_pct,
+        is_training=False,
+    )
+    ours = eval_transform(config)
+    generator = np.random.default_rng(0)
+    for shape in [(50, 70, 3), (32, 32, 3), (300, 200, 3)]:
+        picture = Image.fromarray(generator.integers(0, 256, shape, dtype=np.uint8))
+        expected = timms(picture)
+        assert torch.equal(ours(picture), expected)
+        batch = torch.stack([ours.geometry(picture)] * 2)
+        assert batch.dtype == torch.uint8 and torch.equal(ours.normalise(batch)[1], expected)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from repcompare.data.batches import InputsDataset, batch_bounds, make_loader
 from repcompare.data.sources import open_source
@@ -37,6 +36,6 @@ def test_bounds_cover_every_row_once_and_resume_at_any_batch(n):
 
 def test_the_loader_yields_the_planned_batches():
     source = open_source("builtin:11:16")
-    dataset = InputsDataset(source, np.arange(11), [lambda image: torch.zeros(1)], None, 1, 16, 0)
+    dataset = InputsDataset(source, np.arange(11), [], None, 1, 16, 0)
     loaded = [batch["index"].tolist() for batch in make_loader(dataset, 4, 0)]
     assert loaded == [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10]]
