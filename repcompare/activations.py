@@ -136,9 +136,12 @@ def stream_activations(
 ) -> Iterator[StreamedBatch]:
     """Yield the activations of every target for each batch, from ``first_batch`` on.
 
-    Every target and view of batch ``number`` is captured with that number, so
-    ``--reduce tokens`` keeps the same token rows for all of them.
+    Every model is moved to ``device`` first. Every target and view of batch
+    ``number`` is captured with that number, so ``--reduce tokens`` keeps the
+    same token rows for all of them.
     """
+    for target in targets:
+        target.loaded.module.to(device)
     start = first_batch * plan.batch_size
     dataset = InputsDataset(
         prepared.source,

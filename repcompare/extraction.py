@@ -143,7 +143,6 @@ def _capture(
     )
     if rows_before >= settings.num_samples:
         return result
-    target.loaded.module.to(device)
     storage = STORAGE_DTYPES[settings.dtype]
     writer = ActivationWriter(out, layout)
     started = time.perf_counter()

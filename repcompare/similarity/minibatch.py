@@ -17,8 +17,8 @@ are centred per batch, Gram matrices are formed in the input's precision
 (float32 unless the input is float64), and everything after is float64.
 Memory is independent of the number of examples.
 
-On a GPU nothing in ``update`` waits for the device: the NaN/Inf check of a
-batch is read after the next batch is queued (or by ``result``), and the
+On a GPU nothing in ``update`` waits for the device: the NaN/Inf checks are
+read once their copy to the host has landed (``checks.FiniteChecks``), and the
 bootstrap's per-batch terms stay on the device until ``resample``.
 """
 
@@ -32,7 +32,7 @@ import torch
 from repcompare.similarity.checks import (
     MIN_EXAMPLES_UNBIASED,
     BatchShapeError,
-    check_all_finite,
+    FiniteChecks,
     check_sides,
     degenerate,
     prepare_batch,
@@ -91,24 +91,11 @@ class MinibatchCKA:
         self._scale_a: torch.Tensor | None = None
         self._scale_b: torch.Tensor | None = None
         self._per_batch: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._unchecked: list[tuple[torch.Tensor, tuple[str, ...]]] = []
+        self._finite = FiniteChecks()
 
     @property
     def symmetric(self) -> bool:
         return self.names_b is None
-
-    def _check_finite(self, scales: torch.Tensor, names: Sequence[str]) -> None:
-        """Raise for the first layer whose Gram (so ``scale``) is NaN or Inf. On the CPU at
-        once; on a GPU the check waits one batch, so the host never stalls on the batch it
-        has just queued."""
-        self._unchecked.append((scales, tuple(names)))
-        keep = 0 if scales.device.type == "cpu" else 2 - self.symmetric
-        while len(self._unchecked) > keep:
-            check_all_finite(*self._unchecked.pop(0))
-
-    def _flush_checks(self) -> None:
-        while self._unchecked:
-            check_all_finite(*self._unchecked.pop(0))
 
     def _u_centred(self, feats: Sequence[torch.Tensor], names: Sequence[str], device):
         """Stacked flattened U-centred Grams ``(L, m^2)``, their scales ``(L,)``, and ``m``."""
@@ -118,9 +105,9 @@ class MinibatchCKA:
         scales = torch.empty(len(matrices), dtype=torch.float64, device=device)
         for i, x in enumerate(matrices):
             k = gram(x.to(device), self.kernel, self.rbf_fraction, self.rbf_median)
-            scales[i] = k.to(torch.float64).square().sum()  # NaN or Inf when any entry is
+            scales[i] = k.to(torch.float64).square().sum()
             stacked[i] = u_centre(k).reshape(-1)
-        self._check_finite(scales, names)
+        self._finite.add(scales, names)  # NaN or Inf in any entry of a Gram reaches its scale
         return stacked, scales, m
 
     def update(
@@ -170,7 +157,7 @@ class MinibatchCKA:
             raise BatchShapeError(
                 "a bootstrap interval needs at least 2 batches; use more samples or smaller batches"
             )
-        self._flush_checks()
+        self._finite.finish()
         weights = np.array([b[0] for b in self._per_batch])
         cross, self_a, self_b = (
             torch.stack([b[i] for b in self._per_batch]).cpu().numpy() for i in (1, 2, 3)
@@ -195,7 +182,7 @@ class MinibatchCKA:
         """The CKA matrix over every batch seen so far (rows: side A, columns: side B)."""
         if self._cross is None:
             raise BatchShapeError("no batch was added, so there is no CKA to report")
-        self._flush_checks()
+        self._finite.finish()
         return normalise(
             self._cross,
             self._self_a,
