@@ -179,21 +179,29 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--workloads", default="cka,extract,invariance")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="repcompare-cli-"))
+    with tempfile.TemporaryDirectory(prefix="repcompare-cli-") as temporary:
+        measure(Path(temporary), args)
+
+
+def measure(folder: Path, args) -> None:
+    """Print the table: each workload's bare script and command, interleaved."""
     npz, checkpoints = make_inputs(folder, args)
     rows = workloads(folder, npz, checkpoints, args)
     print(
         f"{args.models}, {args.layers} --reduce {args.reduce}, {args.images} images "
         f"{args.image_size}px from .npz, batch {args.batch_size}, {args.device}, "
-        f"{torch.get_num_threads()} CPU threads; median of {args.runs} after 1 warm-up\n"
+        f"{torch.get_num_threads()} CPU threads; median of {args.runs} after {args.warmup} "
+        "warm-up\n"
     )
     print("| command | bare forward script (s) | repcompare (s) | ratio | target |")
     print("|---|---:|---:|---:|---:|")
     for name in args.workloads.split(","):
         command, baseline = rows[name]
-        timed(baseline), timed(command)
+        for _ in range(args.warmup):
+            timed(baseline), timed(command)
         times = {"bare": [], "repcompare": []}
         for _ in range(args.runs):
             times["bare"].append(timed(baseline))

@@ -71,7 +71,8 @@ def bare_forward(target: CaptureTarget, plan: InputPlan, device: torch.device) -
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in make_loader(dataset, plan.batch_size, plan.workers):
-            model(batch["inputs"][0][:, 0].to(device, non_blocking=True))
+            images = batch["inputs"][0][:, 0].to(device, non_blocking=True)
+            model(prepared.transforms[0].normalise(images))
     sync(device)
     return len(dataset) / (time.perf_counter() - start)
 
