@@ -33,11 +33,10 @@ import time
 
 import numpy as np
 import torch
+from workload import add_workload_arguments, workload_device, workload_models
 
 import repcompare.analyses.cka as cka_analysis
 from repcompare import api
-from repcompare.capture.models import load_model
-from repcompare.capture.spec import parse_spec
 from repcompare.similarity.hsic import u_centre
 
 TARGET = 1e-4
@@ -213,27 +212,10 @@ def verdict(error: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="torchvision:resnet18,torchvision:resnet18")
-    parser.add_argument("--layers", default="paper")
-    parser.add_argument("--reduce", default="flatten")
-    parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--workers", type=int, default=None)
+    add_workload_arguments(parser)
     args = parser.parse_args()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
-    specs = args.models.split(",")
-    # Models are built here (init seeds 0 and 1) and handed to repcompare already on the
-    # device: two random inits, and independent of how the command places a spec's model.
-    modules = [
-        load_model(parse_spec(spec), init_seed=seed, image_size=args.image_size)
-        .module.to(device)
-        .eval()
-        for seed, spec in enumerate(specs)
-    ]
+    device = workload_device(args)
+    modules = workload_models(args, device)
     probe = Probe(device)
     original = cka_analysis.CKARun.update
 

@@ -43,12 +43,11 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils._python_dispatch import TorchDispatchMode
+from workload import add_workload_arguments, workload_device, workload_models
 
 import repcompare
 import repcompare.analyses.cka as cka_analysis
 from repcompare import api
-from repcompare.capture.models import load_model
-from repcompare.capture.spec import parse_spec
 
 PACKAGE = str(Path(repcompare.__file__).resolve().parent)
 ROOT = str(Path(PACKAGE).parent)
@@ -303,25 +302,11 @@ def instrument(state: LoopState):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="torchvision:resnet18,torchvision:resnet18")
-    parser.add_argument("--layers", default="paper")
-    parser.add_argument("--reduce", default="flatten")
-    parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--workers", type=int, default=None)
+    add_workload_arguments(parser)
     args = parser.parse_args()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = workload_device(args)
     cuda = device.type == "cuda"
-    modules = [
-        load_model(parse_spec(spec), init_seed=seed, image_size=args.image_size)
-        .module.to(device)
-        .eval()
-        for seed, spec in enumerate(args.models.split(","))
-    ]
+    modules = workload_models(args, device)
     state = LoopState()
     spy = SyncSpy(state, cuda)
     debug_sites: dict[tuple[str, str], Site] = {}

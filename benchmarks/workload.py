@@ -1,0 +1,40 @@
+"""The workload options and models shared by the library-level GPU-suite benchmarks
+(``gram_precision.py``, ``host_sync.py``): two random inits (seeds 0 and 1) of the
+given specs, already on the device, so that A and B are two models whatever the spec."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from repcompare.capture.models import load_model
+from repcompare.capture.spec import parse_spec
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="torchvision:resnet18,torchvision:resnet18")
+    parser.add_argument("--layers", default="paper")
+    parser.add_argument("--reduce", default="flatten")
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=None)
+
+
+def workload_device(args: argparse.Namespace) -> torch.device:
+    """``--device``, with ``auto`` the GPU when there is one."""
+    if args.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(args.device)
+
+
+def workload_models(args: argparse.Namespace, device: torch.device) -> list[torch.nn.Module]:
+    """The ``--models`` specs, model i initialised with seed i, in eval mode on ``device``."""
+    return [
+        load_model(parse_spec(spec), init_seed=seed, image_size=args.image_size)
+        .module.to(device)
+        .eval()
+        for seed, spec in enumerate(args.models.split(","))
+    ]
