@@ -33,10 +33,9 @@ import time
 
 import numpy as np
 import torch
-from workload import add_workload_arguments, workload_device, workload_models
+from workload import add_workload_arguments, workload_cka, workload_device, workload_models
 
 import repcompare.analyses.cka as cka_analysis
-from repcompare import api
 from repcompare.similarity.hsic import u_centre
 
 TARGET = 1e-4
@@ -226,17 +225,7 @@ def main() -> None:
     cka_analysis.CKARun.update = update
     start = time.perf_counter()
     try:
-        result = api.cka(
-            *modules,
-            layers_a=args.layers,
-            layers_b=args.layers,
-            reduce=args.reduce,
-            data=f"builtin:{args.images}:{args.image_size}",
-            image_size=args.image_size,
-            batch_size=args.batch_size,
-            device=device.type,
-            workers=args.workers,
-        )
+        result = workload_cka(args, modules, device)
     finally:
         cka_analysis.CKARun.update = original
     seconds = time.perf_counter() - start

@@ -43,11 +43,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils._python_dispatch import TorchDispatchMode
-from workload import add_workload_arguments, workload_device, workload_models
+from workload import add_workload_arguments, workload_cka, workload_device, workload_models
 
 import repcompare
 import repcompare.analyses.cka as cka_analysis
-from repcompare import api
 
 PACKAGE = str(Path(repcompare.__file__).resolve().parent)
 ROOT = str(Path(PACKAGE).parent)
@@ -333,17 +332,7 @@ def main() -> None:
                 torch.cuda.set_sync_debug_mode("warn")
             try:
                 with profile(activities=activities, record_shapes=False) as prof, spy:
-                    result = api.cka(
-                        *modules,
-                        layers_a=args.layers,
-                        layers_b=args.layers,
-                        reduce=args.reduce,
-                        data=f"builtin:{args.images}:{args.image_size}",
-                        image_size=args.image_size,
-                        batch_size=args.batch_size,
-                        device=device.type,
-                        workers=args.workers,
-                    )
+                    result = workload_cka(args, modules, device)
             finally:
                 if cuda:
                     torch.cuda.set_sync_debug_mode("default")

@@ -8,6 +8,7 @@ import argparse
 
 import torch
 
+from repcompare import api
 from repcompare.capture.models import load_model
 from repcompare.capture.spec import parse_spec
 
@@ -38,3 +39,18 @@ def workload_models(args: argparse.Namespace, device: torch.device) -> list[torc
         .eval()
         for seed, spec in enumerate(args.models.split(","))
     ]
+
+
+def workload_cka(args: argparse.Namespace, models: list[torch.nn.Module], device: torch.device):
+    """``repcompare.api.cka`` of the two models over the built-in images, as the options say."""
+    return api.cka(
+        *models,
+        layers_a=args.layers,
+        layers_b=args.layers,
+        reduce=args.reduce,
+        data=f"builtin:{args.images}:{args.image_size}",
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        device=device.type,
+        workers=args.workers,
+    )
