@@ -172,3 +172,15 @@ def test_without_batch_terms_the_estimate_is_the_same_and_nothing_is_kept(rng):
     assert lean._per_batch == []
     with pytest.raises(BatchShapeError, match="keep_batch_terms"):
         lean.bootstrap(10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nan_on_a_gpu_is_reported_by_the_result_at_the_latest():
+    """On a GPU the check is read once its copy has landed, so it may come a batch late,
+    but never later than the result."""
+    acc = MinibatchCKA(["stem", "layer1.0"], ["fc"])
+    bad = torch.randn(8, 4, device="cuda")
+    bad[0, 0] = float("nan")
+    with pytest.raises(NonFiniteActivationError, match=r"'layer1\.0'"):
+        acc.update([torch.randn(8, 3, device="cuda"), bad], [torch.randn(8, 2, device="cuda")])
+        acc.result()
