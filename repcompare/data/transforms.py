@@ -7,6 +7,7 @@ resolution with ``--image-size 32 --crop-pct 1.0``: resize to 32 (a no-op on
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, replace
@@ -69,10 +70,7 @@ class Preprocess:
     std: tuple[float, ...]
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
-        mean, std = (
-            torch.tensor(v, dtype=torch.float32, device=batch.device).view(-1, 1, 1)
-            for v in (self.mean, self.std)
-        )
+        mean, std = (_per_channel(v, batch.device) for v in (self.mean, self.std))
         return batch.to(torch.float32).div_(255).sub_(mean).div_(std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
@@ -88,8 +86,11 @@ class Preprocess:
         return re.sub(r"\s+", " ", f"Compose({' '.join(map(str, steps))})")
 
 
-def _interpolation(name: str) -> transforms.InterpolationMode:
-    return transforms.InterpolationMode(name)
+@functools.cache
+def _per_channel(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """``values`` as a float32 ``(C, 1, 1)`` tensor on ``device``, made once per device (a
+    copy to a GPU on every batch would make the host wait for it)."""
+    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)
 
 
 def eval_transform(config: DataConfig) -> Preprocess:
@@ -99,7 +100,7 @@ def eval_transform(config: DataConfig) -> Preprocess:
     _, height, width = config.input_size
     scale = tuple(math.floor(side / config.crop_pct) for side in (height, width))
     if scale[0] == scale[1]:
-        resize = transforms.Resize(scale[0], _interpolation(config.interpolation))
+        resize = transforms.Resize(scale[0], transforms.InterpolationMode(config.interpolation))
     else:
         from timm.data.transforms import ResizeKeepRatio
 
@@ -116,7 +117,7 @@ def view_transform(config: DataConfig) -> Preprocess:
     _, height, width = config.input_size
     geometry = transforms.Compose(
         [
-            transforms.Resize((height, width), _interpolation(config.interpolation)),
+            transforms.Resize((height, width), transforms.InterpolationMode(config.interpolation)),
             transforms.PILToTensor(),
         ]
     )

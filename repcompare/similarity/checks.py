@@ -99,7 +99,7 @@ def check_all_finite(summaries: torch.Tensor, layers: Sequence[str]) -> None:
 class FiniteChecks:
     """NaN/Inf checks of per-layer summaries that never make the host wait for a GPU.
 
-    On the CPU ``add`` checks at once. On CUDA the flags are copied to pinned host
+    On the CPU ``add`` checks at once. On CUDA the summaries are copied to pinned host
     memory behind the work that computes them, and read by a later ``add`` once that
     copy has landed, or by ``finish``: an error is raised a few batches late at most.
     """
@@ -111,20 +111,20 @@ class FiniteChecks:
         if summaries.device.type != "cuda":
             check_all_finite(summaries, layers)
             return
-        flags = torch.empty(summaries.shape, dtype=summaries.dtype, pin_memory=True)
-        flags.copy_(summaries, non_blocking=True)
+        copied = torch.empty(summaries.shape, dtype=summaries.dtype, pin_memory=True)
+        copied.copy_(summaries, non_blocking=True)
         landed = torch.cuda.Event()
         landed.record()
-        self._pending.append((flags, landed, tuple(layers)))
+        self._pending.append((copied, landed, tuple(layers)))
         while self._pending and self._pending[0][1].query():
-            flags, _, names = self._pending.pop(0)
-            check_all_finite(flags, names)
+            copied, _, names = self._pending.pop(0)
+            check_all_finite(copied, names)
 
     def finish(self) -> None:
         """Check everything still in flight (waits for it)."""
-        for flags, landed, names in self._pending:
+        for copied, landed, names in self._pending:
             landed.synchronize()
-            check_all_finite(flags, names)
+            check_all_finite(copied, names)
         self._pending.clear()
 
 
