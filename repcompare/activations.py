@@ -20,7 +20,7 @@ from repcompare.capture.capture import capture_layers
 from repcompare.capture.graph import LayerGraph
 from repcompare.capture.models import LoadedModel
 from repcompare.capture.reduce import DEFAULT_TOKEN_CAP, reduced_width
-from repcompare.data.batches import InputsDataset, default_view_size, make_loader
+from repcompare.data.batches import InputsDataset, batch_bounds, default_view_size, make_loader
 from repcompare.data.order import sample_order
 from repcompare.data.sources import ImageSource, open_source
 from repcompare.data.transforms import (
@@ -132,9 +132,10 @@ def stream_activations(
     plan: InputPlan,
     prepared: PreparedInputs,
     device: torch.device,
-    first_batch: int = 0,
+    batches: range | None = None,
 ) -> Iterator[StreamedBatch]:
-    """Yield the activations of every target for each batch, from ``first_batch`` on.
+    """Yield the activations of every target for each of the consecutive ``batches`` (batch
+    numbers of ``batch_bounds``; default all).
 
     Every model is moved to ``device`` first. Every target and view of batch
     ``number`` is captured with that number, so ``--reduce tokens`` keeps the
@@ -142,10 +143,14 @@ def stream_activations(
     """
     for target in targets:
         target.loaded.module.to(device)
-    start = first_batch * plan.batch_size
+    bounds = batch_bounds(len(prepared.indices), plan.batch_size)
+    batches = range(len(bounds)) if batches is None else batches
+    if not batches:
+        return
+    rows = slice(bounds[batches[0]][0], bounds[batches[-1]][1])
     dataset = InputsDataset(
         prepared.source,
-        prepared.indices[start:],
+        prepared.indices[rows],
         prepared.transforms,
         plan.augment,
         plan.views,
@@ -162,7 +167,7 @@ def stream_activations(
             )
             for t in targets
         ]
-        for number, batch in enumerate(loader, start=first_batch):
+        for number, batch in enumerate(loader, start=batches[0]):
             activations = [
                 [
                     capture(preprocess.normalise(on_device[:, view]), number)

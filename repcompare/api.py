@@ -48,6 +48,7 @@ from repcompare.assemble import (
 )
 from repcompare.capture.describe import LayersResult, layer_infos
 from repcompare.capture.select import select_layers
+from repcompare.distributed import current_job, one_process
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
 from repcompare.options import split_options
@@ -101,7 +102,8 @@ def extract(
     chunked, resumable HDF5 file ``out``; rerunning after an interruption continues from
     the last complete batch, and an existing complete file is left as it is."""
     model_options, data_options = split_options("extract", options)
-    feedback = Feedback(progress)
+    job = current_job()
+    feedback = Feedback(progress and job.main)
     plan = input_plan(
         data_options,
         model_options.image_size,
@@ -110,7 +112,7 @@ def extract(
         augment=augment,
         view_size=view_size,
     )
-    device = resolve_device(data_options.device)
+    device = job.device(resolve_device(data_options.device))
     target = capture_target(model, _listed(layers), reduce, model_options, feedback)
     return extract_activations(
         target,
@@ -121,6 +123,7 @@ def extract(
         compression=compression,
         force=force,
         console=feedback.console,
+        job=job,
     )
 
 
@@ -153,7 +156,8 @@ def cka(
     Models are captured on the fly on the same images in the same order.
     """
     model_options, data_options = split_options("cka", options)
-    feedback = Feedback(progress)
+    job = current_job()
+    feedback = Feedback(progress and job.main)
     side_a, side_b, symmetric = cka_sides(
         a,
         b,
@@ -174,9 +178,11 @@ def cka(
         measure=measure,
         sample=sample,
     )
-    device = resolve_device(data_options.device)
+    device = job.device(resolve_device(data_options.device))
     with feedback.bar("cka") as advance:
-        return compare(side_a, side_b, settings, plan, device, symmetric, advance)
+        return compare(
+            side_a, side_b, settings, plan, device, symmetric, job.progress(advance), job
+        )
 
 
 def invariance(
@@ -195,7 +201,8 @@ def invariance(
     per augmentation (``augment``: one name or several; default simclr) with ``views``
     views (default 2). Activation files bring their own views."""
     model_options, data_options = split_options("invariance", options)
-    feedback = Feedback(progress)
+    job = current_job()
+    feedback = Feedback(progress and job.main)
     augmentations = _listed(augment)
     settings = InvarianceOptions(
         tuple(augmentations) if augmentations else None,
@@ -207,9 +214,9 @@ def invariance(
     plan = input_plan(
         data_options, model_options.image_size, batch_size, sides, view_size=view_size
     )
-    device = resolve_device(data_options.device)
+    device = job.device(resolve_device(data_options.device))
     with feedback.bar("invariance") as advance:
-        return measure_invariance(sides, settings, plan, device, advance)
+        return measure_invariance(sides, settings, plan, device, job.progress(advance), job)
 
 
 def class_fit(
@@ -229,15 +236,16 @@ def class_fit(
     labels, crowding, kNN and linear-probe accuracy (``tokens``: also from the class token,
     the mean patch token and the centre patch token)."""
     model_options, data_options = split_options("class_fit", options)
-    feedback = Feedback(progress)
+    job = current_job()
+    feedback = Feedback(progress and job.main)
     settings = ClassFitOptions(
         knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=data_options.seed, tokens=tokens
     )
     sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
     plan = input_plan(data_options, model_options.image_size, batch_size, sides)
-    device = resolve_device(data_options.device)
+    device = job.device(resolve_device(data_options.device))
     with feedback.bar("class-fit") as advance:
-        return measure_class_fit(sides, settings, plan, device, advance)
+        return measure_class_fit(sides, settings, plan, device, job.progress(advance), job)
 
 
 def atlas(
@@ -256,6 +264,7 @@ def atlas(
     all images into one accumulator, the other measures on a fixed sample of ``sample``
     images; ``reference`` (a model's label or position from 1) adds curves of every other
     model against it."""
+    one_process("atlas")
     model_options, data_options = split_options("atlas", options)
     feedback = Feedback(progress)
     names = [m.strip() for item in _listed(measure) or [] for m in item.split(",") if m.strip()]
@@ -299,6 +308,7 @@ def study(
     one pass per augmentation the invariance. Each finished pass is kept in ``out``, so
     rerunning an interrupted study computes only what is missing.
     """
+    one_process("study")
     model_options, data_options = split_options("study", options)
     feedback = Feedback(progress)
     out = Path(out)

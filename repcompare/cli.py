@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
-from repcompare.progress import STDERR
+from repcompare.progress import STDERR, failure_console, process_rank
 
 app = typer.Typer(
     name="repcompare",
@@ -291,6 +292,8 @@ def computed_and_written(out: Path, owned: tuple[str, ...], compute):
     check_out_dir(out)
     with interrupt_says(f"nothing was written; the results in {out} are as they were"):
         result = compute()
+        if process_rank() != 0:  # one torchrun process writes, the others hold the same result
+            return result
         report = result.report()
         with staged_outputs(out, owned) as staging:
             written = write_report(report, staging)
@@ -745,18 +748,20 @@ def _signal_behind(error: BaseException) -> str | None:
 
 
 def _failure_code(error: BaseException, debug: bool) -> int:
-    """Print one sentence for ``error`` (and its traceback under ``--debug``); its exit code."""
+    """Print one sentence for ``error`` (and its traceback under ``--debug``); its exit code.
+    In a torchrun job the sentence names the rank (other than 0) that failed."""
     if debug:
         traceback.print_exception(error)
+    console, rank = failure_console()
     signal_name = _signal_behind(error)
     if signal_name is not None:
-        STDERR.print("interrupted; nothing was marked complete, rerun the command")
+        console.print(f"{rank}interrupted; nothing was marked complete, rerun the command")
         return SIGNAL_EXIT_CODES[signal_name]
     if isinstance(error, RepcompareError):
-        STDERR.print(f"[bold red]error:[/] {error}")
+        console.print(f"[bold red]error:[/] {escape(f'{rank}{error}')}")
         return error.exit_code
-    STDERR.print(
-        f"[bold red]error:[/] unexpected {type(error).__name__}: {error}. "
+    console.print(
+        f"[bold red]error:[/] {escape(f'{rank}unexpected {type(error).__name__}: {error}')}. "
         "Rerun with --debug for the traceback and report it if it persists."
     )
     return 1

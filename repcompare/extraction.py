@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from repcompare.activations import (
@@ -19,10 +22,12 @@ from repcompare.activations import (
 )
 from repcompare.analyses.sides import layer_roles
 from repcompare.data.sources import absolute_spec
+from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.store.layout import Layout, Settings
 from repcompare.store.lock import lock_for_writing
-from repcompare.store.writer import ActivationWriter, Batch, prepare
+from repcompare.store.shards import shard_attribute, shard_layout, shard_path, stitch
+from repcompare.store.writer import ActivationWriter, Batch, prepare, rows_done
 
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 COMPRESSIONS = ("none", "lzf", "gzip")
@@ -86,10 +91,13 @@ def extract(
     compression: str = "none",
     force: bool = False,
     console=None,
+    job: Job = ONE_PROCESS,
 ) -> ExtractResult:
     """Capture ``target``'s layers over the planned inputs into ``out`` (resuming if possible).
 
-    Holds ``out``'s write lock throughout: another process using it is an InputError.
+    Holds ``out``'s write lock throughout: another process using it is an InputError. In a
+    torchrun job each process writes its share of the batches into its shard and rank 0
+    stitches ``out`` from them (``repcompare.store.shards``).
     """
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"unknown --dtype {dtype!r}; use float16 or float32")
@@ -114,86 +122,135 @@ def extract(
         "layer_roles": json.dumps(layer_roles(target.graph.blocks, target.graph.residual)),
         "layer_layouts": json.dumps(target.layer_layouts()),
     }
+    capture = Capture(target, plan, prepared, device, console, job)
+    if job.distributed:
+        return _extract_in_shards(capture, layout, provenance, out, force)
     with lock_for_writing(out):
         rows_before = prepare(out, layout, provenance, force)
-        return _capture(target, plan, prepared, layout, out, rows_before, device, console)
+        return capture.run(layout, out, rows_before, range(layout.num_batches))
 
 
-def _capture(
-    target: CaptureTarget,
-    plan: InputPlan,
-    prepared: PreparedInputs,
-    layout: Layout,
-    out: Path,
-    rows_before: int,
-    device: torch.device,
-    console,
+def _extract_in_shards(
+    capture: Capture, layout: Layout, provenance: dict, out: Path, force: bool
 ) -> ExtractResult:
-    """Capture the batches from ``rows_before`` on into the prepared file ``out``."""
-    settings = layout.settings
-    result = ExtractResult(
-        out,
-        settings,
-        layout.layer_shapes,
-        layout.widths,
-        rows_before,
-        0,
-        0.0,
-        0,
-    )
-    if rows_before >= settings.num_samples:
-        return result
-    storage = STORAGE_DTYPES[settings.dtype]
-    writer = ActivationWriter(out, layout)
-    started = time.perf_counter()
-    complete = False
-    columns = (
-        TextColumn("[bold]extract"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} images"),
-        TextColumn("{task.fields[speed]:.0f} img/s"),
-        TextColumn("{task.fields[megabytes]:.0f} MB"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task(
-                "extract",
-                total=settings.num_samples,
-                completed=rows_before,
-                speed=0.0,
-                megabytes=0.0,
-            )
-            first = layout.first_batch(rows_before)
-            for streamed in stream_activations([target], plan, prepared, device, first):
-                views = [
-                    [
-                        _checked(x, storage, layer)
-                        for x, layer in zip(acts, target.layers, strict=True)
+    """This process's share of the batches into its shard; then ``out`` stitched by rank 0."""
+    job = capture.job
+    total = ExtractResult(out, layout.settings, layout.layer_shapes, layout.widths, 0, 0, 0.0, 0)
+    if out.exists() and not force and rows_done(out, layout) == layout.settings.num_samples:
+        total.rows_before = layout.settings.num_samples
+        return total
+    batches = job.share(layout.num_batches)
+    shard = shard_path(out, job.rank, job.world)
+    shard_plan = shard_layout(layout, batches)
+    with lock_for_writing(shard):
+        rows_before = prepare(
+            shard,
+            shard_plan,
+            provenance | {"shard": shard_attribute(layout, batches, job.rank, job.world)},
+            force,
+        )
+        done = capture.run(shard_plan, shard, rows_before, batches)
+    for part in job.gather(done):
+        total.rows_before += part.rows_before
+        total.images += part.images
+        total.seconds = max(total.seconds, part.seconds)
+        total.bytes_written += part.bytes_written
+    if job.main:
+        with lock_for_writing(out):
+            stitch(out, layout, [shard_path(out, r, job.world) for r in range(job.world)])
+    job.wait_for_all()
+    return total
+
+
+@dataclass
+class Capture:
+    """What one process captures: the target over the planned inputs, on ``device``."""
+
+    target: CaptureTarget
+    plan: InputPlan
+    prepared: PreparedInputs
+    device: torch.device
+    console: Console | None
+    job: Job
+
+    def run(self, layout: Layout, out: Path, rows_before: int, batches: range) -> ExtractResult:
+        """Capture ``batches`` (numbers in the whole sample order) into the prepared file
+        ``out`` of ``layout``, which holds their rows, from its row ``rows_before`` on."""
+        settings = layout.settings
+        result = ExtractResult(
+            out, settings, layout.layer_shapes, layout.widths, rows_before, 0, 0.0, 0
+        )
+        already = sum(self.job.gather(rows_before))
+        if rows_before >= settings.num_samples:
+            return result
+        to_do = range(batches[0] + layout.first_batch(rows_before), batches.stop)
+        storage = STORAGE_DTYPES[settings.dtype]
+        writer = ActivationWriter(out, layout)
+        started = time.perf_counter()
+        complete = False
+        try:
+            with self._bar(already) as advance:
+                for streamed in stream_activations(
+                    [self.target], self.plan, self.prepared, self.device, to_do
+                ):
+                    views = [
+                        [
+                            _checked(x, storage, layer)
+                            for x, layer in zip(acts, self.target.layers, strict=True)
+                        ]
+                        for acts in streamed.activations[0]
                     ]
-                    for acts in streamed.activations[0]
-                ]
-                writer.submit(
-                    Batch(
-                        streamed.number,
-                        views,
-                        streamed.labels,
-                        streamed.sample_index,
-                        streamed.digests,
+                    writer.submit(
+                        Batch(
+                            streamed.number - batches[0],
+                            views,
+                            streamed.labels,
+                            streamed.sample_index,
+                            streamed.digests,
+                        )
                     )
-                )
-                result.images += len(streamed.labels)
-                elapsed = time.perf_counter() - started
-                progress.update(
-                    task,
-                    advance=len(streamed.labels),
-                    speed=result.images / elapsed,
-                    megabytes=writer.bytes_written / 1e6,
-                )
-        complete = True
-    finally:
-        writer.close(complete=complete)
-        result.seconds = time.perf_counter() - started
-        result.bytes_written = writer.bytes_written
-    return result
+                    result.images += len(streamed.labels)
+                    advance(len(streamed.labels), writer.bytes_written)
+            complete = True
+        finally:
+            writer.close(complete=complete)
+            result.bytes_written = writer.bytes_written
+            result.seconds = time.perf_counter() - started
+        return result
+
+    @contextmanager
+    def _bar(self, already: int) -> Iterator[Callable[[int, int], None]]:
+        """``advance(images, bytes_written)`` of a bar over every process's images (shown on
+        rank 0 when there is a console); the speed and megabytes are this process's."""
+        columns = (
+            TextColumn("[bold]extract"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} images"),
+            TextColumn("{task.fields[speed]:.0f} img/s"),
+            TextColumn("{task.fields[megabytes]:.0f} MB"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        total = self.prepared.indices.size
+        shown = self.console is not None and self.job.main
+        with Progress(*columns, console=self.console, disable=not shown) as progress:
+            task = progress.add_task(
+                "extract", total=total, completed=already, speed=0.0, megabytes=0.0
+            )
+            started, images_done = time.perf_counter(), 0
+            megabytes = 0.0
+
+            def show(done_now: int, _total: int) -> None:
+                nonlocal images_done
+                images_done += done_now
+                speed = images_done / (time.perf_counter() - started)
+                progress.update(task, advance=done_now, speed=speed, megabytes=megabytes)
+
+            counted = self.job.progress(show)
+
+            def advance(images: int, bytes_written: int) -> None:
+                nonlocal megabytes
+                megabytes = bytes_written / 1e6
+                counted(images, total)
+
+            yield advance

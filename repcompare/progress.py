@@ -1,16 +1,33 @@
 """What a run tells its user while it works: notes about the models, warnings and a
 progress bar on stderr, shown only when asked (the CLI always asks; the Python API when
-``progress=True``)."""
+``progress=True``). In a torchrun job only rank 0 tells anything, but a failure on any
+rank is told."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rich.console import Console
 
-STDERR = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def process_rank() -> int:
+    """This process's rank in a torchrun job (``RANK``), 0 outside one."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+STDERR = Console(stderr=True, highlight=False, soft_wrap=True, quiet=process_rank() != 0)
+
+
+def failure_console() -> tuple[Console, str]:
+    """Where a failure is told, and the prefix naming the rank that failed (none on rank 0)."""
+    rank = process_rank()
+    if rank == 0:
+        return STDERR, ""
+    return Console(stderr=True, highlight=False, soft_wrap=True), f"rank {rank}: "
+
 
 ProgressCallback = Callable[[int, int], None]
 

@@ -21,6 +21,7 @@ import torch
 from repcompare.activations import InputPlan, prepare_inputs, stream_activations
 from repcompare.analyses.sides import Side, check_files_aligned, plan_from_file
 from repcompare.data.batches import batch_bounds
+from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.store.layout import data_fingerprint
 from repcompare.store.reader import ActivationFile
@@ -41,7 +42,8 @@ class AlignedStream:
     """The batches, their size, the number of samples and of classes (None: unlabelled).
 
     ``digests`` holds each batch's ``(views, 32)`` input digests: the files' recorded
-    ones, or those of the batches streamed so far.
+    ones (``recorded``), or those of the batches this process streamed so far. ``job``:
+    the torchrun job whose processes share the batches.
     """
 
     batches: Iterator[AlignedBatch]
@@ -49,11 +51,17 @@ class AlignedStream:
     num_samples: int
     num_classes: int | None
     digests: list[np.ndarray]
+    job: Job = ONE_PROCESS
+    recorded: bool = True
 
     def fingerprint(self) -> str:
-        """SHA-256 of the digests of the views streamed: equal to the ``data_fingerprint`` of a
-        file extracted from the same images with as many views."""
-        return data_fingerprint(np.stack(self.digests, axis=1))
+        """SHA-256 of the digests of the views streamed (in a torchrun job, by every process:
+        call it on all of them): equal to the ``data_fingerprint`` of a file extracted from
+        the same images with as many views."""
+        digests = self.digests
+        if not self.recorded:
+            digests = [d for part in self.job.gather(digests) for d in part]
+        return data_fingerprint(np.stack(digests, axis=1))
 
 
 def _read_ahead(batches: Iterator) -> Iterator:
@@ -76,9 +84,11 @@ def _read_ahead(batches: Iterator) -> Iterator:
         yield item
 
 
-def _file_rows(file: ActivationFile, layers: list[str], size: int, views: int) -> Iterator:
-    """``[view][layer]`` CPU tensors of consecutive batches of ``size`` rows."""
-    per_view = [file.batches(v, layers, size) for v in range(views)]
+def _file_rows(
+    file: ActivationFile, layers: list[str], size: int, views: int, share: range
+) -> Iterator:
+    """``[view][layer]`` CPU tensors of the ``share`` of the batches of ``size`` rows."""
+    per_view = [file.batches(v, layers, size, share) for v in range(views)]
     for batch in zip(*per_view, strict=True):
         yield [[torch.from_numpy(x) for x in view] for view in batch]
 
@@ -98,9 +108,14 @@ def _recorded(file: ActivationFile, views: int) -> list[np.ndarray]:
 
 
 def aligned_batches(
-    sides: list[Side], plan: InputPlan, device: torch.device, views: int = 1
+    sides: list[Side],
+    plan: InputPlan,
+    device: torch.device,
+    views: int = 1,
+    job: Job = ONE_PROCESS,
 ) -> AlignedStream:
-    """The first ``views`` views of every side's layers, batch by batch, over the same images.
+    """The first ``views`` views of every side's layers, batch by batch, over the same images;
+    in a torchrun job, this process's share of the batches (``Job.share``).
 
     With files only, batches hold ``plan.batch_size`` rows; with a file among
     models, the file's own batches; with models only, the plan's.
@@ -111,16 +126,20 @@ def aligned_batches(
     targets = [s.target for s in sides if not s.is_file]
     if not targets:
         size = plan.batch_size
-        readers = [_read_ahead(_file_rows(s.file, s.layers, size, views)) for s in sides]
         first = files[0]
         n = first.settings.num_samples
+        bounds = batch_bounds(n, size)
+        share = job.share(len(bounds))
+        readers = [_read_ahead(_file_rows(s.file, s.layers, size, views, share)) for s in sides]
 
         def from_files() -> Iterator[AlignedBatch]:
-            for start, stop in batch_bounds(n, size):
+            for start, stop in bounds[share.start : share.stop]:
                 feats = [_to(device, next(reader)) for reader in readers]
                 yield AlignedBatch(first.labels[start:stop], feats)
 
-        return AlignedStream(from_files(), size, n, _file_classes(first), _recorded(first, views))
+        return AlignedStream(
+            from_files(), size, n, _file_classes(first), _recorded(first, views), job
+        )
     if files:
         first = files[0]
         plan = replace(plan_from_file(first, plan), views=views)
@@ -131,8 +150,9 @@ def aligned_batches(
             f"({first.attrs.get('data_source')}); pass --data pointing at the images it was "
             "extracted from, or extract the file again from the current data"
         )
+    share = job.share(len(batch_bounds(len(prepared.indices), plan.batch_size)))
     readers = {
-        id(s): _read_ahead(_file_rows(s.file, s.layers, plan.batch_size, views))
+        id(s): _read_ahead(_file_rows(s.file, s.layers, plan.batch_size, views, share))
         for s in sides
         if s.is_file
     }
@@ -140,7 +160,7 @@ def aligned_batches(
     digests = list(recorded)
 
     def from_models() -> Iterator[AlignedBatch]:
-        for streamed in stream_activations(targets, plan, prepared, device):
+        for streamed in stream_activations(targets, plan, prepared, device, share):
             if recorded and not np.array_equal(streamed.digests, recorded[streamed.number]):
                 raise InputError(
                     f"batch {streamed.number} of the images differs from those recorded in "
@@ -159,4 +179,6 @@ def aligned_batches(
     classes = len(source.classes) if source.has_labels else None
     if files:
         classes = _file_classes(files[0])
-    return AlignedStream(from_models(), plan.batch_size, len(prepared.indices), classes, digests)
+    return AlignedStream(
+        from_models(), plan.batch_size, len(prepared.indices), classes, digests, job, bool(files)
+    )

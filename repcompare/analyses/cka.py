@@ -23,6 +23,7 @@ from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
+from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.similarity import (
     CKA_ESTIMATORS,
@@ -39,6 +40,7 @@ from repcompare.similarity.sampled import (
     fixed_sample_bytes,
     measure_estimator,
 )
+from repcompare.similarity.shares import Combinable
 
 if TYPE_CHECKING:
     from repcompare.report.model import Report
@@ -141,11 +143,11 @@ class CKAResult(Reported):
 
 
 def paired_batches(
-    a: Side, b: Side, plan: InputPlan, device: torch.device, symmetric: bool
+    a: Side, b: Side, plan: InputPlan, device: torch.device, symmetric: bool, job: Job
 ) -> tuple[Iterator[tuple[list, list | None, int]], int, int]:
-    """Batches ``(feats_a, feats_b, images)`` of both sides over the same images; batch size;
-    N."""
-    stream = aligned_batches([a] if symmetric else [a, b], plan, device)
+    """Batches ``(feats_a, feats_b, images)`` of both sides over the same images (this
+    process's share); batch size; N."""
+    stream = aligned_batches([a] if symmetric else [a, b], plan, device, job=job)
     pairs = (
         (batch.feats[0][0], None if symmetric else batch.feats[1][0], len(batch.labels))
         for batch in stream.batches
@@ -246,6 +248,25 @@ class CKARun:
         """Add one batch: A's layers, and B's (None when symmetric)."""
         self.estimator.update(feats_a, feats_b)
 
+    def check_shares(self, job: Job) -> None:
+        """Refuse, with a sentence, an estimator whose shares of a torchrun job cannot be
+        combined."""
+        if job.distributed and not isinstance(self.estimator, Combinable):
+            chosen = (
+                f"--measure {self.options.measure}"
+                if self.options.measure != "cka"
+                else f"--estimator {self.options.estimator}"
+            )
+            raise InputError(
+                f"{chosen} does not run across the processes of a torchrun job; run it in one "
+                "process, or use --measure cka with --estimator minibatch, exact or debiased"
+            )
+
+    def combine(self, job: Job) -> None:
+        """Hold the batches of every process of ``job`` (see ``similarity.shares``)."""
+        if job.distributed:
+            self.estimator.combine(job.sum, job.gather)
+
     def result(
         self, plan: InputPlan, device: torch.device, batch_size: int, n_samples: int
     ) -> CKAResult:
@@ -289,16 +310,21 @@ def compare(
     device: torch.device,
     symmetric: bool = False,
     progress=None,
+    job: Job = ONE_PROCESS,
 ) -> CKAResult:
-    """CKA between ``a.layers`` and ``b.layers`` over the planned (or recorded) images.
+    """CKA between ``a.layers`` and ``b.layers`` over the planned (or recorded) images; in a
+    torchrun ``job`` each process takes its share of the batches and every process gets
+    the whole result.
 
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
     run = CKARun(a, b, options, symmetric)
-    batches, batch_size, n_samples = paired_batches(a, b, plan, device, symmetric)
+    batches, batch_size, n_samples = paired_batches(a, b, plan, device, symmetric, job)
     run.check_memory(n_samples)
+    run.check_shares(job)
     for feats_a, feats_b, images in batches:
         run.update(feats_a, feats_b)
         if progress:
             progress(images, n_samples)
+    run.combine(job)
     return run.result(plan, device, batch_size, n_samples)

@@ -46,6 +46,7 @@ from repcompare.capture.reduce import (
     pooled_width,
     token_grid,
 )
+from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.similarity import CrowdingStats, MinibatchCKA
 from repcompare.similarity.probes import knn_accuracy, linear_probe_accuracy, stratified_split
@@ -193,6 +194,21 @@ class _SideMeasures:
                 if value is not None:
                     kept[feature].append(value.to("cpu", torch.float32))
 
+    def combine(self, job: Job) -> None:
+        """Hold the batches of every process of ``job``: sums added, kept features gathered
+        in rank order (the batch order)."""
+        self.class_cka.combine(job.sum, job.gather)
+        self.crowding.combine(job.sum, job.gather)
+        parts = job.gather((self.pooled, self.tokens))
+        self.pooled = [
+            [x for pooled, _ in parts for x in pooled[layer]] for layer in range(len(self.pooled))
+        ]
+        if self.tokens is not None:
+            self.tokens = [
+                {f: [x for _, tokens in parts for x in tokens[layer][f]] for f in TOKEN_FEATURES}
+                for layer in range(len(self.tokens))
+            ]
+
     def undefined(self, feature: str) -> list[str]:
         """The layers without token feature ``feature``."""
         return [
@@ -297,8 +313,13 @@ class ClassFitRun:
         self.labels.append(batch_labels)
 
     def result(self, stream: AlignedStream, device: torch.device) -> ClassFitResult:
-        """Every measure of every side over the batches given (``stream``: their source)."""
+        """Every measure of every side over the batches given (``stream``: their source; in a
+        torchrun job, over every process's batches)."""
         options = self.options
+        if stream.job.distributed:
+            for measures in self.per_side:
+                measures.combine(stream.job)
+            self.labels = [x for part in stream.job.gather(self.labels) for x in part]
         all_labels = torch.cat(self.labels)
         split = stratified_split(all_labels.numpy(), options.test_fraction, options.seed)
         fits = [m.result(all_labels, split, options, device) for m in self.per_side]
@@ -328,13 +349,16 @@ def measure_class_fit(
     plan: InputPlan,
     device: torch.device,
     progress=None,
+    job: Job = ONE_PROCESS,
 ) -> ClassFitResult:
-    """Every measure of every selected layer of every side over the planned images.
+    """Every measure of every selected layer of every side over the planned images; in a
+    torchrun ``job`` each process takes its share of the batches and every process gets
+    the whole result.
 
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
     run = ClassFitRun(sides, options)
-    stream = aligned_batches(sides, plan, device)
+    stream = aligned_batches(sides, plan, device, job=job)
     run.start(stream)
     for batch in stream.batches:
         run.update(batch.labels, [feats[0] for feats in batch.feats])

@@ -31,6 +31,7 @@ from repcompare.analyses.fields import set_fields
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.data.augment import AUGMENTATIONS
+from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.minibatch import percentile_interval
@@ -173,8 +174,11 @@ def measure_invariance(
     plan: InputPlan,
     device: torch.device,
     progress=None,
+    job: Job = ONE_PROCESS,
 ) -> InvarianceResult:
-    """Invariance of every selected layer of every side, once per augmentation.
+    """Invariance of every selected layer of every side, once per augmentation; in a
+    torchrun ``job`` each process takes its share of the batches and every process gets
+    the whole result.
 
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
@@ -184,7 +188,7 @@ def measure_invariance(
     curves, fingerprints, n_examples = [], {}, 0
     for augmentation, views in passes:
         run_plan = replace(plan, augment=augmentation, views=views)
-        stream = aligned_batches(sides, run_plan, device, views)
+        stream = aligned_batches(sides, run_plan, device, views, job)
         accumulators = [
             MinibatchCKA(
                 [f"{layer} (view {v})" for v in range(views) for layer in s.layers],
@@ -197,6 +201,9 @@ def measure_invariance(
                 accumulator.update([x for view in per_view for x in view])
             if progress:
                 progress(len(batch.labels), stream.num_samples * len(passes))
+        if job.distributed:
+            for accumulator in accumulators:
+                accumulator.combine(job.sum, job.gather)
         fingerprints[augmentation] = stream.fingerprint()
         n_examples = stream.num_samples
         for side, accumulator in zip(sides, accumulators, strict=True):

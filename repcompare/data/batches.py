@@ -89,9 +89,9 @@ def batch_bounds(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
 
 def make_loader(dataset: InputsDataset, batch_size: int, workers: int) -> DataLoader:
     """The dataset's ``batch_bounds`` batches in order (no shuffling), loaded by ``workers``
-    processes into pinned memory when there is a GPU to copy to. A dataset starting at a
-    batch boundary (a resume) gets the same later batches as the whole one, since only the
-    last batch is ever merged."""
+    processes into pinned memory when there is a GPU to copy to. A dataset of the rows of
+    consecutive batches of the whole (a resume, one process's share of a torchrun job) gets
+    the same batches as the whole one, since only the last batch is ever merged."""
     bounds = batch_bounds(len(dataset), batch_size)
     return DataLoader(
         dataset,

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from repcompare.progress import process_rank
 from repcompare.report.model import Report, is_undefined
 from repcompare.report.model import Table as ReportTable
 
@@ -13,9 +14,11 @@ WIDTH_WHEN_PIPED = 160
 
 
 def stdout_console() -> Console:
-    """A console for results: the terminal's width, or a wide page when piped to a file."""
-    console = Console()
-    return console if console.is_terminal else Console(width=WIDTH_WHEN_PIPED)
+    """A console for results: the terminal's width, or a wide page when piped to a file;
+    silent on the ranks of a torchrun job other than 0."""
+    quiet = process_rank() != 0
+    console = Console(quiet=quiet)
+    return console if console.is_terminal else Console(width=WIDTH_WHEN_PIPED, quiet=quiet)
 
 
 def layers_table(rows: list[dict], title: str, reduction: str) -> Table:

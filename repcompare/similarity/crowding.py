@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from repcompare.similarity.checks import BatchShapeError, prepare_batch
+from repcompare.similarity.shares import Gather, SumAcross
 
 NORM_EPS = 1e-12
 
@@ -57,6 +58,13 @@ class CrowdingStats:
             z = z / z.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
             self._sums[i] += onehot.T @ z
             self._sq_norms[i] += onehot.T @ z.square().sum(dim=1)
+
+    def combine(self, sum_across: SumAcross, gather: Gather) -> None:
+        """Hold every process's batches: the per-class sums added across processes."""
+        if self._counts is None:
+            raise BatchShapeError("no batch was added, so there is nothing to combine")
+        for total in (self._counts, *self._sums, *self._sq_norms):
+            sum_across(total)
 
     def result(self) -> dict[str, np.ndarray]:
         """``intra``, ``inter``, ``inter_min`` and ``ratio``, one value per layer."""

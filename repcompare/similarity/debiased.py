@@ -19,6 +19,7 @@ from repcompare.similarity.checks import check_sides, prepare_batch
 from repcompare.similarity.gram import DEFAULT_RBF_FRACTION, DEFAULT_RBF_MEDIAN, check_rbf_median
 from repcompare.similarity.minibatch import MinibatchCKA
 from repcompare.similarity.result import SimilarityMatrix
+from repcompare.similarity.shares import Gather, SumAcross
 
 
 class DebiasedCKA:
@@ -52,6 +53,12 @@ class DebiasedCKA:
         check_sides(self.names_b is None, feats_a, feats_b)
         names = self.names_a + (self.names_b or ())
         self._batches.append(prepare_batch([*feats_a, *(feats_b or [])], names, 1))
+
+    def combine(self, sum_across: SumAcross, gather: Gather) -> None:
+        """Hold every process's batches, gathered in rank order (the batch order)."""
+        device = self._batches[0][0].device
+        kept = [[x.cpu() for x in batch] for batch in self._batches]
+        self._batches = [[x.to(device) for x in batch] for part in gather(kept) for batch in part]
 
     def result(self) -> SimilarityMatrix:
         """The debiased CKA matrix over every example kept (rows: side A, columns: side B)."""

@@ -32,6 +32,7 @@ from repcompare.similarity.checks import (
     prepare_batch,
 )
 from repcompare.similarity.result import SimilarityMatrix, normalise
+from repcompare.similarity.shares import Gather, SumAcross
 
 
 def _f64(device: torch.device) -> dict:
@@ -94,6 +95,25 @@ class ExactLinearCKA:
             s + x.square().sum() for s, x in zip(self._sq_norms, matrices, strict=True)
         ]
         self.n_examples = n + m
+
+    def combine(self, sum_across: SumAcross, gather: Gather) -> None:
+        """Hold every process's examples: with the overall means mu, each process's co-moments
+        C_r + n_r (mu_r - mu)(nu_r - nu)^T added across processes (the same pairwise update)."""
+        if self.n_examples == 0:
+            raise BatchShapeError("no batch was added, so there is nothing to combine")
+        n_r = self.n_examples
+        n = sum(gather(n_r))
+        means = [n_r * mu for mu in self._means]
+        for total in means:
+            sum_across(total)
+        means = [total / n for total in means]
+        deltas = [mu_r - mu for mu_r, mu in zip(self._means, means, strict=True)]
+        for (i, j), comoment in self._comoments.items():
+            comoment += n_r * torch.outer(deltas[i], deltas[j])
+            sum_across(comoment)
+        for total in self._sq_norms:
+            sum_across(total)
+        self._means, self.n_examples = means, n
 
     def result(self) -> SimilarityMatrix:
         """The exact linear CKA matrix (rows: side A, columns: side B)."""

@@ -45,6 +45,7 @@ from repcompare.similarity.gram import (
 )
 from repcompare.similarity.hsic import u_centre
 from repcompare.similarity.result import SimilarityMatrix, clip_rounding, normalise
+from repcompare.similarity.shares import Gather, SumAcross
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -144,6 +145,21 @@ class MinibatchCKA:
         self._scale_b += weight * scale_b
         self.n_examples += m
         self.n_batches += 1
+
+    def combine(self, sum_across: SumAcross, gather: Gather) -> None:
+        """Hold the batches of every process of a job, each of which fed this accumulator its
+        share (consecutive batches, ranks in batch order): the float64 sums are added across
+        processes, the kept per-batch terms gathered in rank order (see ``shares``)."""
+        if self._cross is None:
+            raise BatchShapeError("no batch was added, so there is nothing to combine")
+        self._finite.finish()
+        for total in (self._cross, self._self_a, self._self_b, self._scale_a, self._scale_b):
+            sum_across(total)
+        counts = gather((self.n_examples, self.n_batches))
+        self.n_examples, self.n_batches = (sum(c[i] for c in counts) for i in (0, 1))
+        if self.keep_batch_terms:
+            terms = [(m, *(t.cpu() for t in rest)) for m, *rest in self._per_batch]
+            self._per_batch = [term for part in gather(terms) for term in part]
 
     def resample(self, resamples: int, seed: int = 0) -> np.ndarray:
         """CKA of every pair over batches resampled with replacement: ``(resamples, L_A, L_B)``.

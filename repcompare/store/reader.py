@@ -13,6 +13,7 @@ from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
 from repcompare.store.layout import FORMAT_NAME, Settings, activation_path
 from repcompare.store.lock import FileLock, lock_for_reading
+from repcompare.store.shards import check_shards
 
 
 @dataclass
@@ -36,12 +37,13 @@ class ActivationFile:
         return self.handle[activation_path(view, layer)][start:stop]
 
     def batches(
-        self, view: int, layers: list[str], size: int | None = None
+        self, view: int, layers: list[str], size: int | None = None, share: range | None = None
     ) -> Iterator[list[np.ndarray]]:
         """The ``batch_bounds`` batches of ``size`` rows (default: the file's batch size, so
-        chunk-aligned), a short last batch merged into the one before."""
-        size = size or self.settings.batch_size
-        for start, stop in batch_bounds(self.settings.num_samples, size):
+        chunk-aligned), a short last batch merged into the one before; only those numbered
+        in ``share`` when given."""
+        bounds = batch_bounds(self.settings.num_samples, size or self.settings.batch_size)
+        for start, stop in bounds if share is None else bounds[share.start : share.stop]:
             yield [self.read(view, layer, start, stop) for layer in layers]
 
     def close(self) -> None:
@@ -87,6 +89,11 @@ def _open(path: Path, lock: FileLock) -> ActivationFile:
             f"{path} is incomplete ({done} of {settings.num_samples} samples); rerun the same "
             "'repcompare extract' command to finish it"
         )
+    try:
+        check_shards(path, attrs)
+    except InputError:
+        handle.close()
+        raise
     return ActivationFile(
         path=path,
         settings=Settings.from_json(attrs["settings"]),

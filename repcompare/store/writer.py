@@ -204,38 +204,46 @@ def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
     reserve(path, path.stat().st_size)
 
 
+def rows_done(path: Path, layout: Layout) -> int:
+    """The rows of the existing file ``path`` already done for ``layout``: all of them when
+    it is complete. A file that is not a repcompare activation file, or has other settings
+    or an older batch plan, is an InputError that suggests ``--force``."""
+    try:
+        with h5py.File(path, "r") as f:
+            stored = Settings.from_json(f.attrs["settings"])
+            done, complete = int(f["rows_done"][()]), bool(f.attrs["complete"])
+    except (OSError, KeyError, ValueError, TypeError):
+        raise InputError(
+            f"{path} exists but is not a readable repcompare activation file; "
+            "pass --force to overwrite it or choose another --out"
+        ) from None
+    differences = layout.settings.differences(stored)
+    if differences:
+        state = "a complete" if complete else "an incomplete"
+        raise InputError(
+            f"{path} is {state} file made with other settings ({'; '.join(differences)}); "
+            "pass --force to overwrite it or choose another --out"
+        )
+    if complete:
+        return layout.settings.num_samples
+    if done not in [start for start, _ in layout.bounds]:
+        raise InputError(
+            f"{path} was begun with an older batch plan ({done} rows done); "
+            "pass --force to recompute it or choose another --out"
+        )
+    return done
+
+
 def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool) -> int:
     """Create ``path`` or check it for resuming; return the number of rows already done.
 
     A complete file with the same settings is left as it is (all rows done); a
-    file with other settings is refused unless ``force``. The caller holds the
-    file's write lock. A new file's blocks are reserved (see module docstring).
+    file with other settings is refused unless ``force`` (see ``rows_done``). The
+    caller holds the file's write lock. A new file's blocks are reserved (see
+    module docstring).
     """
     if path.exists() and not force:
-        try:
-            with h5py.File(path, "r") as f:
-                stored = Settings.from_json(f.attrs["settings"])
-                rows_done, complete = int(f["rows_done"][()]), bool(f.attrs["complete"])
-        except (OSError, KeyError, ValueError, TypeError):
-            raise InputError(
-                f"{path} exists but is not a readable repcompare activation file; "
-                "pass --force to overwrite it or choose another --out"
-            ) from None
-        differences = layout.settings.differences(stored)
-        if differences:
-            state = "a complete" if complete else "an incomplete"
-            raise InputError(
-                f"{path} is {state} file made with other settings ({'; '.join(differences)}); "
-                "pass --force to overwrite it or choose another --out"
-            )
-        if complete:
-            return layout.settings.num_samples
-        if rows_done not in [start for start, _ in layout.bounds]:
-            raise InputError(
-                f"{path} was begun with an older batch plan ({rows_done} rows done); "
-                "pass --force to recompute it or choose another --out"
-            )
-        return rows_done
+        return rows_done(path, layout)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         _create(path, layout, provenance)
@@ -245,7 +253,7 @@ def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool)
     return 0
 
 
-def _dataset_names(s: Settings) -> list[str]:
+def dataset_names(s: Settings) -> list[str]:
     """Every dataset of a file with settings ``s``."""
     layers = [activation_path(v, layer) for v in range(s.views) for layer in s.layers]
     return [*layers, "labels", "sample_index", "input_digest", "rows_done"]
@@ -263,7 +271,7 @@ class ActivationWriter:
         reserve(path, path.stat().st_size)  # a file from an older run may have holes
         self._file = h5py.File(path, "r+", rdcc_nbytes=0)  # writes go to disk at once
         # open once: a dataset closed after a failed write would complain as it goes
-        self._datasets = {name: self._file[name] for name in _dataset_names(layout.settings)}
+        self._datasets = {name: self._file[name] for name in dataset_names(layout.settings)}
         self._thread = threading.Thread(target=self._run, name="repcompare-writer", daemon=True)
         self._thread.start()
 

@@ -1,0 +1,112 @@
+"""Activation files written in shards by a torchrun job, and the file that stitches them.
+
+Rank r of K processes takes the consecutive batches ``Job.share`` gives it and
+writes their rows into ``<out>.shards/rank{r}-of-{K}.h5``: an ordinary,
+resumable activation file of those rows (its ``shard`` attribute says which).
+Once every shard is complete, rank 0 writes ``out`` with the attributes of a
+one-process file and, for each dataset, an HDF5 virtual dataset that reads its
+rows from the shards in order; ``/rows_done`` is stored. Any HDF5 reader sees
+one ordinary file; the shards must stay beside it (the attribute ``shards``
+lists them, relative to ``out``'s folder), and a missing shard reads as NaN
+activations, which ``check_shards`` refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from repcompare.errors import InputError
+from repcompare.store.layout import Layout, data_fingerprint
+from repcompare.store.writer import dataset_names
+
+FILL = {"f": np.nan, "i": -1, "u": 0}  # what a row of a missing shard reads as, by dtype kind
+STACKED_ALONG = {"input_digest": 1}  # the datasets not stacked along their first axis
+
+
+def shard_path(out: Path, rank: int, world: int) -> Path:
+    """Where rank ``rank`` of ``world`` writes its shard of ``out``."""
+    return out.with_name(f"{out.name}.shards") / f"rank{rank}-of-{world}.h5"
+
+
+def shard_layout(layout: Layout, batches: range) -> Layout:
+    """The layout of the file holding the rows of ``batches`` of ``layout``."""
+    start, stop = layout.bounds[batches[0]][0], layout.bounds[batches[-1]][1]
+    return replace(layout, settings=replace(layout.settings, num_samples=stop - start))
+
+
+def shard_attribute(layout: Layout, batches: range, rank: int, world: int) -> str:
+    """The ``shard`` attribute of a shard: its rank and its first row and batch in ``out``."""
+    first_row = layout.bounds[batches[0]][0]
+    return json.dumps(
+        {"rank": rank, "world": world, "first_row": first_row, "first_batch": batches[0]}
+    )
+
+
+def stitch(out: Path, layout: Layout, shards: list[Path]) -> None:
+    """Write ``out`` as the complete file of ``layout`` whose datasets read the complete
+    ``shards`` in order (see module docstring); ``out`` appears only once whole."""
+    staging = out.with_name(f".{out.name}.stitching")
+    with h5py.File(shards[0], "r") as first:
+        attrs = {k: v for k, v in first.attrs.items() if k != "shard"}
+    names = [n for n in dataset_names(layout.settings) if n != "rows_done"]
+    with h5py.File(staging, "w") as f:
+        for name in names:
+            virtual = _virtual_layout(out, name, shards)
+            f.create_virtual_dataset(name, virtual, fillvalue=FILL[virtual.dtype.kind])
+        f.create_dataset("rows_done", data=np.int64(layout.settings.num_samples))
+        digests = f["input_digest"][()]
+        f.attrs.update(attrs)
+        f.attrs.update(
+            {
+                "settings": layout.settings.to_json(),
+                "data_fingerprint": np.bytes_(data_fingerprint(digests)),
+                "shards": json.dumps([str(s.relative_to(out.parent)) for s in shards]),
+                "complete": True,
+            }
+        )
+    os.replace(staging, out)
+
+
+def _virtual_layout(out: Path, name: str, shards: list[Path]) -> h5py.VirtualLayout:
+    """``name`` of every shard, stacked in order, as a virtual layout (relative file names)."""
+    axis = STACKED_ALONG.get(name, 0)
+    shapes, dtype = [], None
+    for shard in shards:
+        with h5py.File(shard, "r") as f:
+            shapes.append(f[name].shape)
+            dtype = f[name].dtype
+    total = list(shapes[0])
+    total[axis] = sum(shape[axis] for shape in shapes)
+    virtual = h5py.VirtualLayout(shape=tuple(total), dtype=np.dtype(dtype))
+    start = 0
+    for shard, shape in zip(shards, shapes, strict=True):
+        where = [slice(None)] * len(shape)
+        where[axis] = slice(start, start + shape[axis])
+        virtual[tuple(where)] = h5py.VirtualSource(
+            str(shard.relative_to(out.parent)), name, shape=shape
+        )
+        start += shape[axis]
+    return virtual
+
+
+def check_shards(path: Path, attrs: dict) -> None:
+    """An InputError when a shard that the stitched file ``path`` reads from is missing or
+    incomplete (nothing to check for a one-process file)."""
+    for name in json.loads(attrs.get("shards", "[]")):
+        shard = path.parent / name
+        try:
+            with h5py.File(shard, "r") as f:
+                complete = bool(f.attrs.get("complete"))
+        except OSError:
+            complete = False
+        if not complete:
+            raise InputError(
+                f"{path} reads its rows from the shard {shard}, which is missing or incomplete; "
+                "keep the shards folder beside the file, or rerun the same torchrun extract"
+            )
