@@ -26,7 +26,13 @@ from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.store.layout import Layout, Settings
 from repcompare.store.lock import lock_for_writing
-from repcompare.store.shards import shard_attribute, shard_layout, shard_path, stitch
+from repcompare.store.shards import (
+    missing_shards,
+    shard_attribute,
+    shard_layout,
+    shard_path,
+    stitch,
+)
 from repcompare.store.writer import ActivationWriter, Batch, prepare, rows_done
 
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -136,7 +142,8 @@ def _extract_in_shards(
     """This process's share of the batches into its shard; then ``out`` stitched by rank 0."""
     job = capture.job
     total = ExtractResult(out, layout.settings, layout.layer_shapes, layout.widths, 0, 0, 0.0, 0)
-    if out.exists() and not force and rows_done(out, layout) == layout.settings.num_samples:
+    done = out.exists() and not force and rows_done(out, layout) == layout.settings.num_samples
+    if done and not missing_shards(out):
         total.rows_before = layout.settings.num_samples
         return total
     batches = job.share(layout.num_batches)

@@ -25,6 +25,7 @@ ONE_THREAD = os.environ | {"OMP_NUM_THREADS": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 DATA = ["--data", "builtin:96:32", "--image-size", "32", "--batch-size", "16", "--workers", "0"]
 LAYERS = "layer1.0,layer3.1,layer4.1"
+RESNET, VIT = "timm:resnet18", "timm:vit_tiny_patch16_224"
 SMALL = [*DATA, "--layers", LAYERS]
 LONG = [  # 25 batches: long enough to kill one process mid-way
     *("--data", "builtin:200:48", "--image-size", "48", "--batch-size", "8"),
@@ -86,16 +87,16 @@ def test_cka_across_two_processes_equals_one_process_with_its_bootstrap(tmp_path
 @pytest.mark.parametrize(
     ("command", "document", "extra"),
     [
-        ("invariance", "invariance.json", ["--augment", "simclr", "--bootstrap", "10"]),
-        ("invariance", "invariance.json", ["--augment", "flip", "--reduce", "tokens"]),
-        ("class-fit", "class_fit.json", ["--tokens", "--bootstrap", "10"]),
+        ("invariance", "invariance.json", [RESNET, VIT, "--augment", "simclr", "--bootstrap", "9"]),
+        ("invariance", "invariance.json", [VIT, "--augment", "flip", "--reduce", "tokens"]),
+        ("class-fit", "class_fit.json", [RESNET, VIT, "--tokens", "--bootstrap", "10"]),
     ],
 )
 def test_invariance_and_class_fit_across_two_processes_equal_one_process(
     tmp_path, command, document, extra
 ):
-    args = ["timm:resnet18", "timm:vit_tiny_patch16_224", *DATA, "--layers", "blocks"]
-    args += extra
+    """Maps and tokens with a class token; token rows sampled per batch number."""
+    args = [*extra, *DATA, "--layers", "blocks"]
     one_process(command, *args, "--out", str(tmp_path / "one"))
     two = torchrun(command, *args, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr
@@ -145,9 +146,7 @@ def test_extract_across_two_processes_stitches_the_one_process_file(tmp_path, re
     assert_same_datasets(out, reference(SMALL))  # plain h5py, byte for byte
     with h5py.File(out, "r") as f:
         assert f["activations/view0/layer4.1"].is_virtual
-        assert json.loads(f.attrs["shards"]) == [
-            f"a.h5.shards/rank{r}-of-2.h5" for r in range(2)
-        ]
+        assert json.loads(f.attrs["shards"]) == [f"a.h5.shards/rank{r}-of-2.h5" for r in range(2)]
     with open_activations(out) as f:
         assert f.settings.num_samples == 96
     again = torchrun("extract", "timm:resnet18", *SMALL, "--out", str(out))

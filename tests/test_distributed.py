@@ -1,7 +1,11 @@
 """The division of a torchrun job's work (the job itself runs in tests/test_cli_torchrun.py)."""
 
-import pytest
+import itertools
 
+import pytest
+import torch.distributed as dist
+
+from repcompare import distributed
 from repcompare.distributed import Job, current_job
 from repcompare.errors import InputError
 
@@ -21,3 +25,22 @@ def test_a_process_without_torchrun_is_the_whole_job(monkeypatch):
     assert (job.rank, job.world, job.main, job.distributed) == (0, 1, True, False)
     assert job.share(3) == range(3)
     assert job.gather("x") == ["x"]
+
+
+def test_the_progress_of_rank_0_counts_every_process(tmp_path, monkeypatch):
+    """Two ranks' counters played in one process, through a real process group's store."""
+    rendezvous = f"file://{tmp_path / 'rendezvous'}"
+    dist.init_process_group("gloo", init_method=rendezvous, rank=0, world_size=1)
+    try:
+        seen: list[tuple[int, int]] = []
+        monkeypatch.setattr(distributed, "_progress_keys", itertools.count())
+        on_rank_0 = Job(0, 2).progress(lambda done, total: seen.append((done, total)))
+        monkeypatch.setattr(distributed, "_progress_keys", itertools.count())  # the same key
+        on_rank_1 = Job(1, 2).progress(None)
+        on_rank_0(16, 96)
+        on_rank_1(16, 96)
+        on_rank_1(16, 96)
+        on_rank_0(16, 96)
+        assert seen == [(16, 96), (48, 96)]
+    finally:
+        dist.destroy_process_group()

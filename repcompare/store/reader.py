@@ -90,7 +90,7 @@ def _open(path: Path, lock: FileLock) -> ActivationFile:
             "'repcompare extract' command to finish it"
         )
     try:
-        check_shards(path, attrs)
+        check_shards(path)
     except InputError:
         handle.close()
         raise

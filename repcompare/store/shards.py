@@ -95,18 +95,29 @@ def _virtual_layout(out: Path, name: str, shards: list[Path]) -> h5py.VirtualLay
     return virtual
 
 
-def check_shards(path: Path, attrs: dict) -> None:
-    """An InputError when a shard that the stitched file ``path`` reads from is missing or
-    incomplete (nothing to check for a one-process file)."""
-    for name in json.loads(attrs.get("shards", "[]")):
-        shard = path.parent / name
+def missing_shards(path: Path) -> list[Path]:
+    """The shards that the stitched file ``path`` reads from but that are missing or
+    incomplete (none for a one-process file)."""
+    with h5py.File(path, "r") as f:
+        names = json.loads(f.attrs.get("shards", "[]"))
+    missing = []
+    for shard in (path.parent / name for name in names):
         try:
             with h5py.File(shard, "r") as f:
                 complete = bool(f.attrs.get("complete"))
         except OSError:
             complete = False
         if not complete:
-            raise InputError(
-                f"{path} reads its rows from the shard {shard}, which is missing or incomplete; "
-                "keep the shards folder beside the file, or rerun the same torchrun extract"
-            )
+            missing.append(shard)
+    return missing
+
+
+def check_shards(path: Path) -> None:
+    """An InputError when the stitched file ``path`` misses a shard (see ``missing_shards``)."""
+    missing = missing_shards(path)
+    if missing:
+        raise InputError(
+            f"{path} reads its rows from the shard {missing[0]}, which is missing or "
+            "incomplete; keep the shards folder beside the file, or rerun the same torchrun "
+            "extract"
+        )

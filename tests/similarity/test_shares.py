@@ -115,6 +115,7 @@ def test_combined_shares_equal_one_accumulator_of_every_batch(rng, name, symmetr
 
 def test_the_bootstrap_of_combined_shares_is_the_one_process_bootstrap(rng):
     batches = split(rng, 10 * 16, 16, symmetric=False)
+
     def build():
         return ESTIMATORS["minibatch"](False)
 
