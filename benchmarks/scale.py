@@ -3,14 +3,18 @@
 Workload (issue 12): ``extract`` of timm resnet18 and ``cka`` of timm resnet18 against
 resnet34 (random init, every block output flattened) over the built-in images,
 batch 64. Each run is a fresh process (or torchrun job) timed from start to exit,
-so start-up, the rendezvous and rank 0's stitching are included. The one-process
-run gets every core (torch's default threads); under torchrun each of the K
-processes gets ``cores // K`` threads (``OMP_NUM_THREADS``), so both use the same
-cores. On a GPU machine each process takes its own GPU (``cuda:LOCAL_RANK``) and
-``--nproc`` should be the number of GPUs. Runs alternate (one process, torchrun,
-...) after a warm-up round; the median of ``--runs`` is reported.
+so start-up, the rendezvous and rank 0's stitching are included. Under torchrun
+each of the K processes gets ``cores // K`` threads (``OMP_NUM_THREADS``). Two
+one-process baselines: with every core (torch's default threads: the same
+machine, the question "does torchrun help here?"), and with ``cores // K``
+threads (one process's share of the machine: the question "how well does the
+work divide?", which is what K GPUs, one per process, ask). On a GPU machine
+each process takes its own GPU (``cuda:LOCAL_RANK``) and ``--nproc`` should be
+the number of GPUs. Runs alternate after a warm-up round; the median of
+``--runs`` is reported.
 
     uv run python benchmarks/scale.py [--images 1024] [--image-size 64] [--nproc 2] [--runs 3]
+        [--commands extract,cka] [--device auto] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import time
 from pathlib import Path
 
 COMMANDS = {
-    "extract": ["extract", "timm:resnet18", "--out", "{out}/a.h5", "--force"],
-    "cka": ["cka", "timm:resnet18", "timm:resnet34", "--out", "{out}/cka"],
+    "extract": ["extract", "timm:resnet18", "--layers", "blocks", "--out", "{out}/a.h5", "--force"],
+    "cka": ["cka", "timm:resnet18", "timm:resnet34", "--layers-a", "blocks", "--out", "{out}/cka"],
 }
 
 
@@ -45,37 +49,45 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--commands", default="extract,cka", help="of: " + ",".join(COMMANDS))
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     data = [
         *("--data", f"builtin:{args.images}:{args.image_size}"),
         *("--image-size", str(args.image_size), "--batch-size", str(args.batch_size)),
-        *("--layers", "blocks", "--workers", "0", "--device", args.device),
+        *("--workers", "0", "--device", args.device),
     ]
     alone = [sys.executable, "-m", "repcompare"]
     torchrun = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
         *("--nproc-per-node", str(args.nproc), "-m", "repcompare"),
     ]
-    shared_env = os.environ | {"OMP_NUM_THREADS": str(max(1, cores // args.nproc))}
+    share = str(max(1, cores // args.nproc))
+    envs = {
+        "one process, every core": dict(os.environ),
+        f"one process, {share} thread(s)": os.environ | {"OMP_NUM_THREADS": share},
+        f"torchrun, {args.nproc} x {share} thread(s)": os.environ | {"OMP_NUM_THREADS": share},
+    }
     figures = {}
+    print("| command | images | " + " | ".join(f"{k} (s)" for k in envs) + " | speed-ups |")
+    print("|---" * (len(envs) + 3) + "|", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
-        for name, words in COMMANDS.items():
-            words = [w.format(out=scratch) for w in words]
-            one = [*alone, *words, *data]
-            many = [*torchrun, *words, *data]
-            timed(one, dict(os.environ)), timed(many, shared_env)  # warm-up: caches, bytecode
-            seconds: dict[str, list[float]] = {"one": [], "torchrun": []}
+        for name in args.commands.split(","):
+            words = [w.format(out=scratch) for w in COMMANDS[name]]
+            commands = [[*alone, *words, *data]] * 2 + [[*torchrun, *words, *data]]
+            runs = list(zip(envs.items(), commands, strict=True))
+            for (_, env), command in runs:  # warm-up: caches, bytecode
+                timed(command, env)
+            seconds: dict[str, list[float]] = {label: [] for label in envs}
             for _ in range(args.runs):
-                seconds["one"].append(timed(one, dict(os.environ)))
-                seconds["torchrun"].append(timed(many, shared_env))
-            one_s, many_s = (statistics.median(seconds[k]) for k in ("one", "torchrun"))
-            figures[name] = {"one_process_s": one_s, "torchrun_s": many_s, "runs": seconds}
-            print(
-                f"| {name} | {args.images} | {one_s:.2f} | {many_s:.2f} | {one_s / many_s:.2f}x |",
-                flush=True,
-            )
+                for (label, env), command in runs:
+                    seconds[label].append(timed(command, env))
+            medians = [statistics.median(seconds[label]) for label in envs]
+            figures[name] = {"median_s": dict(zip(envs, medians, strict=True)), "runs": seconds}
+            speedups = f"{medians[0] / medians[2]:.2f}x, {medians[1] / medians[2]:.2f}x"
+            cells = " | ".join(f"{m:.2f}" for m in medians)
+            print(f"| {name} | {args.images} | {cells} | {speedups} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(vars(args) | {"figures": figures}, default=str, indent=1))
 

@@ -577,8 +577,10 @@ def atlas(
     dendrogram, an MDS map and, with --reference, curves to that model.
     """
     from repcompare import api
+    from repcompare.distributed import one_process
     from repcompare.report.atlas import OWNED_FILES
 
+    one_process("atlas")  # before the --out folder is made
     arguments = api_arguments(ctx, "out", "models") | {"measure": measure or "cka"}
     computed_and_written(out, OWNED_FILES, lambda: api.atlas(*models, **arguments, progress=True))
 
@@ -696,7 +698,9 @@ def demo(
     passes are reused on a rerun)."""
     from repcompare.activations import resolve_device
     from repcompare.demo import demo_command, train_demo_model
+    from repcompare.distributed import one_process
 
+    one_process("demo")
     if images < 64 or epochs < 1:
         raise InputError("the demo needs --images 64 or more and --epochs 1 or more")
     target = resolve_device(device)

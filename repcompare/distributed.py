@@ -10,9 +10,10 @@ process and the shares, in rank order, are the batches in order. Each process
 accumulates its share; ``Job.sum`` (``all_reduce`` of float64 sums) and
 ``Job.gather`` (every rank's list, in rank order) combine the shares.
 
-Nothing in a share waits for another process: collectives come only after every
-batch. A process that fails prints its sentence and exits non-zero; torchrun
-then stops the others, so the job exits non-zero and nothing is marked complete.
+No process waits for another while it works through its batches: collectives
+come only before and after them. A process that fails prints its sentence and
+exits non-zero; torchrun then stops the others, so the job exits non-zero and
+nothing is marked complete.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,8 +29,7 @@ import torch
 import torch.distributed as dist
 
 from repcompare.errors import InputError, RunError
-
-ProgressCallback = Callable[[int, int], None]
+from repcompare.progress import ProgressCallback
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,16 @@ class Job:
         )
 
     def device(self, device: torch.device) -> torch.device:
-        """``device`` for this process: a CUDA device becomes ``cuda:LOCAL_RANK``."""
+        """``device`` for this process: a CUDA device becomes ``cuda:LOCAL_RANK``; an
+        InputError when this machine has fewer GPUs than processes."""
         if not self.distributed or device.type != "cuda":
             return device
+        if self.local_rank >= torch.cuda.device_count():
+            raise InputError(
+                f"process {self.local_rank} of this machine has no GPU of its own (there are "
+                f"{torch.cuda.device_count()}); start at most that many with --nproc-per-node, "
+                "or pass --device cpu"
+            )
         torch.cuda.set_device(self.local_rank)
         return torch.device("cuda", self.local_rank)
 

@@ -23,7 +23,7 @@ from repcompare.activations import (
 from repcompare.analyses.sides import layer_roles
 from repcompare.data.sources import absolute_spec
 from repcompare.distributed import ONE_PROCESS, Job
-from repcompare.errors import InputError
+from repcompare.errors import InputError, RunError
 from repcompare.store.layout import Layout, Settings
 from repcompare.store.lock import lock_for_writing
 from repcompare.store.shards import (
@@ -163,8 +163,15 @@ def _extract_in_shards(
         total.seconds = max(total.seconds, part.seconds)
         total.bytes_written += part.bytes_written
     if job.main:
+        shards = [shard_path(out, r, job.world) for r in range(job.world)]
+        unseen = [s for s in shards if not s.is_file()]
+        if unseen:
+            raise RunError(
+                f"rank 0 cannot see the shard {unseen[0]} that another process wrote; put --out "
+                "on a file system that every machine of the job shares, then rerun to resume"
+            )
         with lock_for_writing(out):
-            stitch(out, layout, [shard_path(out, r, job.world) for r in range(job.world)])
+            stitch(out, layout, shards)
     job.wait_for_all()
     return total
 

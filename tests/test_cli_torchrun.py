@@ -151,6 +151,28 @@ def test_extract_across_two_processes_stitches_the_one_process_file(tmp_path, re
         assert f.settings.num_samples == 96
     again = torchrun("extract", "timm:resnet18", *SMALL, "--out", str(out))
     assert again.returncode == 0 and "already complete" in again.stderr
+    files = [str(out), str(reference(SMALL)), "--batch-size", "16"]  # each process reads a share
+    one_process("cka", *files, "--out", str(tmp_path / "one"))
+    assert torchrun("cka", *files, "--out", str(tmp_path / "two")).returncode == 0
+    assert_documents_equal(
+        json.loads((tmp_path / "two" / "cka.json").read_text()),
+        json.loads((tmp_path / "one" / "cka.json").read_text()),
+    )
+
+
+@pytest.mark.slow
+def test_a_measure_that_cannot_be_combined_is_refused_before_any_work(tmp_path):
+    args = ["cka", RESNET, "torchvision:resnet18", *DATA, "--measure", "procrustes"]
+    refused = torchrun(*args, "--out", str(tmp_path / "out"))
+    assert refused.returncode != 0
+    sentence = (
+        "--measure procrustes does not run across the processes of a torchrun job; run it in "
+        "one process, or use --measure cka with --estimator minibatch, exact or debiased"
+    )
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert errors  # each rank refuses alike; the first to stop has torchrun stop the other
+    assert {line.removeprefix("error: ").removeprefix("rank 1: ") for line in errors} == {sentence}
+    assert not (tmp_path / "out" / "cka.json").exists()
 
 
 @pytest.mark.slow

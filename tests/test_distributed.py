@@ -1,11 +1,14 @@
 """The division of a torchrun job's work (the job itself runs in tests/test_cli_torchrun.py)."""
 
 import itertools
+from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 
 from repcompare import distributed
+from repcompare.cli import main
 from repcompare.distributed import Job, current_job
 from repcompare.errors import InputError
 
@@ -44,3 +47,24 @@ def test_the_progress_of_rank_0_counts_every_process(tmp_path, monkeypatch):
         assert seen == [(16, 96), (48, 96)]
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("command", ["study", "atlas", "demo"])
+def test_commands_of_one_process_say_so_under_torchrun(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    models = [] if command == "demo" else ["timm:resnet18", "timm:resnet34"]
+    out = ["--out", "never-written"]
+    assert main([command, *models, *out]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: repcompare {command} runs in one process; launch it without torchrun "
+        "(extract, cka, invariance and class-fit run across processes)"
+    )
+    assert not Path("never-written").exists()
+
+
+def test_a_machine_with_fewer_gpus_than_processes_is_one_sentence(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InputError, match=r"process 1 of this machine has no GPU of its own"):
+        Job(1, 2, local_rank=1).device(torch.device("cuda"))
