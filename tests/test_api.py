@@ -86,6 +86,22 @@ def test_extract_writes_the_file_the_cli_writes_and_layers_lists_the_same(checkp
             assert np.array_equal(made[stored][()], written[stored][()])
 
 
+def test_activations_beyond_float16_are_refused_and_nothing_is_marked_complete(tmp_path):
+    module = torchvision.models.resnet18()
+    with torch.no_grad():
+        module.fc.weight.mul_(1e7)  # logits far beyond float16's 65504
+    out, layers = tmp_path / "big.h5", "layer4.1,fc"
+    overflow = r"layer 'fc' has NaN or Inf activations in float16; use --dtype float32"
+    with pytest.raises(repcompare.InputError, match=overflow):
+        repcompare.extract(module, out=out, layers=layers, batch_size=16, **DATA)
+    with h5py.File(out, "r") as f:
+        assert not f.attrs["complete"] and int(f["rows_done"][()]) == 0
+    wide = repcompare.extract(
+        module, out=tmp_path / "wide.h5", layers=layers, batch_size=16, dtype="float32", **DATA
+    )
+    assert wide.images == 40
+
+
 def test_layers_result_is_what_the_cli_prints_as_json(checkpoints, capsys):
     a = checkpoints[0]
     result = repcompare.layers(a, layers="blocks", image_size=32)

@@ -69,6 +69,7 @@ def assert_documents_equal(got: dict, want: dict, atol: float = 1e-10, where: st
         assert got == want, where
 
 
+@pytest.mark.slow
 def test_cka_across_two_processes_equals_one_process_with_its_bootstrap(tmp_path):
     args = ["timm:resnet18", "torchvision:resnet18", *DATA, "--layers-a", LAYERS]
     args += ["--bootstrap", "20"]

@@ -1,8 +1,9 @@
 """Writing activations to HDF5 from a background thread, resumably.
 
-The compute loop hands each batch (tensors still on their device) to
-``submit``; a writer thread copies them to the host and writes them, so the
-GPU never waits for the disk. The queue holds at most ``QUEUE_BATCHES``
+The compute loop hands each batch (tensors still on their device, in the
+file's dtype) to ``submit``; a writer thread checks that they are finite,
+copies them to the host and writes them, so the compute loop never waits for
+the disk or the check. The queue holds at most ``QUEUE_BATCHES``
 batches, so memory stays flat whatever the data set size.
 
 Crash safety: every dataset is created with all its chunks allocated up
@@ -61,13 +62,24 @@ PACKAGES = ("repcompare", "torch", "torchvision", "timm", "numpy", "h5py")
 
 @dataclass
 class Batch:
-    """One batch for the writer: activations per view and layer, plus row metadata."""
+    """One batch for the writer: activations per view and layer (in the file's dtype, on any
+    device), plus row metadata."""
 
     number: int
     activations: list[list[torch.Tensor]]
     labels: np.ndarray
     sample_index: np.ndarray
     digests: np.ndarray  # (views, DIGEST_BYTES) uint8
+
+
+def _storable(stored: torch.Tensor, layer: str) -> np.ndarray:
+    """``stored`` (in the file's dtype) on the host; an InputError when a value is not finite
+    (float16 overflows beyond 65504)."""
+    if not torch.isfinite(stored).all():
+        dtype = str(stored.dtype).removeprefix("torch.")
+        hint = "; use --dtype float32" if stored.dtype == torch.float16 else ""
+        raise InputError(f"layer {layer!r} has NaN or Inf activations in {dtype}{hint}")
+    return stored.cpu().numpy()
 
 
 def package_versions() -> dict[str, str]:
@@ -299,7 +311,7 @@ class ActivationWriter:
         start, stop = self.layout.bounds[batch.number]
         for view, layers in enumerate(batch.activations):
             for layer, tensor in zip(s.layers, layers, strict=True):
-                values = tensor.cpu().numpy()
+                values = _storable(tensor, layer)
                 d[activation_path(view, layer)][start:stop] = values
                 self.bytes_written += values.nbytes
         d["labels"][start:stop] = batch.labels
