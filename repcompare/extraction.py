@@ -217,7 +217,8 @@ class Capture:
     @contextmanager
     def _bar(self, already: int) -> Iterator[Callable[[int, int], None]]:
         """``advance(images, bytes_written)`` of a bar over every process's images (shown on
-        rank 0 when there is a console); the speed and megabytes are this process's."""
+        rank 0 when there is a console): the count and speed are the job's, the megabytes
+        this process's."""
         columns = (
             TextColumn("[bold]extract"),
             BarColumn(),
