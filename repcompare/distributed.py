@@ -29,7 +29,8 @@ import torch
 import torch.distributed as dist
 
 from repcompare.errors import InputError, RunError
-from repcompare.progress import ProgressCallback
+from repcompare.progress import ProgressCallback, torchrun_world
+from repcompare.similarity.shares import Combinable
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ class Job:
             dist.all_gather_object(values, value)
         return values
 
+    def combine(self, accumulator: Combinable) -> None:
+        """Make ``accumulator``, fed this process's share, hold every process's batches (see
+        ``similarity.shares``); nothing to do in a process that runs alone."""
+        if self.distributed:
+            accumulator.combine(self.sum, self.gather)
+
     def wait_for_all(self) -> None:
         """Return once every process has come here."""
         if self.distributed:
@@ -136,7 +143,7 @@ _progress_keys = itertools.count()
 
 def launched_by_torchrun() -> bool:
     """Whether this process is one of several that torchrun (or SLURM's srun) started."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return torchrun_world() > 1
 
 
 def current_job() -> Job:

@@ -13,9 +13,15 @@ from dataclasses import dataclass
 from rich.console import Console
 
 
+def torchrun_world() -> int:
+    """How many processes torchrun (or SLURM's srun) started for this job (``WORLD_SIZE``);
+    1 outside one."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def process_rank() -> int:
     """This process's rank in a torchrun job (``RANK``), 0 outside one."""
-    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    return int(os.environ.get("RANK", "0")) if torchrun_world() > 1 else 0
 
 
 STDERR = Console(stderr=True, highlight=False, soft_wrap=True, quiet=process_rank() != 0)

@@ -262,11 +262,6 @@ class CKARun:
                 "process, or use --measure cka with --estimator minibatch, exact or debiased"
             )
 
-    def combine(self, job: Job) -> None:
-        """Hold the batches of every process of ``job`` (see ``similarity.shares``)."""
-        if job.distributed:
-            self.estimator.combine(job.sum, job.gather)
-
     def result(
         self, plan: InputPlan, device: torch.device, batch_size: int, n_samples: int
     ) -> CKAResult:
@@ -326,5 +321,5 @@ def compare(
         run.update(feats_a, feats_b)
         if progress:
             progress(images, n_samples)
-    run.combine(job)
+    job.combine(run.estimator)
     return run.result(plan, device, batch_size, n_samples)

@@ -197,8 +197,8 @@ class _SideMeasures:
     def combine(self, job: Job) -> None:
         """Hold the batches of every process of ``job``: sums added, kept features gathered
         in rank order (the batch order)."""
-        self.class_cka.combine(job.sum, job.gather)
-        self.crowding.combine(job.sum, job.gather)
+        job.combine(self.class_cka)
+        job.combine(self.crowding)
         parts = job.gather((self.pooled, self.tokens))
         self.pooled = [
             [x for pooled, _ in parts for x in pooled[layer]] for layer in range(len(self.pooled))

@@ -201,9 +201,8 @@ def measure_invariance(
                 accumulator.update([x for view in per_view for x in view])
             if progress:
                 progress(len(batch.labels), stream.num_samples * len(passes))
-        if job.distributed:
-            for accumulator in accumulators:
-                accumulator.combine(job.sum, job.gather)
+        for accumulator in accumulators:
+            job.combine(accumulator)
         fingerprints[augmentation] = stream.fingerprint()
         n_examples = stream.num_samples
         for side, accumulator in zip(sides, accumulators, strict=True):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,12 +53,16 @@ def stitch(out: Path, layout: Layout, shards: list[Path]) -> None:
     """Write ``out`` as the complete file of ``layout`` whose datasets read the complete
     ``shards`` in order (see module docstring); ``out`` appears only once whole."""
     staging = out.with_name(f".{out.name}.stitching")
-    with h5py.File(shards[0], "r") as first:
-        attrs = {k: v for k, v in first.attrs.items() if k != "shard"}
+    relative = [str(shard.relative_to(out.parent)) for shard in shards]
     names = [n for n in dataset_names(layout.settings) if n != "rows_done"]
+    with ExitStack() as stack:  # each shard read once; closed before the virtual file reads it
+        opened = [stack.enter_context(h5py.File(shard, "r")) for shard in shards]
+        attrs = {k: v for k, v in opened[0].attrs.items() if k != "shard"}
+        shapes = {name: [shard[name].shape for shard in opened] for name in names}
+        dtypes = {name: opened[0][name].dtype for name in names}
     with h5py.File(staging, "w") as f:
         for name in names:
-            virtual = _virtual_layout(out, name, shards)
+            virtual = _virtual_layout(name, shapes[name], dtypes[name], relative)
             f.create_virtual_dataset(name, virtual, fillvalue=FILL[virtual.dtype.kind])
         f.create_dataset("rows_done", data=np.int64(layout.settings.num_samples))
         digests = f["input_digest"][()]
@@ -66,31 +71,27 @@ def stitch(out: Path, layout: Layout, shards: list[Path]) -> None:
             {
                 "settings": layout.settings.to_json(),
                 "data_fingerprint": np.bytes_(data_fingerprint(digests)),
-                "shards": json.dumps([str(s.relative_to(out.parent)) for s in shards]),
+                "shards": json.dumps(relative),
                 "complete": True,
             }
         )
     os.replace(staging, out)
 
 
-def _virtual_layout(out: Path, name: str, shards: list[Path]) -> h5py.VirtualLayout:
-    """``name`` of every shard, stacked in order, as a virtual layout (relative file names)."""
+def _virtual_layout(
+    name: str, shapes: list[tuple[int, ...]], dtype: np.dtype, files: list[str]
+) -> h5py.VirtualLayout:
+    """``name`` of every one of ``files`` (of ``shapes``), stacked in order, as a virtual
+    layout."""
     axis = STACKED_ALONG.get(name, 0)
-    shapes, dtype = [], None
-    for shard in shards:
-        with h5py.File(shard, "r") as f:
-            shapes.append(f[name].shape)
-            dtype = f[name].dtype
     total = list(shapes[0])
     total[axis] = sum(shape[axis] for shape in shapes)
-    virtual = h5py.VirtualLayout(shape=tuple(total), dtype=np.dtype(dtype))
+    virtual = h5py.VirtualLayout(shape=tuple(total), dtype=dtype)
     start = 0
-    for shard, shape in zip(shards, shapes, strict=True):
+    for shape, file in zip(shapes, files, strict=True):
         where = [slice(None)] * len(shape)
         where[axis] = slice(start, start + shape[axis])
-        virtual[tuple(where)] = h5py.VirtualSource(
-            str(shard.relative_to(out.parent)), name, shape=shape
-        )
+        virtual[tuple(where)] = h5py.VirtualSource(file, name, shape=shape)
         start += shape[axis]
     return virtual
 
