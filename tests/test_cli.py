@@ -1,7 +1,10 @@
+import gc
 import subprocess
 import sys
 
-from repcompare.cli import main
+import pytest
+
+from repcompare.cli import main, run
 from repcompare.errors import InputError
 
 COMMANDS = ["layers", "extract", "cka", "invariance", "class-fit", "demo"]
@@ -20,6 +23,17 @@ def test_python_dash_m_works_like_the_console_script():
     )
     assert done.returncode == 0
     assert "class-fit" in done.stdout
+
+
+def test_console_script_exits_with_main_code_and_the_collector_off_the_teardown(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["repcompare", "--no-such-flag"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            run()
+        assert done.value.code == 2
+        assert gc.get_freeze_count() > 0  # the final collections skip what the run built
+    finally:
+        gc.unfreeze()
 
 
 def test_unknown_option_is_a_usage_error(capsys):
