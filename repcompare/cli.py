@@ -131,7 +131,11 @@ ModelKwargsOpt = Annotated[
 ]
 AllowMissingOpt = Annotated[
     bool,
-    typer.Option("--allow-missing", help="Load a checkpoint that lacks some backbone weights."),
+    typer.Option(
+        "--allow-missing",
+        help="Load a checkpoint that does not cover the model exactly: weights it lacks stay "
+        "random, layers the model lacks are ignored.",
+    ),
 ]
 ImageSizeOpt = Annotated[
     int | None, typer.Option("--image-size", help="Input size N (NxN) instead of the model's.")

@@ -27,9 +27,13 @@ Loading a checkpoint into a model (``load_checkpoint_into``: ``unwrap``, then
    number of classes. Model head weights the checkpoint lacks stay at their
    initialisation and are reported;
 5. cast floating-point tensors (float16, bfloat16) to the model's dtype;
-6. refuse the result if backbone weights are missing (unless allowed) or any
-   non-head tensor has the wrong shape: a silently random layer would make
-   every similarity meaningless.
+6. refuse the result if backbone weights are missing or it holds layers the
+   model lacks inside modules the model has (a deeper variant of the
+   architecture: ResNet-34 weights for a ResNet-18, a 12-block ViT for a 6-block
+   one), unless allowed, or if any non-head tensor has the wrong shape: a
+   silently random or silently truncated network would make every similarity
+   meaningless. Tensors of modules the model has no trace of (an MAE decoder, a
+   mask token, an SSL projector) are ignored and reported.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class LoadReport:
     head_left_at_init: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
+    extra_layers: tuple[str, ...] = ()
     wrong_shape: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
@@ -134,7 +139,12 @@ class CheckpointMismatchError(InputError):
                 f"{len(report.wrong_shape)} have the wrong shape "
                 f"({_abbreviate(report.wrong_shape, 2)})"
             )
-        if report.unexpected:
+        if report.extra_layers:
+            problems.append(
+                f"{len(report.extra_layers)} of its tensors belong to layers this model lacks "
+                f"({_abbreviate(report.extra_layers, 3)}), as if it were a deeper variant"
+            )
+        elif report.unexpected:
             problems.append(
                 f"{len(report.unexpected)} of its tensors are unknown to the model "
                 f"({_abbreviate(report.unexpected, 3)})"
@@ -142,7 +152,7 @@ class CheckpointMismatchError(InputError):
         super().__init__(
             f"checkpoint {report.source} does not fit this architecture: "
             + "; ".join(problems)
-            + "; check the model name, or pass --allow-missing to keep missing layers random"
+            + "; check the model name, or pass --allow-missing to load only what fits"
         )
 
 
@@ -388,6 +398,7 @@ def fit_state_dict(
             tensor = tensor.to(want.dtype)
         fitted[key] = tensor
     absent = [k for k in target if k not in fitted and not k.endswith(IGNORED_MISSING)]
+    modules = {name for name, _ in model.named_modules()}
     report = LoadReport(
         source=source,
         container=container,
@@ -400,11 +411,27 @@ def fit_state_dict(
         head_left_at_init=tuple(k for k in absent if _is_head(k, head_prefixes)),
         missing=tuple(k for k in absent if not _is_head(k, head_prefixes)),
         unexpected=tuple(unexpected),
+        extra_layers=tuple(k for k in unexpected if _inside_a_lacked_layer(k, modules)),
         wrong_shape=tuple(wrong_shape),
     )
-    if report.wrong_shape or (report.missing and not allow_missing):
+    if report.wrong_shape or ((report.missing or report.extra_layers) and not allow_missing):
         raise CheckpointMismatchError(report)
     return fitted, report
+
+
+def _inside_a_lacked_layer(key: str, modules: set[str]) -> bool:
+    """Whether tensor ``key`` belongs to a module the model lacks whose parent, or an
+    ancestor below the root, the model has: ``layer1.2.conv1.weight`` for a model with
+    ``layer1`` but no ``layer1.2``. A tensor of a module the model has (an extra buffer)
+    or of one with no ancestor in the model (``decoder_blocks.0...``) is not."""
+    path = key.rpartition(".")[0]
+    if path in modules:
+        return False
+    while path:
+        path = path.rpartition(".")[0]
+        if path in modules:
+            return bool(path)
+    return False
 
 
 def load_checkpoint_into(

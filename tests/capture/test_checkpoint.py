@@ -149,6 +149,47 @@ def test_missing_backbone_weights_need_allow_missing(tmp_path, source):
     assert torch.equal(target.layer1[0].conv1.weight, source["layer1.0.conv1.weight"])
 
 
+def test_weights_of_a_deeper_variant_are_refused_not_truncated(tmp_path):
+    torch.manual_seed(3)
+    deeper = torchvision.models.resnet34()
+    path = tmp_path / "r34.pth"
+    torch.save(deeper.state_dict(), path)  # every resnet18 tensor is in it, same shape
+    with pytest.raises(CheckpointMismatchError, match="layers this model lacks") as caught:
+        load_checkpoint_into(seeded_resnet18(2), path)
+    report = caught.value.report
+    assert "layer1.2.conv1.weight" in report.extra_layers
+    assert not report.missing and not report.wrong_shape
+    assert "--allow-missing" in str(caught.value)
+    target = seeded_resnet18(2)
+    report = load_checkpoint_into(target, path, allow_missing=True)
+    assert "layer3.5.bn2.running_var" in report.unexpected
+    assert torch.equal(target.layer4[1].conv2.weight, deeper.layer4[1].conv2.weight)
+
+
+def test_a_deeper_vit_is_refused(tmp_path):
+    import timm
+
+    path = tmp_path / "vit4.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", depth=4).state_dict(), path)
+    with pytest.raises(CheckpointMismatchError) as caught:
+        load_checkpoint_into(timm.create_model("vit_tiny_patch16_224", depth=2), path)
+    assert {k.split(".")[1] for k in caught.value.report.extra_layers} == {"2", "3"}
+
+
+def test_tensors_outside_the_model_or_extra_on_its_modules_are_ignored(tmp_path, source):
+    extra = {
+        "mask_token": torch.zeros(1, 1, 8),  # on the root module
+        "decoder_blocks.0.norm1.weight": torch.ones(8),  # a module tree the model has not
+        "layer1.0.bn1.extra_buffer": torch.ones(64),  # an extra tensor of a module it has
+    }
+    path = tmp_path / "more.pth"
+    torch.save(source | extra, path)
+    target = seeded_resnet18(2)
+    report = load_checkpoint_into(target, path)
+    assert set(report.unexpected) == set(extra) and not report.extra_layers
+    assert_backbone_equal(target, source)
+
+
 class CreatesAFile:
     """Unpickling this runs code: it creates ``marker``."""
 
