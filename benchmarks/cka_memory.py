@@ -2,12 +2,15 @@
 
 Runs the same on-the-fly comparison over N and ``--factor`` x N images, each in
 its own process, and reports the peak resident memory (``ru_maxrss`` of the
-child) and, on CUDA, the peak allocated device memory. Target (issue 11): the
+child) and, on CUDA, the peak allocated device memory. Model i is initialised with
+seed i and saved to a checkpoint first, so the same spec given twice is two models
+(as in workload W), not one model compared with itself. Target (issue 11): the
 larger run peaks within 5% of the smaller one (CPU: 512 vs 4,096 images at
 64 px; GPU: 10,000 vs 40,000 at 224 px).
 
     uv run python benchmarks/cka_memory.py [--images 512] [--factor 8] [--image-size 64]
         [--models torchvision:resnet18,torchvision:resnet34] [--layers blocks] [--device cpu]
+        [--workers N]
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+from workload import seeded_checkpoints
 
 PEAKS = (
     "import resource, sys, torch; from repcompare.cli import main; code = main(sys.argv[1:]); "
@@ -26,7 +32,9 @@ PEAKS = (
 )
 
 
-def peak_of_run(images: int, args: argparse.Namespace) -> tuple[float, float, float]:
+def peak_of_run(
+    images: int, models: list[str], args: argparse.Namespace
+) -> tuple[float, float, float]:
     """(peak host MB, peak device MB, seconds) of one ``repcompare cka`` process."""
     out = tempfile.mkdtemp(prefix="repcompare-mem-")
     command = [
@@ -34,7 +42,7 @@ def peak_of_run(images: int, args: argparse.Namespace) -> tuple[float, float, fl
         "-c",
         PEAKS,
         "cka",
-        *args.models.split(","),
+        *models,
         "--layers-a",
         args.layers,
         "--layers-b",
@@ -51,6 +59,7 @@ def peak_of_run(images: int, args: argparse.Namespace) -> tuple[float, float, fl
         "flatten",
         "--device",
         args.device,
+        *(["--workers", str(args.workers)] if args.workers is not None else []),
         "--out",
         out,
     ]
@@ -76,7 +85,11 @@ def main() -> None:
     parser.add_argument("--models", default="torchvision:resnet18,torchvision:resnet34")
     parser.add_argument("--layers", default="blocks")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=None, help="default: the command's")
     args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="repcompare-mem-models-"))
+    specs = args.models.split(",")
+    models = [f"{s}@{p}" for s, p in zip(specs, seeded_checkpoints(specs, folder), strict=True)]
     print(
         f"{args.models}, {args.layers}, flatten, batch {args.batch_size}, "
         f"{args.image_size}px, {args.device}\n"
@@ -85,7 +98,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|")
     peaks = []
     for images in (args.images, args.factor * args.images):
-        host, device, seconds = peak_of_run(images, args)
+        host, device, seconds = peak_of_run(images, models, args)
         peaks.append((host, device))
         print(f"| {images} | {host:.0f} | {device:.0f} | {seconds:.1f} |", flush=True)
     (host_n, device_n), (host_kn, device_kn) = peaks

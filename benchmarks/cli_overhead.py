@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from workload import seeded_checkpoints
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,19 +62,6 @@ with torch.inference_mode():
 """
 
 
-def build(spec: str, seed: int) -> torch.nn.Module:
-    """A random-init model from a ``library:name`` spec (torchvision or timm)."""
-    library, name = spec.split(":")
-    torch.manual_seed(seed)
-    if library == "timm":
-        import timm
-
-        return timm.create_model(name, pretrained=False)
-    import torchvision
-
-    return torchvision.models.get_model(name)
-
-
 def make_inputs(folder: Path, args) -> tuple[Path, list[Path]]:
     """The ``.npz`` of seeded random images and the two random-init checkpoints."""
     generator = np.random.default_rng(0)
@@ -85,12 +72,7 @@ def make_inputs(folder: Path, args) -> tuple[Path, list[Path]]:
         images=generator.integers(0, 256, (args.images, size, size, 3), dtype=np.uint8),
         labels=generator.integers(0, 10, args.images),
     )
-    checkpoints = []
-    for seed, spec in enumerate(args.models.split(",")):
-        path = folder / f"model{seed}.safetensors"
-        save_file(build(spec, seed).state_dict(), path)
-        checkpoints.append(path)
-    return npz, checkpoints
+    return npz, seeded_checkpoints(args.models.split(","), folder)
 
 
 def timed(command: list[str]) -> float:

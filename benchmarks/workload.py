@@ -1,12 +1,16 @@
-"""The workload options and models shared by the library-level GPU-suite benchmarks
-(``gram_precision.py``, ``host_sync.py``): two random inits (seeds 0 and 1) of the
-given specs, already on the device, so that A and B are two models whatever the spec."""
+"""The workload options and models shared by the benchmarks: two random inits (seeds 0
+and 1) of the given specs, so that A and B are two models whatever the spec; on the
+device for the library-level GPU-suite benchmarks (``gram_precision.py``,
+``host_sync.py``), saved as checkpoints for those that time whole commands
+(``cli_overhead.py``, ``cka_memory.py``)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from repcompare import api
 from repcompare.capture.models import load_model
@@ -39,6 +43,18 @@ def workload_models(args: argparse.Namespace, device: torch.device) -> list[torc
         .eval()
         for seed, spec in enumerate(args.models.split(","))
     ]
+
+
+def seeded_checkpoints(specs: list[str], folder: Path) -> list[Path]:
+    """Spec i built at its own input size, initialised with seed i and saved to ``folder``
+    as ``model<i>.safetensors`` (what ``--init-seed`` would build, as a checkpoint that a
+    bare script can load too)."""
+    paths = []
+    for seed, spec in enumerate(specs):
+        path = folder / f"model{seed}.safetensors"
+        save_file(load_model(parse_spec(spec), init_seed=seed).module.state_dict(), path)
+        paths.append(path)
+    return paths
 
 
 def workload_cka(args: argparse.Namespace, models: list[torch.nn.Module], device: torch.device):

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -41,7 +41,9 @@ COMPRESSIONS = ("none", "lzf", "gzip")
 
 @dataclass
 class ExtractResult:
-    """What an extract run did."""
+    """What an extract run did: the file, its settings (as stored in it), each layer's
+    shape and stored width, the rows already there before this run (resumed), the images
+    it holds, the run time and the bytes this run wrote."""
 
     path: Path
     settings: Settings
@@ -51,6 +53,16 @@ class ExtractResult:
     images: int
     seconds: float
     bytes_written: int
+
+    def to_dict(self) -> dict:
+        """The result as plain JSON-ready values (the path as text, the settings as the
+        file's ``settings`` attribute holds them)."""
+        return {
+            **asdict(self),
+            "path": str(self.path),
+            "settings": json.loads(self.settings.to_json()),
+            "widths": list(self.widths),
+        }
 
 
 def _settings(target: CaptureTarget, plan: InputPlan, prepared, dtype: str, compression: str):

@@ -80,7 +80,13 @@ def test_extract_writes_the_file_the_cli_writes_and_layers_lists_the_same(checkp
     args = ["extract", a, "--layers", LAYERS, "--batch-size", "16", *CLI_DATA, "--out", str(cli)]
     assert main(args) == 0
     assert result.images == 40 and list(result.settings.layers) == LAYERS.split(",")
+    document = json.loads(json.dumps(result.to_dict()))
+    assert document["path"] == str(tmp_path / "api.h5") and document["images"] == 40
     with h5py.File(result.path) as made, h5py.File(cli) as written:
+        assert document["settings"] == json.loads(made.attrs["settings"])
+        assert document["widths"] == [
+            made[f"activations/view0/{n}"].shape[1] for n in LAYERS.split(",")
+        ]
         for name in LAYERS.split(","):
             stored = f"activations/view0/{name}"
             assert np.array_equal(made[stored][()], written[stored][()])
