@@ -32,6 +32,7 @@ from repcompare.capture.models import load_model
 from repcompare.capture.select import select_layers
 from repcompare.capture.spec import parse_spec
 from repcompare.data.batches import InputsDataset, make_loader
+from repcompare.data.transforms import TransformOverrides
 from repcompare.extraction import extract
 
 
@@ -95,8 +96,9 @@ def main() -> None:
     size = (3, args.image_size, args.image_size)
     graph = discover(loaded.module.to(device), size)
     layers = select_layers(graph, [args.layers])
-    plan = InputPlan(
+    plan = InputPlan(  # the model's preprocessing at the size the layers were discovered at
         data=f"builtin:{args.images}:{args.image_size}",
+        overrides=TransformOverrides(image_size=args.image_size),
         batch_size=args.batch_size,
         workers=args.workers,
     )
