@@ -4,7 +4,7 @@ Runs ``repcompare.api.cka`` on two random-init models (init seeds 0 and 1, built
 and handed over already on the device) over built-in images and watches the batch loop
 of ``repcompare.analyses.cka.compare``: each batch's fetch (data loading, both models'
 forward and capture) and its ``CKARun.update`` (the ``MinibatchCKA`` accumulator) are
-marked with ``torch.profiler.record_function`` ranges (by wrapping ``paired_batches`` and
+marked with ``torch.profiler.record_function`` ranges (by wrapping ``aligned_batches`` and
 ``CKARun.update`` in this process; the package is not changed). Three views of the same
 run:
 
@@ -264,13 +264,13 @@ def stats(per_label: collections.Counter, batches: int) -> tuple[int, str, str, 
 
 def instrument(state: LoopState):
     """Wrap the batch loop's two steps in named ranges; returns the undo function."""
-    original_pairs, original_update = cka_analysis.paired_batches, cka_analysis.CKARun.update
+    original_stream, original_update = cka_analysis.aligned_batches, cka_analysis.CKARun.update
 
-    def paired_batches(*args, **kwargs):
-        pairs, batch_size, n_samples = original_pairs(*args, **kwargs)
+    def aligned_batches(*args, **kwargs):
+        stream = original_stream(*args, **kwargs)
+        batches = stream.batches
 
         def marked():
-            batches = iter(pairs)
             number = 0
             while True:
                 state.batch, state.phase = number, "fetch"
@@ -284,17 +284,18 @@ def instrument(state: LoopState):
                 state.batches = number
             state.batch, state.phase = None, "after the loop"
 
-        return marked(), batch_size, n_samples
+        stream.batches = marked()
+        return stream
 
     def update(self, feats_a, feats_b):
         state.phase = "update"
         with record_function(f"{RANGE}batch{state.batch}/update"):
             return original_update(self, feats_a, feats_b)
 
-    cka_analysis.paired_batches, cka_analysis.CKARun.update = paired_batches, update
+    cka_analysis.aligned_batches, cka_analysis.CKARun.update = aligned_batches, update
 
     def undo():
-        cka_analysis.paired_batches, cka_analysis.CKARun.update = original_pairs, original_update
+        cka_analysis.aligned_batches, cka_analysis.CKARun.update = original_stream, original_update
 
     return undo
 

@@ -135,7 +135,9 @@ def stream_activations(
     batches: range | None = None,
 ) -> Iterator[StreamedBatch]:
     """Yield the activations of every target for each of the consecutive ``batches`` (batch
-    numbers of ``batch_bounds``; default all).
+    numbers of ``batch_bounds``; default all). Nothing here holds a batch once it is
+    yielded, so a consumer that drops it before asking for the next (``for_each``) has one
+    batch of activations in memory, not two.
 
     Every model is moved to ``device`` first. Every target and view of batch
     ``number`` is captured with that number, so ``--reduce tokens`` keeps the
@@ -168,24 +170,23 @@ def stream_activations(
             for t in targets
         ]
         for number, batch in enumerate(loader, start=batches[0]):
-            activations = [
-                [
-                    capture(preprocess.normalise(on_device[:, view]), number)
-                    for view in range(plan.views)
-                ]
-                for capture, preprocess, on_device in zip(
-                    captures,
-                    prepared.transforms,
-                    (inputs.to(device, non_blocking=True) for inputs in batch["inputs"]),
-                    strict=True,
-                )
-            ]
-            yield StreamedBatch(
+            yield StreamedBatch(  # built in the yield: no name here keeps it past the next one
                 number=number,
                 labels=batch["label"].numpy().astype(np.int64),
                 sample_index=batch["index"].numpy().astype(np.int64),
                 digests=batch_digest(batch["digest"]),
-                activations=activations,
+                activations=[
+                    [
+                        capture(preprocess.normalise(on_device[:, view]), number)
+                        for view in range(plan.views)
+                    ]
+                    for capture, preprocess, on_device in zip(
+                        captures,
+                        prepared.transforms,
+                        (inputs.to(device, non_blocking=True) for inputs in batch["inputs"]),
+                        strict=True,
+                    )
+                ],
             )
 
 

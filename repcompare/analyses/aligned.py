@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from repcompare.activations import InputPlan, prepare_inputs, stream_activations
+from repcompare.activations import (
+    InputPlan,
+    StreamedBatch,
+    prepare_inputs,
+    stream_activations,
+)
 from repcompare.analyses.sides import Side, check_files_aligned, plan_from_file
 from repcompare.data.batches import batch_bounds
 from repcompare.distributed import ONE_PROCESS, Job
@@ -62,6 +67,14 @@ class AlignedStream:
         if not self.recorded:
             digests = [d for part in self.job.gather(digests) for d in part]
         return data_fingerprint(np.stack(digests, axis=1))
+
+
+def for_each(batches: Iterator[AlignedBatch], add: Callable[[AlignedBatch], None]) -> None:
+    """``add(batch)`` for every batch, holding none while the next one is computed: a ``for``
+    loop's variable would keep the last batch alive through the next forward pass, two
+    batches of activations in memory instead of one."""
+    for _ in map(add, batches):
+        pass
 
 
 def _read_ahead(batches: Iterator) -> Iterator:
@@ -134,8 +147,9 @@ def aligned_batches(
 
         def from_files() -> Iterator[AlignedBatch]:
             for start, stop in bounds[share.start : share.stop]:
-                feats = [_to(device, next(reader)) for reader in readers]
-                yield AlignedBatch(first.labels[start:stop], feats)
+                yield AlignedBatch(
+                    first.labels[start:stop], [_to(device, next(reader)) for reader in readers]
+                )
 
         return AlignedStream(
             from_files(), size, n, _file_classes(first), _recorded(first, views), job
@@ -159,21 +173,21 @@ def aligned_batches(
     recorded = _recorded(files[0], views) if files else []
     digests = list(recorded)
 
-    def from_models() -> Iterator[AlignedBatch]:
-        for streamed in stream_activations(targets, plan, prepared, device, share):
-            if recorded and not np.array_equal(streamed.digests, recorded[streamed.number]):
-                raise InputError(
-                    f"batch {streamed.number} of the images differs from those recorded in "
-                    f"{files[0].path} (input fingerprints differ); check that --data points at "
-                    "the same images and that the file's preprocessing matches"
-                )
-            captured = iter(streamed.activations)
-            feats = [
-                _to(device, next(readers[id(s)])) if s.is_file else next(captured) for s in sides
-            ]
-            if not recorded:
-                digests.append(streamed.digests)
-            yield AlignedBatch(streamed.labels, feats)
+    def aligned(streamed: StreamedBatch) -> AlignedBatch:
+        if recorded and not np.array_equal(streamed.digests, recorded[streamed.number]):
+            raise InputError(
+                f"batch {streamed.number} of the images differs from those recorded in "
+                f"{files[0].path} (input fingerprints differ); check that --data points at "
+                "the same images and that the file's preprocessing matches"
+            )
+        captured = iter(streamed.activations)
+        feats = [_to(device, next(readers[id(s)])) if s.is_file else next(captured) for s in sides]
+        if not recorded:
+            digests.append(streamed.digests)
+        return AlignedBatch(streamed.labels, feats)
+
+    def from_models() -> Iterator[AlignedBatch]:  # map: no name holds the previous batch
+        yield from map(aligned, stream_activations(targets, plan, prepared, device, share))
 
     source = prepared.source
     classes = len(source.classes) if source.has_labels else None

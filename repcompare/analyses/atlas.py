@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from repcompare.activations import InputPlan
-from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.aligned import AlignedBatch, aligned_batches, for_each
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
@@ -173,12 +173,15 @@ def draw_atlas(
             f"{', '.join(e.spec.name for e in sampled)}",
             "use a smaller --sample, fewer --layers, or --reduce avgpool",
         )
-    for aligned in stream.batches:
-        feats = [x for per_side in aligned.feats for x in per_side[0]]
+
+    def add(batch: AlignedBatch) -> None:
+        feats = [x for per_side in batch.feats for x in per_side[0]]
         for estimator in estimators.values():
             estimator.update(feats)
         if progress:
-            progress(len(aligned.labels), stream.num_samples)
+            progress(len(batch.labels), stream.num_samples)
+
+    for_each(stream.batches, add)
     matrices = {name: estimator.result().values for name, estimator in estimators.items()}
     settings = AtlasSettings(
         measures=list(options.measures),

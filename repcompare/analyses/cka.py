@@ -10,7 +10,7 @@ batch on both sides (see ``repcompare.capture.reduce``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from repcompare.activations import InputPlan
-from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.aligned import AlignedBatch, aligned_batches, for_each
 from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
@@ -140,19 +140,6 @@ class CKAResult(Reported):
             side_a.get("roles", {}),
             side_b.get("roles", {}),
         )
-
-
-def paired_batches(
-    a: Side, b: Side, plan: InputPlan, device: torch.device, symmetric: bool, job: Job
-) -> tuple[Iterator[tuple[list, list | None, int]], int, int]:
-    """Batches ``(feats_a, feats_b, images)`` of both sides over the same images (this
-    process's share); batch size; N."""
-    stream = aligned_batches([a] if symmetric else [a, b], plan, device, job=job)
-    pairs = (
-        (batch.feats[0][0], None if symmetric else batch.feats[1][0], len(batch.labels))
-        for batch in stream.batches
-    )
-    return pairs, stream.batch_size, stream.num_samples
 
 
 def _estimators_with(declared: Callable[[EstimatorSpec], bool]) -> str:
@@ -314,12 +301,15 @@ def compare(
     ``progress(examples_done_now, total_examples)`` is called after each batch.
     """
     run = CKARun(a, b, options, symmetric)
-    batches, batch_size, n_samples = paired_batches(a, b, plan, device, symmetric, job)
-    run.check_memory(n_samples)
+    stream = aligned_batches([a] if symmetric else [a, b], plan, device, job=job)
+    run.check_memory(stream.num_samples)
     run.check_shares(job)
-    for feats_a, feats_b, images in batches:
-        run.update(feats_a, feats_b)
+
+    def add(batch: AlignedBatch) -> None:
+        run.update(batch.feats[0][0], None if symmetric else batch.feats[1][0])
         if progress:
-            progress(images, n_samples)
+            progress(len(batch.labels), stream.num_samples)
+
+    for_each(stream.batches, add)
     job.combine(run.estimator)
-    return run.result(plan, device, batch_size, n_samples)
+    return run.result(plan, device, stream.batch_size, stream.num_samples)

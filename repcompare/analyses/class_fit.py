@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from repcompare.activations import InputPlan
-from repcompare.analyses.aligned import AlignedStream, aligned_batches
+from repcompare.analyses.aligned import AlignedBatch, AlignedStream, aligned_batches, for_each
 from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import check_memory
 from repcompare.analyses.reported import Reported
@@ -360,10 +360,13 @@ def measure_class_fit(
     run = ClassFitRun(sides, options)
     stream = aligned_batches(sides, plan, device, job=job)
     run.start(stream)
-    for batch in stream.batches:
+
+    def add(batch: AlignedBatch) -> None:
         run.update(batch.labels, [feats[0] for feats in batch.feats])
         if progress:
             progress(len(batch.labels), stream.num_samples)
+
+    for_each(stream.batches, add)
     return run.result(stream, device)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from repcompare.activations import InputPlan
-from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.aligned import AlignedBatch, AlignedStream, aligned_batches, for_each
 from repcompare.analyses.curve import LayerCurve, curve_from_records
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.reported import Reported
@@ -168,6 +168,21 @@ def _passes(sides: list[Side], options: InvarianceOptions) -> list[tuple[str, in
     return [(first.augment, first.views)]
 
 
+def _feed_views(
+    stream: AlignedStream, accumulators: list[MinibatchCKA], progress, total: int
+) -> None:
+    """Every batch of ``stream`` into its side's accumulator, all views of a layer as
+    layers of one matrix; ``progress(examples, total)`` after each batch."""
+
+    def add(batch: AlignedBatch) -> None:
+        for accumulator, per_view in zip(accumulators, batch.feats, strict=True):
+            accumulator.update([x for view in per_view for x in view])
+        if progress:
+            progress(len(batch.labels), total)
+
+    for_each(stream.batches, add)
+
+
 def measure_invariance(
     sides: list[Side],
     options: InvarianceOptions,
@@ -196,11 +211,7 @@ def measure_invariance(
             )
             for s in sides
         ]
-        for batch in stream.batches:
-            for accumulator, per_view in zip(accumulators, batch.feats, strict=True):
-                accumulator.update([x for view in per_view for x in view])
-            if progress:
-                progress(len(batch.labels), stream.num_samples * len(passes))
+        _feed_views(stream, accumulators, progress, stream.num_samples * len(passes))
         for accumulator in accumulators:
             job.combine(accumulator)
         fingerprints[augmentation] = stream.fingerprint()

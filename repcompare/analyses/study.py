@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from repcompare.activations import InputPlan, input_fingerprint
-from repcompare.analyses.aligned import aligned_batches
+from repcompare.analyses.aligned import AlignedBatch, aligned_batches, for_each
 from repcompare.analyses.cka import CKAOptions, CKAResult, CKARun
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, ClassFitRun
 from repcompare.analyses.fields import set_fields
@@ -241,7 +241,8 @@ def _plain_pass(
         fit.start(stream)  # asked for on unlabelled images: says so
     else:
         fit = None
-    for batch in stream.batches:
+
+    def add(batch: AlignedBatch) -> None:
         feats_a, feats_b = batch.feats[0][0], batch.feats[1][0]
         runs["within_a"].update(feats_a, None)
         runs["within_b"].update(feats_b, None)
@@ -250,6 +251,8 @@ def _plain_pass(
             fit.update(batch.labels, [feats_a, feats_b])
         if advance:
             advance(len(batch.labels), stream.num_samples)
+
+    for_each(stream.batches, add)
     results: dict[str, CKAResult | ClassFitResult] = {
         name: run.result(plan, device, stream.batch_size, stream.num_samples)
         for name, run in runs.items()
