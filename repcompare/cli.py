@@ -6,9 +6,10 @@ so ``--help`` and argument errors answer at once.
 
 from __future__ import annotations
 
-import gc
+import atexit
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ import typer
 from rich.markup import escape
 
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
-from repcompare.progress import STDERR, failure_console, process_rank
+from repcompare.progress import STDERR, failure_console, process_rank, torchrun_world
 
 app = typer.Typer(
     name="repcompare",
@@ -807,11 +808,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point.
 
-    Every object alive at the end is frozen out of the garbage collector before the
-    interpreter exits: its final collections would otherwise walk every object torch and
-    its imports made, about a second per command. Outputs are already written and closed
-    by then, and reference counting still frees everything as usual.
+    Outside torchrun and without a tracer or profiler (coverage, cProfile), the process
+    ends as soon as the atexit handlers have run, without the interpreter's own
+    finalisation: its garbage collections walk every object torch and its imports made,
+    about a second per command. Outputs are written and closed before ``main`` returns.
     """
-    code = main()
-    gc.freeze()
-    sys.exit(code)
+    ending: list[int] = []
+    if torchrun_world() == 1 and sys.gettrace() is None and sys.getprofile() is None:
+        atexit.register(_end_now, ending)  # the first registered, so the last to run
+    ending.append(main())
+    sys.exit(ending[0])
+
+
+def _end_now(ending: list[int]) -> None:
+    """End the process with the exit code of ``main`` (1 if it raised), stdout and stderr
+    flushed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(ending[0] if ending else 1)

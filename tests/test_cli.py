@@ -1,9 +1,10 @@
-import gc
+import atexit
 import subprocess
 import sys
 
 import pytest
 
+from repcompare import cli
 from repcompare.cli import main, run
 from repcompare.errors import InputError
 
@@ -25,15 +26,34 @@ def test_python_dash_m_works_like_the_console_script():
     assert "class-fit" in done.stdout
 
 
-def test_console_script_exits_with_main_code_and_the_collector_off_the_teardown(monkeypatch):
+def test_console_script_exits_with_main_code_and_skips_only_the_finalisation(monkeypatch):
+    registered = []
+    monkeypatch.setattr(atexit, "register", lambda *call: registered.append(call))
     monkeypatch.setattr(sys, "argv", ["repcompare", "--no-such-flag"])
-    try:
-        with pytest.raises(SystemExit) as done:
-            run()
-        assert done.value.code == 2
-        assert gc.get_freeze_count() > 0  # the final collections skip what the run built
-    finally:
-        gc.unfreeze()
+    monkeypatch.setattr(sys, "gettrace", lambda: None)  # also when the tests run under coverage
+    with pytest.raises(SystemExit) as done:
+        run()
+    assert done.value.code == 2
+    assert registered == [(cli._end_now, [2])]  # os._exit(2) once every other handler ran
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    registered.clear()
+    with pytest.raises(SystemExit):
+        run()
+    assert registered == []  # torchrun: the interpreter finishes as usual
+
+
+def test_a_command_ends_without_teardown_noise():
+    command = ["layers", "torchvision:resnet18", "--image-size", "32"]
+    done = subprocess.run(
+        [sys.executable, "-m", "repcompare", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        "torchvision:resnet18 has random weights (init seed 0; no checkpoint, no --pretrained)"
+    ]
 
 
 def test_unknown_option_is_a_usage_error(capsys):
