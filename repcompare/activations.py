@@ -8,10 +8,10 @@ those images (each through its own preprocessing), batch by batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +32,8 @@ from repcompare.data.transforms import (
 )
 from repcompare.errors import InputError
 from repcompare.store.layout import data_fingerprint
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -125,6 +127,14 @@ def batch_digest(digests: torch.Tensor) -> np.ndarray:
     return np.stack(
         [np.frombuffer(hashlib.sha256(v.tobytes()).digest(), dtype=np.uint8) for v in per_view]
     )
+
+
+def for_each(items: Iterable[T], work: Callable[[T], object]) -> None:
+    """``work(item)`` for every item, holding none while the next one is produced: a ``for``
+    loop's variable would keep the last batch alive through the next forward pass, two
+    batches of activations in memory instead of one."""
+    for _ in map(work, items):
+        pass
 
 
 def stream_activations(

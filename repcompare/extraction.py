@@ -17,6 +17,8 @@ from repcompare.activations import (
     CaptureTarget,
     InputPlan,
     PreparedInputs,
+    StreamedBatch,
+    for_each,
     prepare_inputs,
     stream_activations,
 )
@@ -205,9 +207,8 @@ class Capture:
         complete = False
         try:
             with self._bar(already) as advance:
-                for streamed in stream_activations(
-                    [self.target], self.plan, self.prepared, self.device, to_do
-                ):
+
+                def submit(streamed: StreamedBatch) -> None:
                     writer.submit(
                         Batch(
                             streamed.number - batches[0],
@@ -219,6 +220,11 @@ class Capture:
                     )
                     result.images += len(streamed.labels)
                     advance(len(streamed.labels), writer.bytes_written)
+
+                for_each(
+                    stream_activations([self.target], self.plan, self.prepared, self.device, to_do),
+                    submit,
+                )
             complete = True
         finally:
             writer.close(complete=complete)

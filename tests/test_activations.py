@@ -1,5 +1,10 @@
-import torch
+import weakref
 
+import torch
+import torchvision
+
+import repcompare
+from repcompare import activations
 from repcompare.activations import InputPlan, prepare_inputs, stream_activations
 from repcompare.assemble import capture_target
 from repcompare.options import ModelOptions
@@ -22,3 +27,27 @@ def test_every_model_runs_on_the_device_asked_for():
     devices = {x.device.type for model in batch.activations for view in model for x in view}
     assert devices == {"meta"}
     assert all(p.device.type == "meta" for t in targets for p in t.loaded.module.parameters())
+
+
+def test_extract_drops_each_batch_before_the_next_forward_pass(tmp_path, monkeypatch):
+    """With float16 storage the writer gets copies, so the captured float32 activations of
+    a batch must be gone when the next forward pass starts (one batch in memory, not two)."""
+    seen: list[weakref.ref] = []
+
+    class Recorded(activations.StreamedBatch):
+        def __init__(self, **fields):
+            super().__init__(**fields)
+            seen.extend(weakref.ref(x) for model in self.activations for v in model for x in v)
+
+    def no_earlier_batch_alive(_module, _inputs):
+        assert all(ref() is None for ref in seen), "an earlier batch is still referenced"
+
+    monkeypatch.setattr(activations, "StreamedBatch", Recorded)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4)
+    model.conv1.register_forward_pre_hook(no_earlier_batch_alive)
+    data = {"data": "builtin:32:32", "image_size": 32, "crop_pct": 1.0, "workers": 0}
+    result = repcompare.extract(
+        model, out=tmp_path / "a.h5", layers="layer1.1,layer3.1", batch_size=8, **data
+    )
+    assert result.images == 32 and len(seen) == 4 * 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -67,14 +67,6 @@ class AlignedStream:
         if not self.recorded:
             digests = [d for part in self.job.gather(digests) for d in part]
         return data_fingerprint(np.stack(digests, axis=1))
-
-
-def for_each(batches: Iterator[AlignedBatch], add: Callable[[AlignedBatch], None]) -> None:
-    """``add(batch)`` for every batch, holding none while the next one is computed: a ``for``
-    loop's variable would keep the last batch alive through the next forward pass, two
-    batches of activations in memory instead of one."""
-    for _ in map(add, batches):
-        pass
 
 
 def _read_ahead(batches: Iterator) -> Iterator:

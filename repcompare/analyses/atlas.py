@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repcompare.activations import InputPlan
-from repcompare.analyses.aligned import AlignedBatch, aligned_batches, for_each
+from repcompare.activations import InputPlan, for_each
+from repcompare.analyses.aligned import AlignedBatch, aligned_batches
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from repcompare.activations import InputPlan, input_fingerprint
-from repcompare.analyses.aligned import AlignedBatch, aligned_batches, for_each
+from repcompare.activations import InputPlan, for_each, input_fingerprint
+from repcompare.analyses.aligned import AlignedBatch, aligned_batches
 from repcompare.analyses.cka import CKAOptions, CKAResult, CKARun
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, ClassFitRun
 from repcompare.analyses.fields import set_fields
