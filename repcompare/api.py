@@ -49,12 +49,12 @@ from repcompare.assemble import (
 from repcompare.capture.describe import LayersResult, layer_infos
 from repcompare.capture.select import select_layers
 from repcompare.distributed import current_job, one_process
+from repcompare.errors import InputError
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
 from repcompare.options import split_options
 from repcompare.progress import Feedback
-from repcompare.report.outdir import check_out_dir, staged_outputs
-from repcompare.report.study import OWNED as STUDY_OWNED
+from repcompare.report.outdir import out_dir_lock, staged_outputs
 from repcompare.similarity.sampled import DEFAULT_SAMPLE
 
 Model = str | Path | torch.nn.Module
@@ -102,6 +102,10 @@ def extract(
     chunked, resumable HDF5 file ``out``; rerunning after an interruption continues from
     the last complete batch, and an existing complete file is left as it is."""
     model_options, data_options = split_options("extract", options)
+    if Path(out).is_dir():
+        raise InputError(
+            f"--out {out} is a folder; give the activation file's path, e.g. {Path(out) / 'a.h5'}"
+        )
     job = current_job()
     feedback = Feedback(progress and job.main)
     plan = input_plan(
@@ -312,7 +316,6 @@ def study(
     model_options, data_options = split_options("study", options)
     feedback = Feedback(progress)
     out = Path(out)
-    check_out_dir(out)
     augmentations = _listed(augment)
     settings = StudyOptions(
         estimator=estimator,
@@ -326,15 +329,18 @@ def study(
         probe_l2=probe_l2,
         class_fit=class_fit,
     )
-    sides = build_sides((a, b), _listed(layers) or [STUDY_PRESET], reduce, model_options, feedback)
-    plan = input_plan(
-        data_options, model_options.image_size, batch_size, sides, view_size=view_size
-    )
-    device = resolve_device(data_options.device)
-    parts = StudyParts(out / PARTS_FOLDER)
-    result = run_study(*sides, settings, plan, device, parts, feedback.bar)
-    with staged_outputs(out, STUDY_OWNED) as staging:
-        result.save(staging)
+    with out_dir_lock(out):
+        sides = build_sides(
+            (a, b), _listed(layers) or [STUDY_PRESET], reduce, model_options, feedback
+        )
+        plan = input_plan(
+            data_options, model_options.image_size, batch_size, sides, view_size=view_size
+        )
+        device = resolve_device(data_options.device)
+        parts = StudyParts(out / PARTS_FOLDER)
+        result = run_study(*sides, settings, plan, device, parts, feedback.bar)
+        with staged_outputs(out, "study") as staging:
+            result.save(staging)
     return result
 
 

@@ -16,7 +16,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -287,21 +287,25 @@ ModelsArg = Annotated[
 OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder for tables and plots.")]
 
 
-def computed_and_written(out: Path, owned: tuple[str, ...], compute):
-    """Check ``out``, ``compute()`` the result, save it into ``out`` as a whole (see
+def computed_and_written(out: Path, command: str, compute):
+    """Check and hold ``out``, ``compute()`` the result, save it into ``out`` as a whole (see
     ``report.outdir``: a signal on the way leaves ``out`` as it was), print its table and
     the files written. Returns the result."""
     from repcompare.report.files import write_report
-    from repcompare.report.outdir import check_out_dir, staged_outputs
+    from repcompare.report.outdir import check_out_dir, out_dir_lock, staged_outputs
     from repcompare.report.terminal import report_table, stdout_console
 
     check_out_dir(out)
-    with interrupt_says(f"nothing was written; the results in {out} are as they were"):
+    writer = process_rank() == 0  # one torchrun process writes, the others hold the same result
+    with (
+        out_dir_lock(out) if writer else nullcontext(),
+        interrupt_says(f"nothing was written; the results in {out} are as they were"),
+    ):
         result = compute()
-        if process_rank() != 0:  # one torchrun process writes, the others hold the same result
+        if not writer:
             return result
         report = result.report()
-        with staged_outputs(out, owned) as staging:
+        with staged_outputs(out, command) as staging:
             written = write_report(report, staging)
     stdout_console().print(report_table(report))
     STDERR.print(f"wrote {', '.join(p.name for p in written)} to {out}")
@@ -399,10 +403,9 @@ def cka(
     the fly on the same images in the same order and never written to disk.
     """
     from repcompare import api
-    from repcompare.report.cka import OWNED_FILES
 
     result = computed_and_written(
-        out, OWNED_FILES, lambda: api.cka(**api_arguments(ctx, "out"), progress=True)
+        out, "cka", lambda: api.cka(**api_arguments(ctx, "out"), progress=True)
     )
     warn_constant(result.side_a, result.matrix.degenerate_a)
     warn_constant(result.side_b, result.matrix.degenerate_b)
@@ -456,11 +459,10 @@ def invariance(
     activation files must hold at least two views (extract --views 2 --augment ...).
     """
     from repcompare import api
-    from repcompare.report.invariance import OWNED_FILES
 
     result = computed_and_written(
         out,
-        OWNED_FILES,
+        "invariance",
         lambda: api.invariance(*models, **api_arguments(ctx, "out", "models"), progress=True),
     )
     for curve in result.curves[: len(models)]:
@@ -518,11 +520,10 @@ def class_fit(
     for the class token, the mean patch token and the centre patch token.
     """
     from repcompare import api
-    from repcompare.report.class_fit import OWNED_FILES
 
     result = computed_and_written(
         out,
-        OWNED_FILES,
+        "class-fit",
         lambda: api.class_fit(*models, **api_arguments(ctx, "out", "models"), progress=True),
     )
     for fit in result.fits:
@@ -584,11 +585,10 @@ def atlas(
     """
     from repcompare import api
     from repcompare.distributed import one_process
-    from repcompare.report.atlas import OWNED_FILES
 
     one_process("atlas")  # before the --out folder is made
     arguments = api_arguments(ctx, "out", "models") | {"measure": measure or "cka"}
-    computed_and_written(out, OWNED_FILES, lambda: api.atlas(*models, **arguments, progress=True))
+    computed_and_written(out, "atlas", lambda: api.atlas(*models, **arguments, progress=True))
 
 
 @app.command()

@@ -134,8 +134,9 @@ def extract(
     capture = Capture(target, plan, prepared, device, console, job)
     if job.distributed:
         return _extract_in_shards(capture, layout, provenance, out, force)
-    with lock_for_writing(out):
+    with lock_for_writing(out) as lock:
         rows_before = prepare(out, layout, provenance, force)
+        lock.hold_inode()
         return capture.run(layout, out, rows_before, range(layout.num_batches))
 
 
@@ -152,13 +153,14 @@ def _extract_in_shards(
     batches = job.share(layout.num_batches)
     shard = shard_path(out, job.rank, job.world)
     shard_plan = shard_layout(layout, batches)
-    with lock_for_writing(shard):
+    with lock_for_writing(shard) as lock:
         rows_before = prepare(
             shard,
             shard_plan,
             provenance | {"shard": shard_attribute(layout, batches, job.rank, job.world)},
             force,
         )
+        lock.hold_inode()
         done = capture.run(shard_plan, shard, rows_before, batches)
     for part in job.gather(done):
         total.rows_before += part.rows_before

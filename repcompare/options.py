@@ -21,6 +21,7 @@ from repcompare.errors import InputError
 
 TRACERS = ("auto", "fx", "hooks")
 MAX_DEFAULT_WORKERS = 8
+MAX_IMAGE_SIZE = 4096  # 4096 x 4096 x 3 float32 is 200 MB an image, far past any model's
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,13 @@ class ModelOptions:
     def __post_init__(self) -> None:
         if self.tracer not in TRACERS:
             raise InputError(f"unknown tracer {self.tracer!r}; use auto, fx or hooks")
+        if self.init_seed < 0:
+            raise InputError(f"--init-seed {self.init_seed} must be 0 or more")
+        if self.image_size is not None and not 0 < self.image_size <= MAX_IMAGE_SIZE:
+            raise InputError(
+                f"--image-size {self.image_size} must lie between 1 and {MAX_IMAGE_SIZE} pixels; "
+                "omit it for the model's own input size"
+            )
 
     def constructor_kwargs(self) -> tuple[tuple[str, object], ...]:
         """``model_kwargs`` as (name, value) pairs in the order given."""
@@ -78,6 +86,17 @@ class DataOptions:
             object.__setattr__(self, "data", str(self.data))
         for name in ("mean", "std"):
             object.__setattr__(self, name, _triple(getattr(self, name), f"--{name}"))
+        if self.std is not None and min(self.std) <= 0:
+            raise InputError(
+                f"--std {','.join(map(str, self.std))} must be positive for every channel "
+                "(the images are divided by it)"
+            )
+        if self.seed < 0:
+            raise InputError(f"--seed {self.seed} must be 0 or more")
+        if self.workers is not None and self.workers < 0:
+            raise InputError(f"--workers {self.workers} must be 0 (load in this process) or more")
+        if self.token_cap < 1:
+            raise InputError(f"--token-cap {self.token_cap} must be 1 or more")
 
     def loader_workers(self) -> int:
         """``workers``, else one fewer than the CPU cores (at most 8)."""

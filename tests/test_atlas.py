@@ -124,6 +124,10 @@ def test_the_cli_writes_the_pictures_and_the_same_matrices(models, tmp_path):
             handle["cka"][()], np.array(document["measures"]["cka"]["matrix"], dtype=float)
         )
         assert list(handle.attrs["models"]) == [m["label"] for m in document["models"]]
+    (out / "atlas_notes.png").write_text("mine")  # named like ours, never written by us
+    assert main(["atlas", *args[: args.index("rsa") - 1], *args[args.index("rsa") + 1 :]]) == 0
+    assert not (out / "atlas_rsa_reference.png").exists()  # ours, stale: removed
+    assert (out / "atlas_notes.png").read_text() == "mine"
 
 
 def test_too_many_layers_for_memory_is_one_sentence(models, monkeypatch):

@@ -67,6 +67,8 @@ CASES = [
         "one or the other",
     ),
     case("model", "init seed not a number", f"layers {MODEL} --init-seed x", 2),
+    case("model", "negative init seed", f"layers {MODEL} --init-seed -1", 2, "--init-seed -1"),
+    case("model", "nothing after '@'", f"layers {MODEL}@", 2, "after '@'", "is empty"),
     case("model", "unknown tracer", f"layers {MODEL} --tracer jit", 2, "unknown tracer"),
     # layer selection
     case("layers", "unknown layer", f"layers {MODEL} --layers layer9", 2, "no layer", "layer"),
@@ -136,6 +138,20 @@ CASES = [
         "label",
     ),
     case("data", "zero samples", f"extract {MODEL} --out {{new_h5}} --num-samples 0", 2),
+    case(
+        "data",
+        "a label of 10**12",
+        f"extract {MODEL} --out {{new_h5}} --data {{huge_label_npz}}",
+        2,
+        "use labels 0..K-1",
+    ),
+    case(
+        "data",
+        "32-bit float image file",
+        f"extract {MODEL} --out {{new_h5}} --data {{float_tiff_dir}} {' '.join(SMALL)}",
+        2,
+        "floating-point pixels",
+    ),
     # HDF5 files
     case("hdf5", "missing file", "cka /no/a.h5 /no/b.h5 --out {out_dir}", 2, "does not exist"),
     case("hdf5", "text named .h5", "cka {text_h5} {good_h5} --out {out_dir}", 2, "text_h5"),
@@ -143,6 +159,35 @@ CASES = [
         "hdf5", "foreign HDF5", "cka {foreign_h5} {good_h5} --out {out_dir}", 2, "not a repcompare"
     ),
     case("hdf5", "incomplete file", "cka {partial_h5} {good_h5} --out {out_dir}", 2, "incomplete"),
+    case(
+        "hdf5",
+        "marked complete by hand",
+        "cka {forged_h5} {good_h5} --out {out_dir}",
+        2,
+        "completion mark does not match",
+        "--force",
+    ),
+    case(
+        "hdf5",
+        "a layer's dataset deleted",
+        "cka {deleted_h5} {good_h5} --out {out_dir}",
+        2,
+        "no dataset /activations/view0/layer4.1",
+    ),
+    case(
+        "hdf5",
+        "a layer's dataset truncated",
+        "cka {short_h5} {good_h5} --out {out_dir}",
+        2,
+        "/activations/view0/layer2.0 has 8 rows, not 32",
+    ),
+    case(
+        "hdf5",
+        "settings attribute not JSON",
+        "cka {bad_settings_h5} {good_h5} --out {out_dir}",
+        2,
+        "'settings' attribute",
+    ),
     case(
         "hdf5",
         "files of other samples",
@@ -267,6 +312,50 @@ CASES = [
         2,
         "--views",
     ),
+    case(
+        "options",
+        "RBF bandwidth 0",
+        "cka {good_h5} {good_h5} --kernel rbf --rbf-sigma 0 --out {out_dir}",
+        2,
+        "--rbf-sigma 0",
+    ),
+    case(
+        "options",
+        "negative RBF bandwidth",
+        "cka {good_h5} {good_h5} --kernel rbf --rbf-sigma -1 --out {out_dir}",
+        2,
+        "--rbf-sigma -1",
+    ),
+    case(
+        "options",
+        "negative workers",
+        f"extract {MODEL} --out {{new_h5}} --workers -1",
+        2,
+        "--workers -1",
+    ),
+    case("options", "negative seed", f"extract {MODEL} --out {{new_h5}} --seed -1", 2, "--seed -1"),
+    case(
+        "options",
+        "absurd image size",
+        f"extract {MODEL} --out {{new_h5}} --image-size 99999",
+        2,
+        "--image-size 99999",
+    ),
+    case("options", "zero std", f"extract {MODEL} --out {{new_h5}} --std 0,0,0", 2, "--std"),
+    case(
+        "options",
+        "empty fixed sample",
+        "cka {good_h5} {good_h5} --measure svcca --sample 0 --out {out_dir}",
+        2,
+        "--sample 0",
+    ),
+    case(
+        "options",
+        "negative bootstrap",
+        "cka {good_h5} {good_h5} --bootstrap -1 --out {out_dir}",
+        2,
+        "--bootstrap -1",
+    ),
     # output paths
     case(
         "output", "a file as --out folder", "cka {good_h5} {good_h5} --out {notes}", 2, "is a file"
@@ -289,6 +378,13 @@ CASES = [
         "output",
         "extract --out is a folder",
         f"extract {MODEL} --out {{empty_dir}} {' '.join(DATA)}",
+        2,
+        "--out",
+    ),
+    case(
+        "output",
+        "extract --out is a folder, with --force",
+        f"extract {MODEL} --out {{empty_dir}} --force {' '.join(DATA)}",
         2,
         "--out",
     ),
@@ -318,6 +414,11 @@ def files(tmp_path_factory) -> dict[str, str]:
         "no_img_npz": "no_img.npz",
         "float_npz": "float.npz",
         "lab_npz": "labels.npz",
+        "huge_label_npz": "huge_label.npz",
+        "bad_settings_h5": "bad_settings.h5",
+        "short_h5": "short.h5",
+        "deleted_h5": "deleted.h5",
+        "forged_h5": "forged.h5",
         "good_h5": "good.h5",
         "other_h5": "other.h5",
         "partial_h5": "partial.h5",
@@ -345,6 +446,12 @@ def files(tmp_path_factory) -> dict[str, str]:
     np.savez(paths["no_img_npz"], pixels=np.zeros((4, 8, 8, 3), np.uint8))
     np.savez(paths["float_npz"], images=np.zeros((4, 8, 8, 3), np.float32))
     np.savez(paths["lab_npz"], images=np.zeros((4, 8, 8, 3), np.uint8), labels=np.zeros(3))
+    huge = np.array([0, 1, 2, 10**12])
+    np.savez(paths["huge_label_npz"], images=np.zeros((4, 8, 8, 3), np.uint8), labels=huge)
+    paths["float_tiff_dir"].mkdir()
+    Image.fromarray(np.full((8, 8), 3.5, np.float32), mode="F").save(
+        paths["float_tiff_dir"] / "a.tiff"
+    )
     cifar = paths["evil_cifar"] / "cifar-10-batches-py"
     cifar.mkdir(parents=True)
     for name in ("test_batch", "batches.meta"):
@@ -354,9 +461,24 @@ def files(tmp_path_factory) -> dict[str, str]:
     assert main([*extract, "--out", str(paths["good_h5"])]) == 0
     assert main([*extract, "--out", str(paths["other_h5"]), "--seed", "1"]) == 0
     paths["partial_h5"].write_bytes(paths["good_h5"].read_bytes())
-    with h5py.File(paths["partial_h5"], "r+") as f:
+    with h5py.File(paths["partial_h5"], "r+") as f:  # as a run interrupted after 16 rows
         f.attrs["complete"] = False
+        f.attrs["completion_sha256"] = np.bytes_("0" * 64)
         f["rows_done"][()] = 16
+    paths["forged_h5"].write_bytes(paths["partial_h5"].read_bytes())
+    with h5py.File(paths["forged_h5"], "r+") as f:  # an incomplete file "completed" by hand
+        f.attrs["complete"] = True
+        f["rows_done"][()] = 32
+    for damaged in ("deleted_h5", "short_h5", "bad_settings_h5"):
+        paths[damaged].write_bytes(paths["good_h5"].read_bytes())
+    with h5py.File(paths["deleted_h5"], "r+") as f:
+        del f["activations/view0/layer4.1"]
+    with h5py.File(paths["short_h5"], "r+") as f:
+        rows = f["activations/view0/layer2.0"][:8]
+        del f["activations/view0/layer2.0"]
+        f["activations/view0/layer2.0"] = rows
+    with h5py.File(paths["bad_settings_h5"], "r+") as f:
+        f.attrs["settings"] = "{not json"
     paths["text_h5"].write_text("not HDF5")
     with h5py.File(paths["foreign_h5"], "w") as f:
         f["x"] = np.zeros(3)
@@ -385,3 +507,9 @@ def test_bad_input_is_one_sentence_with_its_exit_code(case: Case, files, capsys,
 def test_the_catalogue_covers_every_area():
     assert len(CASES) >= 60
     assert {c.area for c in CASES} == {"model", "layers", "data", "hdf5", "options", "output"}
+
+
+def test_every_case_is_a_row_of_the_documented_catalogue():
+    page = (Path(__file__).parents[1] / "docs" / "security-and-reliability.md").read_text()
+    for c in CASES:
+        assert f"| {c.area} | {c.what} | {c.code} |" in page, c.what

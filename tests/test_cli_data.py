@@ -82,3 +82,46 @@ def test_stray_files_are_skipped_and_a_corrupt_image_in_a_worker_is_one_sentence
     assert not any("Traceback" in line or "Original" in line for line in lines)
     with h5py.File(out) as f:
         assert not f.attrs["complete"]
+
+
+def _extracted(folder, out) -> tuple[np.ndarray, np.ndarray]:
+    """``extract`` of an image folder's ``layer1.0``: its rows and the sample index."""
+    argv = ["extract", MODEL, "--data", str(folder), "--out", str(out), *SMALL]
+    assert main([*argv, "--layers", "layer1.0", "--order", "stored", "--dtype", "float32"]) == 0
+    with h5py.File(out) as f:
+        return f["activations/view0/layer1.0"][()], f["sample_index"][()]
+
+
+def test_16_bit_greyscale_images_keep_their_range_scaled_to_8_bits(tmp_path):
+    ramp = np.linspace(0, 1, 32 * 32).reshape(32, 32)
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "narrow").mkdir()
+    for i, top in enumerate((60_000, 30_000, 5_000)):  # three images the old reader made white
+        wide = np.round(ramp * top).astype(np.uint16)
+        Image.fromarray(wide).save(tmp_path / "wide" / f"{i}.png")
+        narrow = np.repeat(np.round(wide / 257).astype(np.uint8)[..., None], 3, axis=2)
+        Image.fromarray(narrow).save(tmp_path / "narrow" / f"{i}.png")
+    rows, _ = _extracted(tmp_path / "wide", tmp_path / "wide.h5")
+    reference, _ = _extracted(tmp_path / "narrow", tmp_path / "narrow.h5")
+    assert not np.allclose(rows[0], rows[1]) and not np.allclose(rows[1], rows[2])
+    np.testing.assert_array_equal(rows, reference)
+
+
+def test_linked_folders_are_not_followed_so_a_loop_adds_no_images(tmp_path, capsys):
+    for c in ("a", "b"):
+        for i in range(2):
+            (tmp_path / "set" / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((32, 32, 3), 40 * i + 100 * (c == "b"), np.uint8)).save(
+                tmp_path / "set" / c / f"{i}.png"
+            )
+    (tmp_path / "set" / "a" / "loop").symlink_to(tmp_path / "set")  # back into the folder
+    (tmp_path / "outside").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "outside" / "x.png")
+    (tmp_path / "set" / "b" / "away").symlink_to(tmp_path / "outside")  # out of the folder
+    (tmp_path / "set" / "c").symlink_to(tmp_path / "outside")  # a linked class folder
+    rows, index = _extracted(tmp_path / "set", tmp_path / "set.h5")
+    assert len(rows) == 4 and sorted(index) == [0, 1, 2, 3]
+    err = capsys.readouterr().err
+    assert "did not follow 3 linked folder(s)" in err
+    with h5py.File(tmp_path / "set.h5") as f:
+        assert f["labels"][()].tolist() == [0, 0, 1, 1]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from repcompare.cli import main
+from repcompare.report.outdir import MANIFEST
 
 FAST = ["--data", "builtin:40:32", "--image-size", "32", "--workers", "0", "--batch-size", "16"]
 MODEL = "torchvision:resnet18"
@@ -70,16 +71,19 @@ def test_rerun_replaces_the_results_and_removes_stale_pictures(tmp_path):
     assert main(["cka", MODEL, "timm:resnet18", "--out", str(out), *FAST, *paper]) == 0
     assert (out / "heatmap_blocks.png").is_file() and (out / "heatmap_residual.svg").is_file()
     (out / "my-notes.txt").write_text("keep me")
+    (out / "heatmap_of_my_paper.png").write_text("mine")  # named like ours, never written by us
     assert main(["cka", MODEL, "timm:resnet18", "--out", str(out), *FAST]) == 0
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
     assert names == [
         "cka.csv",
         "cka.json",
         "cka.md",
         "heatmap.png",
         "heatmap.svg",
+        "heatmap_of_my_paper.png",
         "my-notes.txt",
     ]
+    assert (out / "heatmap_of_my_paper.png").read_text() == "mine"
     assert "layer1.0.bn2" not in json.loads((out / "cka.json").read_text())["side_a"]["layers"]
 
 
@@ -124,3 +128,33 @@ def test_a_signal_during_cka_says_so_and_writes_nothing(tmp_path, signum, code):
     assert done.returncode == code, done.stderr
     assert "interrupted; nothing was written" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+HOLD_OUT_DIR = """
+import sys, time
+from pathlib import Path
+from repcompare.report.outdir import out_dir_lock
+with out_dir_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("command", ["cka", "study"])
+def test_a_second_run_into_a_held_out_folder_is_refused_naming_the_first(command, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OUT_DIR, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        (tmp_path / "link").symlink_to(out)
+        for name in (out, tmp_path / "link"):
+            argv = [command, MODEL, "timm:resnet18", "--out", str(name), *FAST]
+            one_sentence_exit_2(
+                argv, capsys, f"--out {name} is being written by process {holder.pid}"
+            )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not [p for p in out.iterdir() if not p.name.startswith(".")]  # no results written

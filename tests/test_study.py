@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import repcompare
+from repcompare.analyses.study import PARTS_FOLDER
 from repcompare.cli import main
 from repcompare.report.model import format_value
 from tests.checkpoints import seeded_torchvision_resnet18
@@ -145,8 +146,10 @@ def test_the_report_states_its_provenance(checkpoints, study):
 
 def test_rerunning_reuses_every_pass_and_gives_the_same_report(checkpoints, study):
     result, out = study
+    (out / "invariance" / "my-notes.txt").write_text("mine")  # a user's file in our folder
     again = repcompare.study(*checkpoints, out=out, augment=AUGMENT, **RUN)
     assert again.reused == ["plain", "invariance_crop", "invariance_flip"]
+    assert (out / "invariance" / "my-notes.txt").read_text() == "mine"
     np.testing.assert_array_equal(again.across.matrix.values, result.across.matrix.values)
     assert [s.text for s in again.report().summary] == [s.text for s in result.report().summary]
 
@@ -177,3 +180,18 @@ def test_kept_passes_are_not_reused_for_other_images_or_settings(checkpoints, tm
 def test_a_study_needs_two_different_models(checkpoints, tmp_path, capsys):
     assert main(["study", checkpoints[0], checkpoints[0], "--out", str(tmp_path)]) == 2
     assert "given more than once" in capsys.readouterr().err
+
+
+def test_an_edited_or_damaged_kept_pass_is_computed_again(checkpoints, tmp_path):
+    run = {**RUN, "augment": "flip", "class_fit": False}
+    first = repcompare.study(*checkpoints, out=tmp_path, **run)
+    plain = tmp_path / PARTS_FOLDER / "plain.json"
+    kept = json.loads(plain.read_text())
+    edited = json.loads(json.dumps(kept))
+    edited["documents"]["across"]["cka"][0][0] = 0.123456  # a number changed by hand
+    damaged = {**kept, "documents": {"across": {}}}  # valid JSON, not a pass
+    for text in (json.dumps(edited), json.dumps(damaged), "[1, 2]"):
+        plain.write_text(text)
+        again = repcompare.study(*checkpoints, out=tmp_path, **run)
+        assert again.reused == ["invariance_flip"]
+        np.testing.assert_array_equal(again.across.matrix.values, first.across.matrix.values)

@@ -60,6 +60,19 @@ class CKAOptions:
     measure: str = "cka"
     sample: int = DEFAULT_SAMPLE
 
+    def __post_init__(self) -> None:
+        if not self.rbf_fraction > 0:  # also refuses NaN
+            raise InputError(
+                f"--rbf-sigma {self.rbf_fraction} must be a positive fraction of the median "
+                "distance; the usual value is 0.8"
+            )
+        if self.bootstrap < 0:
+            raise InputError(f"--bootstrap {self.bootstrap} must be 0 (none) or more")
+        if self.seed < 0:
+            raise InputError(f"--seed {self.seed} must be 0 or more")
+        if self.sample < 10:
+            raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
+
 
 @dataclass(frozen=True)
 class CKASettings:

@@ -72,6 +72,12 @@ class StudyOptions:
     probe_l2: float = 1e-3
     class_fit: bool | None = None
 
+    def __post_init__(self) -> None:
+        self.cka(0, self.bootstrap)  # each analysis's options check their own values
+        self.fit(0)
+        for augmentation in self.augmentations:
+            self.invariance(augmentation, 0)
+
     def cka(self, seed: int, bootstrap: int) -> CKAOptions:
         return CKAOptions(self.kernel, self.rbf_fraction, self.estimator, bootstrap, seed)
 
@@ -173,21 +179,29 @@ class StudyParts:
         self.folder = folder
 
     def load(self, name: str, key: str) -> dict | None:
-        """The kept pass ``name`` when it was computed under ``key``, else None."""
+        """The kept pass ``name`` when it was computed under ``key`` and its checksum still
+        certifies its content, else None (an edited or damaged pass is computed again)."""
         path = self.folder / f"{name}.json"
         try:
             kept = json.loads(path.read_text())
-        except (OSError, ValueError):
+            content = {k: kept[k] for k in ("key", "fingerprint", "documents")}
+            intact = kept["sha256"] == _key(**content)
+        except (OSError, ValueError, TypeError, KeyError):
             return None
-        return kept if kept.get("key") == key else None
+        return content if intact and content["key"] == key else None
 
     def save(self, name: str, key: str, fingerprint: str, documents: dict[str, dict]) -> None:
-        """Keep pass ``name`` (written whole, then renamed into place)."""
+        """Keep pass ``name`` with the SHA-256 of its content (written whole, then renamed
+        into place)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{name}.json"
         partial = path.with_suffix(".partial")
-        kept = {"key": key, "fingerprint": fingerprint, "documents": documents}
-        partial.write_text(json.dumps(kept, default=str))
+        content = json.loads(
+            json.dumps(
+                {"key": key, "fingerprint": fingerprint, "documents": documents}, default=str
+            )
+        )
+        partial.write_text(json.dumps(content | {"sha256": _key(**content)}))
         os.replace(partial, path)
 
 

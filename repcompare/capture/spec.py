@@ -86,7 +86,12 @@ def _unknown_model(name: str, libraries: tuple[str, ...]) -> InputError:
 
 def parse_spec(text: str) -> ModelSpec:
     """Parse and resolve a model spec string (see module docstring)."""
-    body, _, path = text.strip().partition("@")
+    body, at, path = text.strip().partition("@")
+    if at and not path.strip():
+        raise InputError(
+            f"the checkpoint path after '@' in {text!r} is empty (an unset shell variable?); "
+            "give a checkpoint file after '@', or drop the '@' for random weights"
+        )
     checkpoint = Path(path).expanduser() if path else None
     if checkpoint is not None and not checkpoint.is_file():
         raise InputError(f"checkpoint file {str(checkpoint)!r} does not exist; check the path")

@@ -20,13 +20,16 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from repcompare.data.sources import class_count, eight_bit_rgb
 from repcompare.errors import InputError
+
+RANGE_SLACK = 1e-6  # float rounding of ToTensor's x / 255
 
 
 def _pil(image, index: int) -> Image.Image:
     """A dataset item's image as an RGB PIL image (uint8 values kept exactly)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return eight_bit_rgb(image, f"dataset item {index}")
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] not in (1, 3):
             raise InputError(
@@ -34,6 +37,13 @@ def _pil(image, index: int) -> Image.Image:
                 "as (3, H, W) tensors, (H, W, 3) uint8 arrays or PIL images"
             )
         if image.is_floating_point():
+            low, high = image.min().item(), image.max().item()
+            if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+                raise InputError(
+                    f"dataset item {index} is a float image with values in [{low:.3g}, "
+                    f"{high:.3g}], outside [0, 1]: it looks normalised already; drop Normalize "
+                    "from the dataset's transform (each model's own normalisation is applied)"
+                )
             image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
         image = image.permute(1, 2, 0).numpy()
     array = np.asarray(image)
@@ -85,8 +95,8 @@ class DatasetSource:
         labels = getattr(self.dataset, "targets", None)
         if labels is None:
             labels = [_label(self.dataset[i][1]) for i in range(self._length)]
-        top = int(np.max(np.asarray(labels))) if len(labels) else -1
-        return None if top < 0 else [str(c) for c in range(top + 1)]
+        count = class_count(np.asarray(labels), f"the {type(self.dataset).__name__} given as data")
+        return [str(c) for c in range(count)] if count else None
 
     @property
     def has_labels(self) -> bool:

@@ -13,6 +13,7 @@ integer label (-1 when the source has no labels).
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,40 @@ NUMPY_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
 }
+
+
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+
+
+def class_count(labels: np.ndarray, where: str) -> int:
+    """K for labels that index classes 0..K-1 (K = max + 1), refused by name when a label
+    is negative (other than -1, unlabelled) or K is past any real class list."""
+    labels = np.asarray(labels, dtype=np.int64)
+    labelled = labels[labels != -1]
+    if len(labelled) and labelled.min() < 0:
+        raise InputError(f"{where} has the negative label {labelled.min()}; use labels 0..K-1")
+    count = int(labelled.max()) + 1 if len(labelled) else 0
+    if count > MAX_CLASSES:
+        raise InputError(
+            f"{where} has the label {count - 1}, which would make {count:,} classes; "
+            "use labels 0..K-1 (renumber the classes you have)"
+        )
+    return count
+
+
+def eight_bit_rgb(image: Image.Image, where: str) -> Image.Image:
+    """``image`` as 8-bit RGB: 16-bit greyscale scaled over its full range (v / 257), never
+    clipped; 32-bit integer or float pixels, whose range is unknown, refused by name."""
+    if image.mode.startswith("I;16"):
+        wide = np.asarray(image, dtype=np.uint16).astype(np.float64)
+        return Image.fromarray(np.round(wide / 257).astype(np.uint8)).convert("RGB")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise InputError(
+            f"{where} holds {kind} pixels, whose range repcompare cannot know; "
+            "save it as 8- or 16-bit"
+        )
+    return image.convert("RGB")
 
 
 class ImageSource(Protocol):
@@ -111,7 +146,7 @@ class _FileSource:
         path, label = self.files[index]
         try:
             with Image.open(path) as image:
-                return image.convert("RGB"), label
+                return eight_bit_rgb(image, f"image file {str(path)!r}"), label
         except Image.DecompressionBombError as error:
             raise InputError(
                 f"image file {str(path)!r} is too large to decode safely ({error}); "
@@ -196,17 +231,16 @@ def _npz(path: Path) -> _ArraySource:
                 f"{path} holds {len(images)} images but labels of {labels.dtype} {labels.shape}; "
                 "save one integer label per image"
             )
+        labels = labels.astype(np.int64)
+        if len(labels) and labels.min() < 0:
+            raise InputError(f"{path} has the negative label {labels.min()}; use labels 0..K-1")
         names = arrays.get("class_names")
-        classes = (
-            [str(n) for n in names]
-            if names is not None
-            else [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
-        )
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        count = class_count(labels, str(path))
+        classes = [str(n) for n in names] if names is not None else [str(i) for i in range(count)]
+        if count > len(classes):
             raise InputError(
                 f"{path} has labels outside 0..{len(classes) - 1}; labels index class_names"
             )
-        labels = labels.astype(np.int64)
     labelled = "unlabelled" if classes is None else f"{len(classes)} classes"
     return _ArraySource(images, labels, classes, f"{path} ({len(images)} images, {labelled})")
 
@@ -241,20 +275,51 @@ def _only_images(files: list[tuple[Path, int]], folder: Path) -> list[tuple[Path
     return [item for item, ok in zip(files, keep, strict=True) if ok]
 
 
-def _folder(path: Path):
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+def _image_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """The image files under ``folder`` (its sub-folders too), sorted; linked folders are not
+    entered, so a walk never leaves ``folder`` or loops back into it."""
+    found = []
+    for root, _, names in os.walk(folder, followlinks=False):
+        found += [Path(root, n) for n in names if n.lower().endswith(extensions)]
+    return sorted(found)
 
-    subfolders = [p for p in path.iterdir() if p.is_dir()]
+
+def _linked_folders(folder: Path) -> list[Path]:
+    """The symbolic links to folders anywhere under ``folder`` (not followed)."""
+    return [
+        Path(root, name)
+        for root, dirs, _ in os.walk(folder, followlinks=False)
+        for name in dirs
+        if Path(root, name).is_symlink()
+    ]
+
+
+def _folder(path: Path):
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    linked = _linked_folders(path)
+    if linked:
+        shown = ", ".join(str(p.relative_to(path)) for p in linked[:3])
+        warnings.warn(
+            f"did not follow {len(linked)} linked folder(s) in {path} ({shown}"
+            f"{', ...' if len(linked) > 3 else ''}); copy their images in to include them",
+            RepcompareWarning,
+            stacklevel=2,
+        )
+    subfolders = sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
     if subfolders:
-        try:
-            classes, mapping = find_classes(str(path))
-            samples = make_dataset(str(path), mapping, extensions=IMG_EXTENSIONS)
-        except FileNotFoundError as error:
+        classes = [p.name for p in subfolders]
+        files = [
+            (f, label)
+            for label, sub in enumerate(subfolders)
+            for f in _image_files(sub, IMG_EXTENSIONS)
+        ]
+        empty = [p.name for p in subfolders if not _image_files(p, IMG_EXTENSIONS)]
+        if empty:
             raise InputError(
-                f"image folder {str(path)!r} has a class sub-folder without images ({error}); "
-                "remove the empty class folders"
-            ) from None
-        files = [(Path(f), label) for f, label in samples]
+                f"image folder {str(path)!r} has class sub-folders without images "
+                f"({', '.join(empty[:3])}); remove the empty class folders"
+            )
         kind = f"{len(classes)} classes"
     else:
         files = sorted((p, -1) for p in path.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)

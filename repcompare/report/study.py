@@ -13,7 +13,7 @@ from repcompare.report.findings import (
 )
 from repcompare.report.model import Report, Table
 
-# the files and folders a study writes into --out: replaced together, stale ones removed
+# the folder of each analysis's files in a study's --out
 FOLDERS = {
     "across": "cka_a_vs_b",
     "within_a": "cka_within_a",
@@ -21,7 +21,6 @@ FOLDERS = {
     "invariance": "invariance",
     "class_fit": "class_fit",
 }
-OWNED = ("report.html", "report.md", "study.json", *FOLDERS.values())
 
 GUIDES = {
     "across": (

@@ -6,8 +6,14 @@
 /input_digest                  (views, batches, 32) uint8, SHA-256 of each batch's inputs
 /rows_done                     () int64, rows 0..rows_done-1 are complete
 attributes of /                provenance, the settings that fixed the content (``settings``,
-                               JSON), ``complete`` and ``data_fingerprint`` (64 ASCII hex
-                               digits, fixed length; all zeros until complete)
+                               JSON), ``complete``, ``data_fingerprint`` and
+                               ``completion_sha256`` (64 ASCII hex digits each, fixed length;
+                               all zeros until complete)
+
+``completion_sha256`` certifies the completion mark: the SHA-256 of the settings, the rows
+done, the labels, the sample index and the input digests as they were when the file was
+completed (``completion_digest``). A file marked complete by hand, or whose row count or
+indices were edited afterwards, no longer matches it and is refused.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import numpy as np
 from repcompare.data.batches import batch_bounds
 
 FORMAT_NAME = "repcompare-activations"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: completion_sha256
 DIGEST_BYTES = 32
-PENDING_FINGERPRINT = "0" * 64  # the data_fingerprint of a file not yet complete
+PENDING_FINGERPRINT = "0" * 64  # data_fingerprint and completion_sha256 of a file not complete
 
 
 def activation_path(view: int, layer: str) -> str:
@@ -34,6 +40,21 @@ def activation_path(view: int, layer: str) -> str:
 def data_fingerprint(digests: np.ndarray) -> str:
     """SHA-256 of the ``(views, batches, 32)`` input digests: one hash for all the images seen."""
     return hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest()
+
+
+def dataset_names(s: Settings) -> list[str]:
+    """Every dataset of a file with settings ``s``."""
+    layers = [activation_path(v, layer) for v in range(s.views) for layer in s.layers]
+    return [*layers, "labels", "sample_index", "input_digest", "rows_done"]
+
+
+def completion_digest(handle) -> str:
+    """SHA-256 of what a completion mark certifies, read from the open h5py file ``handle``:
+    the settings, the rows done, the labels, the sample index and the input digests."""
+    digest = hashlib.sha256(str(handle.attrs["settings"]).encode())
+    for name in ("rows_done", "labels", "sample_index", "input_digest"):
+        digest.update(np.ascontiguousarray(handle[name][()]).tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
 """Advisory locks that keep a writer and other users of one activation file apart.
 
 Every user of ``a.h5`` first takes a non-blocking ``flock`` on the sidecar
-``.a.h5.lock`` beside it: exclusive for a writer (which records its PID in
-it), shared for readers. The lock is taken before the activation file is
-opened or truncated, so a file in use is never overwritten. The last holder
-removes the sidecar while still holding it; whoever locked a sidecar that
-was removed meanwhile (its path no longer names the locked inode) retries.
+``.a.h5.lock`` beside the file's real path (symbolic links and ``..`` resolved,
+so every name of one path shares one sidecar): exclusive for a writer (which
+records its PID in it), shared for readers. A file that exists is also locked
+by its inode, in ``repcompare-locks/DEV-INODE.lock`` of the temporary folder, so
+that its hard links share a lock too; a writer that creates the file takes that
+lock once it exists (``FileLock.hold_inode``). The locks are taken before the
+activation file is opened or truncated, so a file in use is never overwritten.
+The last holder removes a sidecar while still holding it; whoever locked a
+sidecar that was removed meanwhile (its path no longer names the locked inode)
+retries.
 """
 
 from __future__ import annotations
@@ -13,34 +18,65 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 
 from repcompare.errors import InputError
 
 
 def lock_path(path: Path) -> Path:
-    """The sidecar lock file of ``path``."""
-    return path.with_name(f".{path.name}.lock")
+    """The sidecar lock file of ``path``, beside its real path."""
+    real = path.resolve()
+    return real.with_name(f".{real.name}.lock")
+
+
+def inode_lock_path(path: Path) -> Path | None:
+    """The lock file of the inode ``path`` names (None when there is no such file)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return Path(tempfile.gettempdir(), "repcompare-locks", f"{status.st_dev}-{status.st_ino}.lock")
 
 
 class FileLock:
     """A held lock on an activation file; ``release`` (or leaving the ``with``) frees it."""
 
-    def __init__(self, sidecar: Path, fd: int | None):
-        self.sidecar, self._fd = sidecar, fd
+    def __init__(
+        self, path: Path, sidecar: Path, fd: int | None, exclusive: bool, named: str | None = None
+    ):
+        self.path, self.sidecar, self.exclusive, self.named = path, sidecar, exclusive, named
+        self._held = [] if fd is None else [(sidecar, fd)]
 
-    def release(self) -> None:
-        """Free the lock, removing the sidecar when no one else holds it."""
-        if self._fd is None:
+    def hold_inode(self) -> None:
+        """Also lock the file's inode (shared by its hard links); an InputError names the
+        other user when it is held elsewhere. Without a usable lock folder, nothing."""
+        sidecar = inode_lock_path(self.path)
+        if sidecar is None or any(held == sidecar for held, _ in self._held):
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.sidecar.unlink(missing_ok=True)
-        except BlockingIOError:
-            pass  # another reader still holds it and will remove it
-        finally:
-            os.close(self._fd)
-            self._fd = None
+            sidecar.parent.mkdir(parents=True, exist_ok=True)
+            fd = _acquire(sidecar, self.exclusive)
+        except OSError:
+            return
+        if fd is None:
+            self.release()
+            raise _in_use(self.named or self.path, sidecar, self.exclusive)
+        self._held.append((sidecar, fd))
+        if self.exclusive:
+            _record(fd, f"{os.getpid()}\n")
+
+    def release(self) -> None:
+        """Free the locks, removing each sidecar when no one else holds it."""
+        while self._held:
+            sidecar, fd = self._held.pop()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                sidecar.unlink(missing_ok=True)
+            except BlockingIOError:
+                pass  # another reader still holds it and will remove it
+            finally:
+                os.close(fd)
 
     def __del__(self) -> None:
         """A file never closed by its user frees its lock with it (quietly at exit)."""
@@ -80,8 +116,20 @@ def _acquire(sidecar: Path, exclusive: bool) -> int | None:
         os.close(fd)  # the previous holder removed this sidecar after we opened it
 
 
-def lock_for_writing(path: Path) -> FileLock:
-    """Take ``path``'s lock for writing; an InputError names the process using it."""
+def _in_use(path: Path | str, sidecar: Path, exclusive: bool) -> InputError:
+    """The sentence for a lock held by someone else, naming the writer's process."""
+    pid = _writer_pid(sidecar)
+    if not exclusive:
+        writer = f"process {pid}" if pid else "another process"
+        return InputError(f"{path} is being written by {writer}; wait for it to finish")
+    use = f"written by process {pid}" if pid else "read by another process"
+    return InputError(f"{path} is being {use}; wait for it to finish or choose another --out")
+
+
+def lock_for_writing(path: Path, named: str | None = None) -> FileLock:
+    """Take ``path``'s lock for writing (its real path, and its inode when it exists); an
+    InputError names the process using it (and ``path``, or ``named`` where given). Call
+    ``hold_inode`` once the writer has created the file."""
     sidecar = lock_path(path)
     try:
         sidecar.parent.mkdir(parents=True, exist_ok=True)
@@ -92,15 +140,16 @@ def lock_for_writing(path: Path) -> FileLock:
             "choose a --out in a writable folder"
         ) from None
     if fd is None:
-        pid = _writer_pid(sidecar)
-        use = f"written by process {pid}" if pid else "read by another process"
-        raise InputError(f"{path} is being {use}; wait for it to finish or choose another --out")
+        raise _in_use(named or path, sidecar, exclusive=True)
     _record(fd, f"{os.getpid()}\n")
-    return FileLock(sidecar, fd)
+    lock = FileLock(path, sidecar, fd, exclusive=True, named=named)
+    lock.hold_inode()
+    return lock
 
 
 def lock_for_reading(path: Path) -> FileLock:
-    """Take ``path``'s lock for reading; an InputError names the process writing it.
+    """Take ``path``'s lock for reading (its real path and its inode); an InputError names
+    the process writing it.
 
     Where no sidecar can be made (a read-only folder, file system or lock file) the
     file is read without a lock.
@@ -109,13 +158,13 @@ def lock_for_reading(path: Path) -> FileLock:
     try:
         fd = _acquire(sidecar, exclusive=False)
     except OSError:
-        return FileLock(sidecar, None)
+        return FileLock(path, sidecar, None, exclusive=False)
     if fd is None:
-        pid = _writer_pid(sidecar)
-        writer = f"process {pid}" if pid else "another process"
-        raise InputError(f"{path} is being written by {writer}; wait for it to finish")
+        raise _in_use(path, sidecar, exclusive=False)
     _record(fd, "")  # clear the PID of a writer that was killed
-    return FileLock(sidecar, fd)
+    lock = FileLock(path, sidecar, fd, exclusive=False)
+    lock.hold_inode()
+    return lock
 
 
 def _record(fd: int, text: str) -> None:

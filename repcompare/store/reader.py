@@ -11,7 +11,13 @@ import numpy as np
 
 from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
-from repcompare.store.layout import FORMAT_NAME, Settings, activation_path
+from repcompare.store.layout import (
+    FORMAT_NAME,
+    Settings,
+    activation_path,
+    completion_digest,
+    dataset_names,
+)
 from repcompare.store.lock import FileLock, lock_for_reading
 from repcompare.store.shards import check_shards
 
@@ -33,8 +39,13 @@ class ActivationFile:
         return self.settings.layers
 
     def read(self, view: int, layer: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of ``layer`` in ``view``."""
-        return self.handle[activation_path(view, layer)][start:stop]
+        """Rows ``start:stop`` of ``layer`` in ``view``; a damaged dataset is an InputError
+        naming the file and the dataset."""
+        name = activation_path(view, layer)
+        try:
+            return self.handle[name][start:stop]
+        except (OSError, KeyError) as error:
+            raise damaged(self.path, f"its dataset /{name} cannot be read ({error})") from None
 
     def batches(
         self, view: int, layers: list[str], size: int | None = None, share: range | None = None
@@ -70,6 +81,14 @@ def open_activations(path: Path) -> ActivationFile:
         raise
 
 
+def damaged(path: Path, what: str) -> InputError:
+    """The sentence for an activation file whose content was damaged or edited."""
+    return InputError(
+        f"{path} is damaged or was edited: {what}; re-run 'repcompare extract' with --force "
+        "to write it again"
+    )
+
+
 def _open(path: Path, lock: FileLock) -> ActivationFile:
     try:
         handle = h5py.File(path, "r")
@@ -77,29 +96,51 @@ def _open(path: Path, lock: FileLock) -> ActivationFile:
         raise InputError(
             f"{path} is not a readable HDF5 file; re-run 'repcompare extract'"
         ) from None
+    try:
+        return _checked(path, handle, lock)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _checked(path: Path, handle: h5py.File, lock: FileLock) -> ActivationFile:
+    """The open file ``handle`` as an ActivationFile once every check passes."""
     attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in handle.attrs.items()}
     if attrs.get("format") != FORMAT_NAME:
-        handle.close()
         raise InputError(f"{path} is not a repcompare activation file (no '{FORMAT_NAME}' format)")
+    try:
+        settings = Settings.from_json(attrs["settings"])
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise damaged(path, "its 'settings' attribute is missing or not valid") from None
+    _check_datasets(path, handle, settings)
     if not attrs.get("complete"):
         done = int(handle["rows_done"][()])
-        settings = Settings.from_json(attrs["settings"])
-        handle.close()
         raise InputError(
             f"{path} is incomplete ({done} of {settings.num_samples} samples); rerun the same "
             "'repcompare extract' command to finish it"
         )
-    try:
-        check_shards(path)
-    except InputError:
-        handle.close()
-        raise
+    check_shards(path)
+    certified = int(attrs.get("format_version", 1)) >= 2  # version 1 files predate the checksum
+    if certified and attrs.get("completion_sha256") != completion_digest(handle):
+        raise damaged(path, "its completion mark does not match its rows, labels or inputs")
     return ActivationFile(
         path=path,
-        settings=Settings.from_json(attrs["settings"]),
+        settings=settings,
         attrs=attrs,
         labels=handle["labels"][()],
         sample_index=handle["sample_index"][()],
         handle=handle,
         lock=lock,
     )
+
+
+def _check_datasets(path: Path, handle: h5py.File, s: Settings) -> None:
+    """Every dataset the settings call for is there, one row per sample."""
+    for name in dataset_names(s):
+        if not isinstance(handle.get(name), h5py.Dataset):
+            raise damaged(path, f"it has no dataset /{name}")
+        rows = handle[name].shape[:1]
+        if name not in ("rows_done", "input_digest") and rows != (s.num_samples,):
+            raise damaged(
+                path, f"its dataset /{name} has {rows[0] if rows else 0} rows, not {s.num_samples}"
+            )

@@ -23,8 +23,7 @@ import h5py
 import numpy as np
 
 from repcompare.errors import InputError
-from repcompare.store.layout import Layout, data_fingerprint
-from repcompare.store.writer import dataset_names
+from repcompare.store.layout import Layout, completion_digest, data_fingerprint, dataset_names
 
 FILL = {"f": np.nan, "i": -1, "u": 0}  # what a row of a missing shard reads as, by dtype kind
 STACKED_ALONG = {"input_digest": 1}  # the datasets not stacked along their first axis
@@ -75,6 +74,7 @@ def stitch(out: Path, layout: Layout, shards: list[Path]) -> None:
                 "complete": True,
             }
         )
+        f.attrs["completion_sha256"] = np.bytes_(completion_digest(f))
     os.replace(staging, out)
 
 

@@ -53,7 +53,9 @@ from repcompare.store.layout import (
     Layout,
     Settings,
     activation_path,
+    completion_digest,
     data_fingerprint,
+    dataset_names,
 )
 
 QUEUE_BATCHES = 3
@@ -200,6 +202,7 @@ def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
                 "format_version": FORMAT_VERSION,
                 "complete": False,
                 "data_fingerprint": np.bytes_(PENDING_FINGERPRINT),
+                "completion_sha256": np.bytes_(PENDING_FINGERPRINT),
                 "settings": s.to_json(),
                 "layers": json.dumps(list(s.layers)),
                 "layer_shapes": json.dumps(layout.layer_shapes),
@@ -263,12 +266,6 @@ def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool)
         path.unlink(missing_ok=True)  # nothing was done yet: the rerun starts afresh
         raise
     return 0
-
-
-def dataset_names(s: Settings) -> list[str]:
-    """Every dataset of a file with settings ``s``."""
-    layers = [activation_path(v, layer) for v in range(s.views) for layer in s.layers]
-    return [*layers, "labels", "sample_index", "input_digest", "rows_done"]
 
 
 class ActivationWriter:
@@ -337,6 +334,7 @@ class ActivationWriter:
                 digests = self._file["input_digest"][()]
                 attrs = self._file.attrs  # overwritten in place: completing allocates nothing
                 attrs.modify("data_fingerprint", np.bytes_(data_fingerprint(digests)))
+                attrs.modify("completion_sha256", np.bytes_(completion_digest(self._file)))
                 attrs.modify("complete", True)
             self._file.flush()
         except (OSError, RuntimeError) as error:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from repcompare.data.sources import absolute_spec, open_source, source_exists
@@ -129,7 +130,7 @@ def test_malformed_inputs_are_one_sentence_errors(tmp_path):
     for c in ("cat", "dog"):
         (tmp_path / "tree" / c).mkdir(parents=True)
     png(tmp_path / "tree" / "cat" / "a.png", 5)
-    with pytest.raises(InputError, match="class sub-folder without images"):
+    with pytest.raises(InputError, match=r"class sub-folders without images \(dog\)"):
         open_source(str(tmp_path / "tree"))
     fake_cifar(tmp_path / "c", "cifar10")
     with open(tmp_path / "c" / "cifar-10-batches-py" / "test_batch", "wb") as f:
@@ -198,3 +199,36 @@ def test_a_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch):
     assert len(source) == 2 and source.load(1)[0].size == (6, 5)
     with pytest.raises(InputError, match=r"huge\.png' is too large to decode safely"):
         source.load(0)
+
+
+def test_npz_labels_of_any_integer_type_and_absurd_labels(tmp_path):
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / "small.npz", images=images, labels=np.array([0, 2, 1], np.uint8))
+    source = open_source(str(tmp_path / "small.npz"))
+    assert source.classes == ["0", "1", "2"] and source.load(1)[1] == 2
+    np.savez(tmp_path / "huge.npz", images=images, labels=np.array([0, 1, 10**12]))
+    with pytest.raises(InputError, match=r"label 1000000000000.*use labels 0\.\.K-1"):
+        open_source(str(tmp_path / "huge.npz"))
+
+
+class _Tensors(torch.utils.data.Dataset):
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+def test_a_dataset_normalised_already_is_refused_and_one_in_0_1_is_read_exactly():
+    pixels = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(1, 3, 4, 4) / 255
+    exact = open_source(_Tensors(pixels, [0]))
+    assert np.asarray(exact.load(0)[0]).transpose(2, 0, 1).ravel().tolist() == list(range(48))
+    normalised = (pixels - 0.45) / 0.225
+    with pytest.raises(InputError, match="outside \\[0, 1\\]: it looks normalised already"):
+        open_source(_Tensors(normalised, [0])).load(0)
+    unnumbered = open_source(_Tensors(pixels.repeat(2, 1, 1, 1), [0, 10**12]))
+    with pytest.raises(InputError, match=r"use labels 0\.\.K-1"):
+        assert unnumbered.classes is None

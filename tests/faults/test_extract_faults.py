@@ -1,5 +1,6 @@
 """``repcompare extract`` under faults: a full disk, SIGTERM, a second process on the file."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -95,10 +96,16 @@ def test_a_file_in_use_is_never_truncated_and_others_are_told_who_uses_it(
     try:
         assert holder.stdout.readline() == "locked\n"
         capsys.readouterr()
-        assert main(["extract", spec, *SMALL, "--out", str(out), "--force", "--seed", "3"]) == 2
-        err = capsys.readouterr().err
-        assert f"{out} is being written by process {holder.pid}; wait for it to finish" in err
-        assert sha256(out) == before
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "link.h5").symlink_to(out)
+        os.link(out, tmp_path / "sub" / "hard.h5")
+        names = [out, tmp_path / "link.h5", tmp_path / "sub" / "hard.h5", tmp_path / "sub/../a.h5"]
+        for name in names:  # every name of the file: itself, a symlink, a hard link, a .. path
+            argv = ["extract", spec, *SMALL, "--out", str(name), "--force", "--seed", "3"]
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"{name} is being written by process {holder.pid}; wait for it to" in err
+            assert sha256(out) == before
         with pytest.raises(InputError, match=rf"being written by process {holder.pid}; wait"):
             open_activations(out)
         assert main(["cka", str(out), str(out), "--out", str(tmp_path / "cka")]) == 2

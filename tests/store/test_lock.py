@@ -60,7 +60,7 @@ def test_a_sidecar_removed_while_being_locked_is_not_trusted(tmp_path, monkeypat
     monkeypatch.setattr(os, "open", open_then_lose_the_race)
     lock = lock_for_writing(path)
     monkeypatch.undo()
-    assert removed and os.stat(sidecar).st_ino == os.fstat(lock._fd).st_ino
+    assert removed and os.stat(sidecar).st_ino == os.fstat(lock._held[0][1]).st_ino
     lock.release()
 
 
@@ -80,3 +80,39 @@ def test_a_lock_left_unreleased_is_freed_with_its_object(tmp_path):
     lock_for_reading(path)  # dropped at once, as by a caller that never closes its file
     lock_for_writing(path).release()
     assert not lock_path(path).exists()
+
+
+@pytest.mark.parametrize("other_name", ["symlink", "dotdot", "hardlink"])
+def test_every_name_of_one_file_shares_its_lock(tmp_path, other_name):
+    path = tmp_path / "x.h5"
+    path.write_bytes(b"data")
+    (tmp_path / "sub").mkdir()
+    other = {
+        "symlink": tmp_path / "link.h5",
+        "dotdot": tmp_path / "sub" / ".." / "x.h5",
+        "hardlink": tmp_path / "sub" / "hard.h5",
+    }[other_name]
+    if other_name == "symlink":
+        other.symlink_to(path)
+    elif other_name == "hardlink":
+        os.link(path, other)
+    with lock_for_writing(path):
+        with pytest.raises(InputError, match=f"being written by process {os.getpid()}"):
+            lock_for_writing(other)
+        with pytest.raises(InputError, match="being written"):
+            lock_for_reading(other)
+    with lock_for_reading(other), pytest.raises(InputError, match="being read"):
+        lock_for_writing(path)
+    assert path.read_bytes() == b"data"
+
+
+def test_a_writer_that_creates_the_file_then_holds_it_under_its_hard_links(tmp_path):
+    path = tmp_path / "x.h5"
+    with lock_for_writing(path) as lock:
+        path.write_bytes(b"new")
+        lock.hold_inode()
+        os.link(path, tmp_path / "hard.h5")
+        with pytest.raises(InputError, match="being written"):
+            lock_for_writing(tmp_path / "hard.h5")
+    with lock_for_writing(tmp_path / "hard.h5"):
+        pass
