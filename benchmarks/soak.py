@@ -6,12 +6,15 @@ Each run is one real ``repcompare`` process (or two at once) on a few shared
 output files, so faults pile up and later runs resume what earlier ones left:
 SIGKILL, SIGTERM or SIGINT at a random moment, a full disk (a random
 ``RLIMIT_FSIZE``, as ``ulimit -f``), a second writer (``--force``) or a reader
-(``cka``) while a writer works. It counts
+(``cka``) while a writer works, a second writer reaching the file through a
+symbolic link, a hard link or a ``..`` path, and two ``study`` runs into one
+``--out`` folder that also holds a user's own files. It counts
 
 - clear endings: exit 0, 1, 2, 130 or 143 with at most one ``error:`` sentence
   and no traceback (runs ended by the SIGKILL itself are counted apart);
 - lost or mixed data: a file marked complete whose datasets differ from an
-  uninterrupted run's, or a ``cka`` whose result differs from the reference.
+  uninterrupted run's, a ``cka`` or ``study`` whose result differs from the
+  reference, or a user's file in the study folder changed or gone.
 """
 
 from __future__ import annotations
@@ -49,7 +52,20 @@ ARGS = [
     "layer1.0,layer3.1,layer4.1",
 ]
 CLEAR_CODES = {0, 1, 2, 130, 143}
-FAULTS = ("none", "sigkill", "sigterm", "sigint", "disk_full", "second_writer", "reader", "cka")
+FAULTS = (
+    "none",
+    "sigkill",
+    "sigterm",
+    "sigint",
+    "disk_full",
+    "second_writer",
+    "linked_writer",
+    "reader",
+    "cka",
+    "study_writers",
+)
+STUDY = ["--augment", "flip", "--bootstrap", "0", "--layers", "layer1.0,layer4.1"]
+USER_FILE = "heatmap_of_my_paper.png"
 
 
 def command(*args: str) -> list[str]:
@@ -107,9 +123,37 @@ def start(args: list[str], limit: int | None = None) -> subprocess.Popen:
     )
 
 
-def one_run(fault: str, spec: str, out: Path, scratch: Path, chance: random.Random) -> list:
+def other_name(out: Path, chance: random.Random) -> Path:
+    """Another name of ``out``: a symbolic link, a hard link (once it exists) or a ``..``
+    path."""
+    kind = chance.choice(("symlink", "hardlink", "dotdot"))
+    if kind == "dotdot":
+        (out.parent / "sub").mkdir(exist_ok=True)
+        return out.parent / "sub" / ".." / out.name
+    link = out.with_name(f"{kind}-{out.name}")
+    link.unlink(missing_ok=True)
+    if kind == "hardlink" and out.exists():
+        link.hardlink_to(out)
+    else:
+        link.symlink_to(out)
+    return link
+
+
+def study_args(specs: list[str], folder: Path) -> list[str]:
+    return ["study", *specs, *ARGS[:-2], *STUDY, "--out", str(folder)]
+
+
+def one_run(
+    fault: str, spec: str, specs: list[str], out: Path, scratch: Path, chance: random.Random
+) -> list:
     """Run one command (two for the concurrency faults) under ``fault``; their endings."""
     extract = ["extract", spec, *ARGS, "--out", str(out)]
+    if fault == "study_writers":
+        folder = out.parent / "study"
+        first = start(study_args(specs, folder))
+        time.sleep(chance.uniform(0.0, 10.0))
+        second = start(study_args(specs, folder))
+        return [ending(second, False), ending(first, False)]
     if fault == "cka":
         if not complete(out):
             return []
@@ -123,15 +167,30 @@ def one_run(fault: str, spec: str, out: Path, scratch: Path, chance: random.Rand
         sig = {"sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}
         process.send_signal(sig[fault])
         return [ending(process, fault == "sigkill")]
-    if fault == "second_writer":
+    if fault in ("second_writer", "linked_writer"):
         time.sleep(chance.uniform(0.0, 6.0))
-        other = start([*extract, "--force"])
+        name = other_name(out, chance) if fault == "linked_writer" else out
+        other = start(["extract", spec, *ARGS, "--out", str(name), "--force"])
         return [ending(other, False), ending(process, False)]
     if fault == "reader":
         time.sleep(chance.uniform(0.0, 6.0))
         reader = start(["cka", str(out), str(out), "--out", str(scratch / "cka_during")])
         return [ending(reader, False), ending(process, False)]
     return [ending(process, False)]
+
+
+def same_study(got: dict, want: dict) -> bool:
+    """The same study results: every number of study.json but the run's own timing."""
+    if isinstance(want, dict):
+        keys = set(want) - {"seconds", "reused", "created"}
+        return set(got) - {"seconds", "reused", "created"} == keys and all(
+            same_study(got[k], want[k]) for k in keys
+        )
+    if isinstance(want, list):
+        return len(got) == len(want) and all(map(same_study, got, want))
+    if isinstance(want, float):
+        return bool(np.isclose(got, want, atol=1e-6, equal_nan=True))
+    return got == want
 
 
 def main() -> None:
@@ -144,10 +203,13 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="repcompare-soak-"))
     started = time.perf_counter()
     try:
-        torch.manual_seed(0)
-        checkpoint = root / "resnet18.pth"
-        torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
-        spec = f"torchvision:resnet18@{checkpoint}"
+        specs = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            checkpoint = root / f"resnet18-{seed}.pth"
+            torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+            specs.append(f"torchvision:resnet18@{checkpoint}")
+        spec = specs[0]
         reference = root / "reference.h5"
         subprocess.run(
             command("extract", spec, *ARGS, "--out", str(reference)),
@@ -161,6 +223,10 @@ def main() -> None:
             capture_output=True,
         )
         want_cka = json.loads((root / "cka_ref" / "cka.json").read_text())["cka"]
+        subprocess.run(command(*study_args(specs, root / "study_ref")), check=True)
+        want_study = json.loads((root / "study_ref" / "study.json").read_text())
+        (root / "study").mkdir()
+        (root / "study" / USER_FILE).write_text("mine")
         endings, faults, lost, checked = Counter(), Counter(), 0, 0
         for run in range(options.runs):
             fault = chance.choice(FAULTS)
@@ -168,7 +234,7 @@ def main() -> None:
             scratch = root / f"scratch{run}"
             scratch.mkdir()
             faults[fault] += 1
-            for result in one_run(fault, spec, out, scratch, chance):
+            for result in one_run(fault, spec, specs, out, scratch, chance):
                 endings[result] += 1
             if complete(out):
                 checked += 1
@@ -182,6 +248,15 @@ def main() -> None:
                     lost += 1
                     print(f"  run {run}: {cka} differs from the reference", file=sys.stderr)
             shutil.rmtree(scratch)
+            study = root / "study"
+            if (study / USER_FILE).read_text() != "mine":
+                lost += 1
+                print(f"  run {run}: the user's file in {study} changed", file=sys.stderr)
+            if fault == "study_writers" and (study / "study.json").exists():
+                checked += 1
+                if not same_study(json.loads((study / "study.json").read_text()), want_study):
+                    lost += 1
+                    print(f"  run {run}: {study}/study.json differs", file=sys.stderr)
             print(
                 f"run {run + 1}/{options.runs}: {fault}; endings so far {dict(endings)}, "
                 f"lost or mixed {lost} of {checked} checked",

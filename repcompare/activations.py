@@ -24,6 +24,7 @@ from repcompare.data.batches import InputsDataset, batch_bounds, default_view_si
 from repcompare.data.order import sample_order
 from repcompare.data.sources import ImageSource, open_source
 from repcompare.data.transforms import (
+    MAX_IMAGE_SIZE,
     Preprocess,
     TransformOverrides,
     eval_transform,
@@ -34,6 +35,7 @@ from repcompare.errors import InputError
 from repcompare.store.layout import data_fingerprint
 
 T = TypeVar("T")
+MAX_VIEWS = 64
 
 
 @dataclass
@@ -76,6 +78,17 @@ class InputPlan:
     batch_size: int = 64
     workers: int = 0
     token_cap: int = DEFAULT_TOKEN_CAP
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.views <= MAX_VIEWS:
+            raise InputError(
+                f"--views {self.views} must lie between 1 and {MAX_VIEWS} (each view is one "
+                "more forward pass of every image)"
+            )
+        if self.view_size is not None and not 0 < self.view_size <= MAX_IMAGE_SIZE:
+            raise InputError(
+                f"--view-size {self.view_size} must lie between 1 and {MAX_IMAGE_SIZE}"
+            )
 
 
 @dataclass

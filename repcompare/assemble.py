@@ -7,6 +7,7 @@ This is the run assembly behind every command of the Python API (and so of the C
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from repcompare.capture.graph import LayerGraph, discover
 from repcompare.capture.models import LoadedModel, load_model, load_module
 from repcompare.capture.select import select_layers
 from repcompare.capture.spec import parse_spec
+from repcompare.capture.weights import same_weights, zero_initialised_norms
 from repcompare.data.transforms import TransformOverrides, resolve_config
-from repcompare.errors import InputError
+from repcompare.errors import InputError, RepcompareWarning
 from repcompare.options import DataOptions, ModelOptions
 from repcompare.progress import Feedback
 from repcompare.store.reader import ActivationFile, open_activations
@@ -60,12 +62,46 @@ def open_model(
             init_seed=options.init_seed,
             image_size=options.image_size,
         )
+    if loaded.init_seed is not None:
+        _note_zero_init(loaded)
     graph = discover(loaded.module, input_size(loaded, options.image_size), options.tracer)
     for line in [*loaded.notes, *(loaded.load_report.lines() if loaded.load_report else [])]:
         feedback.note(line)
     if graph.fallback_reason:
         feedback.note(f"{graph.fallback_reason}; using module hooks", "yellow")
     return loaded, graph
+
+
+def _note_zero_init(loaded: LoadedModel) -> None:
+    """Say once, with the model's notes, that its random init starts normalisation layers at
+    zero (timm's ResNets), which makes their residual branches constant."""
+    zeros = zero_initialised_norms(loaded.module)
+    if zeros:
+        loaded.notes.append(
+            f"{loaded.spec}: {len(zeros)} normalisation layer(s) start at zero in this random "
+            f"init ({', '.join(zeros[:2])}{', ...' if len(zeros) > 2 else ''}; timm's "
+            "zero_init_last), so their residual branches are constant (undefined) and "
+            "consecutive block outputs are equal; load trained weights to compare them"
+        )
+
+
+def warn_one_network(sides: list[Side]) -> None:
+    """Warn, and note in both models' provenance, when two model sides hold bit-identical
+    weights: one network under two names (timm's vit_tiny and deit_tiny at one init seed)."""
+    models = [s for s in sides if s.target is not None]
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
+            if a.target.loaded is b.target.loaded or not same_weights(
+                a.target.loaded.module, b.target.loaded.module
+            ):
+                continue
+            sentence = (
+                f"{a.label} and {b.label} have bit-identical weights: they are one network (any "
+                "difference is their preprocessing's); load a checkpoint for one of them"
+            )
+            warnings.warn(sentence, RepcompareWarning, stacklevel=3)
+            a.target.loaded.notes.append(sentence)
+            b.target.loaded.notes.append(sentence)
 
 
 def capture_target(
@@ -178,6 +214,8 @@ def cka_sides(
     else:
         side_b = build_side(b, layers_b, reduce_b or default, options, feedback, reduce_b)
     distinct_labels([side_a, side_b], [a, b])
+    if not same_source:
+        warn_one_network([side_a, side_b])
     return side_a, side_b, False
 
 
@@ -197,6 +235,7 @@ def build_sides(
         raise InputError(f"{repeated[0]} is given more than once; give each model once")
     sides = [build_side(m, selection, reduction, options, feedback) for m in models]
     distinct_labels(sides, list(models))
+    warn_one_network(sides)
     return sides
 
 

@@ -44,6 +44,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
 
 
+class Interrupted(typer.Exit):
+    """The exit of an interrupt that ``interrupt_says`` has told."""
+
+
 def _raise_terminated(_signum, _frame) -> None:
     raise Terminated
 
@@ -54,9 +58,9 @@ def interrupt_says(message: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as signal_raised:
-        STDERR.print(f"interrupted; {message}")
+        STDERR.print(_interrupted(message))
         name = "SIGTERM" if isinstance(signal_raised, Terminated) else "SIGINT"
-        raise typer.Exit(SIGNAL_EXIT_CODES[name]) from None
+        raise Interrupted(SIGNAL_EXIT_CODES[name]) from None
 
 
 @app.callback()
@@ -112,8 +116,10 @@ EncoderOpt = Annotated[
     str | None,
     typer.Option(
         "--encoder",
-        help="Which encoder of a checkpoint holding several: base, momentum (MoCo), teacher, "
-        "student (DINO). Default: teacher, else base.",
+        help="Which encoder of a checkpoint holding several: teacher, student, base, momentum, "
+        "online, target, model or ema. Default: the one each method evaluates (DINO teacher, "
+        "MoCo base, BYOL online, I-JEPA/MSN target, the model rather than its EMA copy); the "
+        "load report says which.",
     ),
 ]
 KeyOpt = Annotated[
@@ -322,9 +328,7 @@ def warn_constant(label: str, layers) -> None:
     if layers:
         STDERR.print(
             f"[yellow]{label}: {len(layers)} layer(s) are constant over these images, so their "
-            f"values are undefined (grey or gaps in the pictures): {', '.join(layers)}. "
-            "Random-init timm ResNets zero the last BatchNorm of each block; load trained "
-            "weights.[/]"
+            f"values are undefined (grey or gaps in the pictures): {', '.join(layers)}[/]"
         )
 
 
@@ -765,8 +769,12 @@ def _failure_code(error: BaseException, debug: bool) -> int:
     console, rank = failure_console()
     signal_name = _signal_behind(error)
     if signal_name is not None:
-        console.print(f"{rank}interrupted; nothing was marked complete, rerun the command")
-        return SIGNAL_EXIT_CODES[signal_name]
+        return _interrupted_code(signal_name)
+    if torchrun_world() > 1:
+        from repcompare.distributed import PeerStoppedError, record_failure
+
+        if not isinstance(error, PeerStoppedError):
+            record_failure()
     if isinstance(error, RepcompareError):
         console.print(f"[bold red]error:[/] {escape(f'{rank}{error}')}")
         return error.exit_code
@@ -775,6 +783,38 @@ def _failure_code(error: BaseException, debug: bool) -> int:
         "Rerun with --debug for the traceback and report it if it persists."
     )
     return 1
+
+
+def _interrupted_code(signal_name: str) -> int:
+    """Say that a signal ended the run; its exit code."""
+    console, rank = failure_console()
+    console.print(rank + _interrupted("nothing was marked complete, rerun the command"))
+    return SIGNAL_EXIT_CODES[signal_name]
+
+
+def _interrupted(message: str) -> str:
+    """``interrupted; <message>``; in a torchrun job naming the rank that stopped first (when
+    one ends, torchrun stops the others)."""
+    stopped = None
+    if torchrun_world() > 1:
+        from repcompare.distributed import stopped_ranks_text
+
+        stopped = stopped_ranks_text()
+    cause = f" ({stopped} of this torchrun job stopped first)" if stopped else ""
+    return f"interrupted{cause}; {message}"
+
+
+def _unsaid_interrupt(done: SystemExit) -> str | None:
+    """The signal behind an exit that Typer made of an interrupt outside ``interrupt_says``
+    (it turns Ctrl-C, and so SIGTERM, into a silent exit 130), else None."""
+    seen: BaseException | None = done
+    while seen is not None:
+        if isinstance(seen, Interrupted):
+            return None  # said by interrupt_says
+        if isinstance(seen, KeyboardInterrupt):
+            return "SIGTERM" if isinstance(seen, Terminated) else "SIGINT"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -796,6 +836,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             command.main(args=args, prog_name="repcompare", standalone_mode=True)
     except SystemExit as done:
+        signal_name = _unsaid_interrupt(done)
+        if signal_name is not None:
+            return _interrupted_code(signal_name)
         return done.code if isinstance(done.code, int) else 0
     except Exception as error:
         return _failure_code(error, debug)

@@ -13,14 +13,20 @@ accumulates its share; ``Job.sum`` (``all_reduce`` of float64 sums) and
 No process waits for another while it works through its batches: collectives
 come only before and after them. A process that fails prints its sentence and
 exits non-zero; torchrun then stops the others, so the job exits non-zero and
-nothing is marked complete.
+nothing is marked complete. Each process records its host and PID in the job's
+key-value store when it joins, and a process that fails records that it did
+(``record_failure``), so that the others name the rank that stopped
+(``stopped_ranks``) in their own sentence, whether a collective fails under them
+or torchrun stops them.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,6 +130,10 @@ class Job:
         return counted
 
 
+class PeerStoppedError(RunError):
+    """Another process of the job failed or was stopped: this one's collective failed."""
+
+
 @contextmanager
 def _peers_told() -> Iterator[None]:
     """A collective that failed (gloo and NCCL raise RuntimeError when another process
@@ -131,10 +141,67 @@ def _peers_told() -> Iterator[None]:
     try:
         yield
     except RuntimeError as error:
-        raise RunError(
-            "another process of this torchrun job failed or was stopped (its message says why); "
+        stopped = stopped_ranks_text() or "another process"
+        raise PeerStoppedError(
+            f"{stopped} of this torchrun job failed or was stopped (its message says why); "
             "nothing was marked complete, rerun the same command to resume"
         ) from error
+
+
+def _store():
+    """The job's key-value store (None outside a joined job)."""
+    if not dist.is_initialized():
+        return None
+    return dist.distributed_c10d._get_default_store()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def record_failure() -> None:
+    """Tell the other processes of the job that this one failed (best effort)."""
+    store = _store()
+    if store is not None:
+        with contextlib.suppress(Exception):
+            store.set(f"repcompare/failed/{dist.get_rank()}", "1")
+
+
+def stopped_ranks() -> list[int]:
+    """The other ranks of the job that recorded a failure, or whose process on this machine
+    is gone (SIGKILL leaves no record); empty when none can be named."""
+    store = _store()
+    if store is None:
+        return []
+    here, me, stopped = socket.gethostname(), dist.get_rank(), []
+    for rank in range(dist.get_world_size()):
+        if rank == me:
+            continue
+        try:
+            if store.check([f"repcompare/failed/{rank}"]):
+                stopped.append(rank)
+                continue
+            host, _, pid = store.get(f"repcompare/pid/{rank}").decode().rpartition(":")
+        except Exception:  # the store went with the job: nothing more to learn
+            break
+        if host == here and not _running(int(pid)):
+            stopped.append(rank)
+    return stopped
+
+
+def stopped_ranks_text() -> str | None:
+    """``rank 1`` (or ``ranks 1, 3``): the ranks that stopped; None when none can be named."""
+    stopped = stopped_ranks()
+    if not stopped:
+        return None
+    return f"rank{'s' if len(stopped) > 1 else ''} {', '.join(map(str, stopped))}"
 
 
 ONE_PROCESS = Job()
@@ -155,6 +222,7 @@ def current_job() -> Job:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
         atexit.register(dist.destroy_process_group)
+        _store().set(f"repcompare/pid/{dist.get_rank()}", f"{socket.gethostname()}:{os.getpid()}")
     return Job(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

@@ -17,11 +17,11 @@ from typing import Any
 from repcompare.capture.models import DEFAULT_INIT_SEED
 from repcompare.capture.reduce import DEFAULT_TOKEN_CAP
 from repcompare.capture.spec import parse_model_kwargs
+from repcompare.data.transforms import MAX_IMAGE_SIZE
 from repcompare.errors import InputError
 
 TRACERS = ("auto", "fx", "hooks")
 MAX_DEFAULT_WORKERS = 8
-MAX_IMAGE_SIZE = 4096  # 4096 x 4096 x 3 float32 is 200 MB an image, far past any model's
 
 
 @dataclass(frozen=True)

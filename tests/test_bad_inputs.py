@@ -61,6 +61,13 @@ CASES = [
     case("model", "no tensors inside", f"layers {MODEL}@{{text_ckpt}}", 2, "no state dict"),
     case(
         "model",
+        "NaN weights (a diverged run)",
+        f"cka {MODEL}@{{nan_ckpt}} timm:resnet18 --out {{out_dir}} " + " ".join(DATA),
+        2,
+        "holds NaN or Inf in 1 tensor(s) (layer2.0.conv1.weight)",
+    ),
+    case(
+        "model",
         "checkpoint and --pretrained",
         f"layers {MODEL}@{{good_ckpt}} --pretrained",
         2,
@@ -300,6 +307,13 @@ CASES = [
     ),
     case(
         "options",
+        "kNN with more neighbours than training images",
+        f"class-fit {MODEL} --knn-k 30 --out {{out_dir}} {' '.join(DATA)}",
+        2,
+        "--knn-k 30 needs more training images than neighbours",
+    ),
+    case(
+        "options",
         "test fraction above 1",
         f"class-fit {MODEL} --test-fraction 1.5 --out {{out_dir}} {' '.join(DATA)}",
         2,
@@ -341,6 +355,13 @@ CASES = [
         2,
         "--image-size 99999",
     ),
+    case(
+        "options",
+        "a hundred thousand views",
+        f"invariance {MODEL} --views 100000 --out {{out_dir}} {' '.join(DATA)}",
+        2,
+        "--views 100000 must lie between 1 and 64",
+    ),
     case("options", "zero std", f"extract {MODEL} --out {{new_h5}} --std 0,0,0", 2, "--std"),
     case(
         "options",
@@ -355,6 +376,30 @@ CASES = [
         "cka {good_h5} {good_h5} --bootstrap -1 --out {out_dir}",
         2,
         "--bootstrap -1",
+    ),
+    case(
+        "options",
+        "CCA on fewer images than features",
+        f"cka {MODEL} timm:resnet18 --measure svcca --num-samples 16 --out {{out_dir}} "
+        + " ".join(DATA),
+        2,
+        "svcca is 1 for any two layers on 16 images",
+    ),
+    case(
+        "options",
+        "atlas: PWCCA on fewer images than features",
+        f"atlas {MODEL} timm:resnet18 --layers layer4.1 --measure cka --measure pwcca "
+        f"--out {{out_dir}} " + " ".join(DATA),
+        2,
+        "pwcca is 1 for any two layers on 32 images",
+    ),
+    case(
+        "options",
+        "mutual k-NN on 10 images",
+        f"cka {MODEL} timm:resnet18 --measure mutual-knn --num-samples 10 --out {{out_dir}} "
+        + " ".join(DATA),
+        2,
+        "needs more than 10 images",
     ),
     # output paths
     case(
@@ -431,6 +476,9 @@ def files(tmp_path_factory) -> dict[str, str]:
 
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), paths["good_ckpt"])
+    diverged = torchvision.models.resnet18().state_dict()
+    diverged["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(diverged, paths["nan_ckpt"])
     paths["empty_ckpt"].write_bytes(b"")
     torch.save({"w": _Evil()}, paths["evil_ckpt"])
     whole = paths["good_ckpt"].read_bytes()

@@ -1,10 +1,16 @@
 import atexit
+import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from repcompare import cli
+from repcompare.capture.models import REACH_SECONDS, check_reachable
+from repcompare.capture.spec import parse_spec
 from repcompare.cli import main, run
 from repcompare.errors import InputError
 
@@ -92,3 +98,48 @@ def test_debug_adds_the_traceback_and_keeps_exit_code_2(capsys, monkeypatch):
     assert main(["--debug", "layers", "resnet18"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "file 'x.h5' is incomplete" in err
+
+
+def test_pretrained_offline_is_one_sentence_within_seconds(tmp_path):
+    """No weights cached and the weights' host unreachable (port 9 of this machine refuses):
+    the hub would retry for about a minute; the sentence comes after one refused connection."""
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "repcompare", "layers", "timm:resnet18", "--pretrained"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert time.monotonic() - started < 30  # interpreter and imports included
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: cannot reach 127.0.0.1 to fetch the published weights")
+    assert "give a local checkpoint as timm:resnet18@PATH" in errors[0]
+
+
+def test_torchvision_weights_are_probed_unless_cached(tmp_path, monkeypatch):
+    probed = []
+
+    def refused(address, timeout):
+        probed.append((address, timeout))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(socket, "create_connection", refused)
+    spec = parse_spec("torchvision:resnet18")
+    with pytest.raises(InputError, match=r"reach download\.pytorch\.org .*Connection refused"):
+        check_reachable(spec)
+    assert probed == [(("download.pytorch.org", 443), REACH_SECONDS)]
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"cached")
+    check_reachable(spec)  # cached: no connection needed
+    assert len(probed) == 1

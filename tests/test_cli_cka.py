@@ -164,8 +164,10 @@ def test_constant_layers_are_reported_as_undefined_not_as_numbers(tmp_path, caps
         )
         == 0
     )
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
     assert "constant over these images" in err and "layer1.0.bn2" in err
+    assert err.count("zero_init_last") == 1  # the cause, said once
+    assert "8 normalisation layer(s) start at zero in this random init" in err
     rows = (out / "cka.csv").read_text().splitlines()
     assert "layer1.0.bn2,layer1.0,,,,undefined: constant layer" in rows
     assert load(out)["cka"][1][1] == pytest.approx(1.0)
@@ -196,3 +198,21 @@ def test_each_side_takes_its_own_reduction(setup, tmp_path, capsys):
     args = ["cka", str(files["a"]), str(flat_b), "--reduce-a", "flatten", "--out", str(tmp_path)]
     assert main(args) == 2
     assert "reduced with 'avgpool'" in capsys.readouterr().err
+
+
+def test_two_specs_with_bit_identical_weights_are_called_one_network(tmp_path, capsys):
+    """timm builds vit_tiny and deit_tiny alike: at one init seed they are one network."""
+    argv = ["cka", "timm:vit_tiny_patch16_224", "timm:deit_tiny_patch16_224", "--layers-a"]
+    argv += ["blocks.11", "--layers-b", "blocks.11", "--reduce", "cls", "--num-samples", "16"]
+    argv += [*DATA, "--batch-size", "8", "--out", str(tmp_path / "one")]
+    assert main(argv) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "vit_tiny_patch16_224 and deit_tiny_patch16_224 have bit-identical weights: "
+        "they are one network (any difference is their preprocessing's)" in err
+    )
+    argv[argv.index("timm:deit_tiny_patch16_224")] = "timm:resnet18"
+    argv[argv.index("blocks.11", 5)] = "layer4.1"
+    argv[argv.index("cls")] = "avgpool"
+    assert main([*argv[:-1], str(tmp_path / "two")]) == 0
+    assert "bit-identical" not in capsys.readouterr().err

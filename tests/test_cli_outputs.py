@@ -158,3 +158,19 @@ def test_a_second_run_into_a_held_out_folder_is_refused_naming_the_first(command
         holder.kill()
         holder.wait()
     assert not [p for p in out.iterdir() if not p.name.startswith(".")]  # no results written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_command_starts_says_so(tmp_path, signum, code):
+    """Before the work starts (imports, parsing) Typer turns an interrupt into a silent exit
+    130; repcompare says so and gives the signal's own code."""
+    argv = [sys.executable, "-m", "repcompare", "cka", MODEL, "timm:resnet18"]
+    process = subprocess.Popen(
+        [*argv, "--out", str(tmp_path / "cmp"), *FAST], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(2)  # importing torch and timm, or loading the models
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert "interrupted; nothing w" in err and "Traceback" not in err

@@ -216,6 +216,9 @@ def test_sigkill_of_one_rank_mid_extract_then_a_rerun_gives_the_uninterrupted_fi
     os.kill(pid, signal.SIGKILL)
     _, stderr = job.communicate(timeout=300)
     assert job.returncode != 0, stderr
+    told = [line for line in stderr.splitlines() if "rank 1 of this torchrun job" in line]
+    assert told, stderr  # the survivor names the rank that died ...
+    assert stderr.index(told[0]) < stderr.index("ChildFailedError")  # ... before torchrun does
     assert not out.exists()
     assert 16 <= rows_done(shard) < 100
     rerun = torchrun("extract", "timm:resnet18", *LONG, "--out", str(out))

@@ -18,7 +18,8 @@ reports which way each measure was computed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,7 +31,7 @@ from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side
-from repcompare.errors import InputError
+from repcompare.errors import InputError, RepcompareWarning
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.sampled import (
@@ -39,6 +40,7 @@ from repcompare.similarity.sampled import (
     fixed_sample_bytes,
     measure_estimator,
 )
+from repcompare.similarity.small_sample import sample_caveat
 
 if TYPE_CHECKING:
     from repcompare.report.model import Report
@@ -76,6 +78,7 @@ class AtlasSettings:
     batch_size: int
     seed: int
     device: str
+    caveats: dict[str, str] = field(default_factory=dict)  # measure: why it is biased here
 
     def to_dict(self) -> dict:
         return set_fields(self)
@@ -165,6 +168,16 @@ def draw_atlas(
                 budget,
             )
     estimators = {name: estimators[name] for name in options.measures}
+    caveats = {}
+    for name, estimator in estimators.items():
+        seen = estimator.sample if isinstance(estimator, FixedSampleMeasure) else stream.num_samples
+        caveat = sample_caveat(name, seen, widths)
+        if caveat is not None and caveat.refuse:
+            raise InputError(caveat.sentence)
+        if caveat is not None:
+            warnings.warn(caveat.sentence, RepcompareWarning, stacklevel=2)
+            caveats[name] = caveat.sentence
+            methods[name] = f"{methods[name]}; {caveat.short}"
     sampled = [e for e in estimators.values() if isinstance(e, FixedSampleMeasure)]
     if sampled:
         check_memory(
@@ -191,6 +204,7 @@ def draw_atlas(
         batch_size=batch,
         seed=plan.seed,
         device=str(device),
+        caveats=caveats,
     )
     return AtlasResult(
         [s.label for s in sides],

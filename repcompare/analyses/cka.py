@@ -10,6 +10,7 @@ batch on both sides (see ``repcompare.capture.reduce``).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_
 from repcompare.analyses.reported import Reported
 from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.distributed import ONE_PROCESS, Job
-from repcompare.errors import InputError
+from repcompare.errors import InputError, RepcompareWarning
 from repcompare.similarity import (
     CKA_ESTIMATORS,
     DEFAULT_RBF_MEDIAN,
@@ -41,6 +42,7 @@ from repcompare.similarity.sampled import (
     measure_estimator,
 )
 from repcompare.similarity.shares import Combinable
+from repcompare.similarity.small_sample import SampleCaveat, sample_caveat
 
 if TYPE_CHECKING:
     from repcompare.report.model import Report
@@ -95,6 +97,8 @@ class CKASettings:
     reduce: str | None = None
     token_cap: int | None = None
     n_images: int | None = None
+    caveat: str | None = None  # why the values are biased at this N (small_sample)
+    caveat_short: str | None = None
 
     def to_dict(self) -> dict:
         return set_fields(self)
@@ -194,6 +198,7 @@ class CKARun:
         self.a, self.b, self.options, self.symmetric, self.spec = a, b, options, symmetric, spec
         self.started = time.perf_counter()
         self.method: str | None = None
+        self.caveat: SampleCaveat | None = None
         self.measure = measure_spec(options.measure)
         if options.measure != "cka":
             if options.bootstrap:
@@ -220,12 +225,14 @@ class CKARun:
         image when their cross-covariances fit, else any measure on a fixed sample."""
         widths_a = self.a.widths()
         widths_b = None if self.symmetric else self.b.widths()
+        widths = [*widths_a, *(widths_b or [])]
         if self.options.measure == "cka":
+            if not self.tokens:  # token rows: a sample per batch, not the images
+                self._check_sample(n_samples, widths)
             if self.spec.memory is not None:
                 need = self.spec.memory(widths_a, widths_b, n_samples)
                 check_memory(need.bytes, need.what, need.fix)
             return
-        widths = [*widths_a, *(widths_b or [])]
         self.estimator, self.method = measure_estimator(
             self.measure,
             self.a.layers,
@@ -236,13 +243,26 @@ class CKARun:
             n_samples,
             MEMORY_FRACTION * available_memory(),
         )
-        if isinstance(self.estimator, FixedSampleMeasure):
+        fixed = isinstance(self.estimator, FixedSampleMeasure)
+        self._check_sample(self.estimator.sample if fixed else n_samples, widths)
+        if fixed:
             check_memory(
                 fixed_sample_bytes(self.measure, widths, self.estimator.sample),
                 f"--measure {self.measure.name} on a fixed sample of {self.estimator.sample} "
                 "images",
                 "use a smaller --sample, fewer layers, or --reduce avgpool",
             )
+
+    def _check_sample(self, n: int, widths: list[int]) -> None:
+        """Refuse a measure that is degenerate on ``n`` images of these widths; warn of
+        one that is biased, and keep the warning for the result (``small_sample``)."""
+        caveat = sample_caveat(self.options.measure, n, widths, self.options.estimator)
+        if caveat is None:
+            return
+        if caveat.refuse:
+            raise InputError(caveat.sentence)
+        warnings.warn(caveat.sentence, RepcompareWarning, stacklevel=2)
+        self.caveat = caveat
 
     def update(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor] | None) -> None:
         """Add one batch: A's layers, and B's (None when symmetric)."""
@@ -280,6 +300,8 @@ class CKARun:
             token_cap=plan.token_cap if self.tokens else None,
             n_images=n_samples if self.tokens else None,
             method=self.method,
+            caveat=self.caveat.sentence if self.caveat else None,
+            caveat_short=self.caveat.short if self.caveat else None,
         )
         a, b = self.a, self.b
         return CKAResult(

@@ -298,6 +298,13 @@ class ClassFitRun:
                 "subfolders, cifar10:PATH, an .npz with labels, or the builtin data"
             )
         _check_pooled_memory(self.sides, stream.num_samples, self.options.tokens)
+        n_train = stream.num_samples - round(self.options.test_fraction * stream.num_samples)
+        if self.options.knn_k >= n_train:  # every vote would be the whole training set's
+            raise InputError(
+                f"--knn-k {self.options.knn_k} needs more training images than neighbours: this "
+                f"run trains on about {n_train} of {stream.num_samples} images (--test-fraction "
+                f"{self.options.test_fraction}); use a smaller --knn-k or more images"
+            )
         self.num_classes = stream.num_classes
         self.per_side = [
             _SideMeasures(s, stream.num_classes, self.options.bootstrap > 0, self.options.tokens)

@@ -12,13 +12,20 @@ Loading a checkpoint into a model (``load_checkpoint_into``: ``unwrap``, then
 0. with ``key`` (``--key PREFIX``), descend the dict keys the prefix names and keep
    only the tensors under the rest of it;
 1. unwrap containers: the first of ``CONTAINER_KEYS`` holding a dict, repeatedly
-   (Lightning's ``state_dict``, ...); when a checkpoint holds several encoders
-   (``ENCODERS``: DINO's ``teacher`` and ``student`` containers, MoCo's
-   ``base_encoder.`` and ``momentum_encoder.`` key prefixes), take the one asked
-   for (``--encoder``), else the default (teacher, base), and report it;
+   (Lightning's ``state_dict``, ...). When a level (the dicts of one dict, or the key
+   components under one key prefix) holds several encoders, recognised by name
+   (``_pairs``: ``teacher``/``student``, ``base_encoder``/``momentum_encoder``,
+   ``encoder_q``/``encoder_k``, ``backbone``/``momentum_backbone``,
+   ``online_*``/``target_*``, ``encoder``/``target_encoder``, ``model``/``model_ema``,
+   ``state_dict``/``state_dict_ema``, ...), never by their order, take the one asked for
+   (``--encoder``), else the default of that pair (``PAIRS``), and report it. A checkpoint
+   holding only an EMA copy, or several state dicts none of these names tell apart, is
+   refused with the ``--key`` or ``--encoder`` that loads each;
 2. strip key prefixes (``STRIP_PREFIXES``, or the first one to three key
    components, e.g. ``module.base_encoder.``), the best one at a time, while
-   stripping increases the number of keys the model has;
+   stripping increases the number of keys the model has; two prefixes that each give
+   the model's tensors (two copies of the network under names not recognised in step
+   1) are refused with the ``--key`` of each;
 3. apply the model's own conversion (``filter_fn``: timm's ``checkpoint_filter_fn``
    of the model's module: official DINOv2 register layouts, position embeddings
    resampled to the model's input size, ...) and report what it changed;
@@ -57,15 +64,89 @@ HEAD_PREFIXES = ("projector", "head", "heads", "fc", "prototypes", "classifier")
 IGNORED_MISSING = ("num_batches_tracked",)
 MAX_PREFIX_DEPTH = 3
 SAFE_GLOBALS = [argparse.Namespace]
-ENCODERS = {
-    "teacher": ("teacher",),
-    "student": ("student",),
-    "base": ("base_encoder", "encoder_q"),
-    "momentum": ("momentum_encoder", "encoder_k"),
+ROLES = ("teacher", "student", "base", "momentum", "online", "target", "model", "ema")
+"""The ``--encoder`` values: the members of the pairs below, in the order they are listed."""
+EXACT_NAMES = {
+    "teacher": ("teacher", ""),
+    "student": ("student", ""),
+    "encoder_q": ("base", "encoder"),
+    "encoder_k": ("momentum", "encoder"),
+    "query_encoder": ("base", "encoder"),
+    "key_encoder": ("momentum", "encoder"),
+    "online": ("online", ""),
+    "target": ("target", ""),
+    "ema": ("ema", ""),
 }
-"""Encoder choices and the container keys or key components that hold them (MoCo v1/v2
-call them ``encoder_q`` and ``encoder_k``); when several are present and none is chosen,
-the first present in this order is taken: the DINO teacher, the MoCo base encoder."""
+"""Names that are one member of a pair: name -> (role, the pair's stem)."""
+AFFIXES = ("teacher", "student", "base", "momentum", "online", "target", "ema")
+"""``WORD_STEM`` and ``STEM_WORD`` (``momentum_backbone``, ``model_ema``) are the WORD member
+of the pair named STEM."""
+PLAIN_ROLE = {"momentum": "base", "target": "online", "ema": "model"}
+"""The role of the plain name STEM beside ``momentum_STEM``, ``target_STEM``, ``STEM_ema``:
+``backbone`` is the base of ``momentum_backbone``, ``model`` the model of ``model_ema``."""
+EMA_PARTNERS = ("state_dict", "model", "module", "net", "network")
+"""The model an EMA copy named otherwise (``ema``, ``model_ema`` beside ``state_dict``)
+averages, when its own stem is absent."""
+PAIRS = (
+    (
+        ("teacher", "student"),
+        "teacher",
+        "teacher/student pair (DINO, iBOT, DINOv2)",
+        "the teacher is the default, the network DINO evaluates",
+    ),
+    (
+        ("base", "momentum"),
+        "base",
+        "base/momentum pair (MoCo's base/momentum and query/key encoders, momentum backbones)",
+        "the base (query, online) encoder is the default, the one MoCo and BYOL evaluate",
+    ),
+    (
+        ("online", "target"),
+        "online",
+        "online/target pair (BYOL)",
+        "the online encoder is the default, the one BYOL evaluates",
+    ),
+    (
+        ("model", "ema"),
+        "model",
+        "model/EMA pair",
+        "the model as trained is the default, not its exponential moving average "
+        "(as timm's validate.py without --use-ema)",
+    ),
+)
+"""Pairs of roles: (roles, default, what the pair is, why the default)."""
+JEPA_PAIR = (
+    "target",
+    "encoder/target_encoder pair (I-JEPA, MSN)",
+    "the target encoder is the default, the one I-JEPA and MSN evaluate",
+)
+"""``encoder`` beside ``target_encoder``: I-JEPA's context and target encoders, MSN's anchor
+and target encoders; the papers evaluate the target encoder."""
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """One encoder taken among several: its role, the ``--key`` that selects it, the rest."""
+
+    role: str
+    where: str
+    others: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+    asked: bool = False
+    pair: str = ""
+    why: str = ""
+
+    def lines(self) -> list[str]:
+        if not self.others:
+            return [
+                f"encoder: {self.role}" + (f" ({self.where})" if self.where != self.role else "")
+            ]
+        how = "as asked" if self.asked else "the default; choose with --encoder"
+        return [
+            f"encoder: {self.role} ({how}); the checkpoint also holds "
+            f"{', '.join(self.others)}, not loaded",
+            f"{self.pair}: loaded {self.where}, not {', '.join(self.left)}; {self.why}",
+        ]
 
 
 @dataclass
@@ -77,6 +158,7 @@ class LoadReport:
     encoder: str = ""
     other_encoders: tuple[str, ...] = ()
     encoder_chosen: bool = False
+    encoders: tuple[EncoderChoice, ...] = ()
     stripped: tuple[str, ...] = ()
     filtered_by: str = ""
     filter_changes: tuple[str, ...] = ()
@@ -93,13 +175,9 @@ class LoadReport:
         """Human-readable summary, one fact a line."""
         where = "/".join(self.container) or "top level"
         out = [f"loaded {self.loaded} tensors from {self.source} ({where})"]
-        if self.other_encoders:
-            how = "as asked" if self.encoder_chosen else "the default; choose with --encoder"
-            out.append(
-                f"encoder: {self.encoder} ({how}); the checkpoint also holds "
-                f"{', '.join(self.other_encoders)}, not loaded"
-            )
-        elif self.encoder:
+        for choice in self.encoders:
+            out.extend(choice.lines())
+        if self.encoder and not self.encoders:
             out.append(f"encoder: {self.encoder}")
         if self.stripped:
             out.append(f"stripped key prefixes: {', '.join(self.stripped)}")
@@ -200,30 +278,108 @@ def read_checkpoint(path: Path) -> object:
 
 @dataclass(frozen=True)
 class Unwrapped:
-    """The state dict found in a checkpoint and where: containers descended, encoder taken."""
+    """The state dict found in a checkpoint and where: containers descended, encoders taken."""
 
     state: dict[str, torch.Tensor]
     container: tuple[str, ...] = ()
-    encoder: str = ""
-    other_encoders: tuple[str, ...] = ()
-    encoder_chosen: bool = False
+    encoders: tuple[EncoderChoice, ...] = ()
+    key: str | None = None
 
 
-def _encoder_of(name: str) -> str | None:
-    return next((e for e, names in ENCODERS.items() if name in names), None)
+def _role(name: str) -> tuple[str, str]:
+    """(role, stem) of a name: ``("momentum", "backbone")`` for ``momentum_backbone``;
+    ``("", name)`` for a plain name."""
+    if name in EXACT_NAMES:
+        return EXACT_NAMES[name]
+    for word in AFFIXES:
+        if name.startswith(word + "_"):
+            return word, name[len(word) + 1 :]
+        if name.endswith("_" + word):
+            return word, name[: -len(word) - 1]
+    return "", name
 
 
-def _pick_encoder(present: list[str], encoder: str | None, source: str) -> str:
-    """The encoder to take among ``present`` (at least one): the one asked for, else the default."""
-    present = [e for e in ENCODERS if e in present]
-    if encoder is None:
-        return next(e for e in ENCODERS if e in present)
-    if encoder not in present:
-        raise InputError(
-            f"{source} holds no {encoder} encoder (it holds {', '.join(present)}); "
-            "choose one of those with --encoder"
-        )
-    return encoder
+@dataclass(frozen=True)
+class _Pairs:
+    """The encoders at one level: name -> role, the default role, the pair and why."""
+
+    members: dict[str, str]
+    default: str
+    pair: str
+    why: str
+
+    @property
+    def roles(self) -> list[str]:
+        return [r for r in ROLES if r in self.members.values()]
+
+
+def _pairs(names: list[str]) -> _Pairs | None:
+    """The pairs of encoders among sibling ``names`` (dict keys, or key components under
+    one prefix), recognised by name alone; None when there is none."""
+    stems: dict[str, dict[str, str]] = {}
+    for name in names:
+        role, stem = _role(name)
+        stems.setdefault(stem, {})[name] = role
+    members: dict[str, str] = {}
+    for group in stems.values():
+        roles = {r for r in group.values() if r}
+        if not roles:
+            continue
+        named = {n: r for n, r in group.items() if r}
+        plain = [n for n, r in group.items() if not r]
+        if not plain and roles == {"ema"}:
+            plain = [n for n in EMA_PARTNERS if n in names and not _role(n)[0]][:1]
+        partner = next((PLAIN_ROLE[r] for r in ROLES if r in roles and r in PLAIN_ROLE), "")
+        if plain and partner:
+            named[plain[0]] = partner
+        if len(set(named.values())) > 1:
+            members.update(named)
+    if not members:
+        return None
+    roles = set(members.values())
+    if members.get("encoder") == "online" and members.get("target_encoder") == "target":
+        return _Pairs(members, *JEPA_PAIR)
+    for pair_roles, default, pair, why in PAIRS:
+        if roles.issuperset(pair_roles):
+            return _Pairs(members, default, pair, why)
+    found = [r for r in ROLES if r in roles]
+    return _Pairs(members, found[0], f"{'/'.join(found)} encoders", f"{found[0]} comes first")
+
+
+def _choose(
+    pairs: _Pairs, encoder: str | None, where: Callable[[str], str]
+) -> tuple[list[str], EncoderChoice]:
+    """The names of the encoder to take (``encoder`` if present, else the default), and
+    the choice as reported; ``where(name)`` is the ``--key`` that selects ``name``."""
+    roles = pairs.roles
+    role = encoder if encoder in roles else pairs.default
+    taken = [n for n, r in pairs.members.items() if r == role]
+    left = [n for n, r in pairs.members.items() if r != role]
+    choice = EncoderChoice(
+        role=role,
+        where=", ".join(where(n) for n in taken),
+        others=tuple(r for r in roles if r != role),
+        left=tuple(where(n) for n in left),
+        asked=encoder == role,
+        pair=pairs.pair,
+        why=pairs.why,
+    )
+    return taken, choice
+
+
+def _tensor_count(obj: object, depth: int = 4) -> int:
+    """How many tensors a nested dict holds under string keys (a state dict, or dicts of them)."""
+    if not isinstance(obj, dict) or depth == 0:
+        return 0
+    return sum(
+        1 if torch.is_tensor(v) else _tensor_count(v, depth - 1)
+        for k, v in obj.items()
+        if isinstance(k, str)
+    )
+
+
+def _as_key(path: list[str], rest: str = "") -> str:
+    return ".".join([*path, rest.rstrip(".")] if rest else path)
 
 
 def _descend(obj: object, key: str, path: list[str]) -> tuple[object, str]:
@@ -238,79 +394,177 @@ def _descend(obj: object, key: str, path: list[str]) -> tuple[object, str]:
     return obj, rest
 
 
-def _encoders_in_keys(state: dict[str, torch.Tensor]) -> dict[str, str]:
-    """Encoder -> the key prefix holding it (``module.base_encoder.``), from key components."""
-    found: dict[str, str] = {}
+def _only_ema(source: str, keys: list[str]) -> InputError:
+    shown = ", ".join(f"--key {k}" for k in keys)
+    return InputError(
+        f"{source} holds only an exponential-moving-average copy of the weights "
+        f"({', '.join(keys)}), not the model it averages; pass --encoder ema (or {shown}) "
+        "to load it"
+    )
+
+
+def _unwrap_dicts(
+    obj: object,
+    source: str,
+    encoder: str | None,
+    path: list[str],
+    choices: list[EncoderChoice],
+    *,
+    containers_only: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Descend dicts to the state dict, taking one encoder where a level holds several
+    (only ``CONTAINER_KEYS`` with ``containers_only``: below a ``--key``)."""
+    while isinstance(obj, dict):
+        found = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
+        if found and len(found) >= len(obj) / 2:
+            return found
+        sizes = {k: _tensor_count(v) for k, v in obj.items() if isinstance(k, str)}
+        held = [k for k, n in sizes.items() if n and isinstance(obj[k], dict)]
+        pairs = None if containers_only else _pairs(held)
+        containers = [k for k in CONTAINER_KEYS if isinstance(obj.get(k), dict)]
+        if containers_only and not containers:
+            break
+        if pairs is not None:
+            taken, choice = _choose(pairs, encoder, lambda name: _as_key(path, name))
+            name = max(taken, key=lambda n: sizes[n])
+            choices.append(replace(choice, where=_as_key(path, name)))
+        elif containers:
+            name = containers[0]
+            role = _role(name)[0]
+            if role and not containers_only:
+                choices.append(EncoderChoice(role, _as_key(path, name), asked=encoder == role))
+        elif len(held) == 1 and _role(held[0])[0]:
+            name, role = held[0], _role(held[0])[0]
+            if role == "ema" and encoder != "ema":
+                raise _only_ema(source, [_as_key(path, name)])
+            choices.append(EncoderChoice(role, _as_key(path, name), asked=encoder == role))
+        elif len(held) == 1:
+            raise InputError(
+                f"{source} holds its tensors under {held[0]!r}, which is neither a known "
+                f"container ({', '.join(CONTAINER_KEYS)}) nor a known encoder; pass "
+                f"--key {_as_key(path, held[0])} to load them"
+            )
+        elif held:
+            keys = " or ".join(f"--key {_as_key(path, k)}" for k in held)
+            raise InputError(
+                f"{source} holds several state dicts ({', '.join(held)}) under names that are "
+                f"neither a known container ({', '.join(CONTAINER_KEYS)}) nor a known encoder; "
+                f"choose one with {keys}"
+            )
+        else:
+            break
+        path.append(name)
+        obj = obj[name]
+    raise InputError(
+        f"{source} holds no state dict of tensors (looked under {', '.join(CONTAINER_KEYS)}); "
+        "save the model's state_dict() instead"
+    )
+
+
+def _components(state: dict[str, torch.Tensor], depth: int) -> dict[str, list[str]]:
+    """Parent key prefix -> the distinct key components at ``depth`` under it (not the last
+    component of a key: that names a tensor, not a module)."""
+    siblings: dict[str, dict[str, None]] = {}
     for key in state:
         parts = key.split(".")
-        for depth, part in enumerate(parts[:MAX_PREFIX_DEPTH]):
-            name = _encoder_of(part)
-            if name is not None and depth < len(parts) - 1:
-                found.setdefault(name, ".".join(parts[: depth + 1]) + ".")
-                break
-    return found
+        if len(parts) > depth + 1:
+            parent = "".join(p + "." for p in parts[:depth])
+            siblings.setdefault(parent, {})[parts[depth]] = None
+    return {parent: list(names) for parent, names in siblings.items()}
+
+
+def _unwrap_keys(
+    state: dict[str, torch.Tensor],
+    source: str,
+    encoder: str | None,
+    path: list[str],
+    choices: list[EncoderChoice],
+) -> dict[str, torch.Tensor]:
+    """Keep the tensors of one encoder where key components under one prefix name several
+    (``model.backbone.`` beside ``model.momentum_backbone.``), outermost first."""
+    chose = bool(choices)
+    for depth in range(MAX_PREFIX_DEPTH):
+        for parent, names in _components(state, depth).items():
+            pairs = _pairs(names)
+            if pairs is None:
+                continue
+            taken, choice = _choose(
+                pairs, encoder, lambda name, parent=parent: _as_key(path, parent + name)
+            )
+            keep = tuple(f"{parent}{name}." for name in taken)
+            choices.append(choice)
+            state = {k: v for k, v in state.items() if k.startswith(keep)}
+            return _unwrap_keys(state, source, encoder, path, choices)
+    if chose:
+        return state
+    for depth in range(MAX_PREFIX_DEPTH):  # one encoder alone, holding every tensor
+        components = _components(state, depth)
+        if len(components) != 1 or any(k.count(".") <= depth for k in state):
+            break
+        parent, names = next(iter(components.items()))
+        roles = {_role(n)[0] for n in names}
+        if roles == {""}:
+            continue
+        if len(roles) == 1:
+            role = roles.pop()
+            where = [_as_key(path, parent + n) for n in names]
+            if role == "ema" and encoder != "ema":
+                raise _only_ema(source, where)
+            choices.append(EncoderChoice(role, ", ".join(where), asked=encoder == role))
+        break
+    return state
 
 
 def unwrap(
     obj: object, source: str, *, encoder: str | None = None, key: str | None = None
 ) -> Unwrapped:
     """Descend to the state dict (see the module docstring, steps 0 and 1)."""
-    if encoder is not None and encoder not in ENCODERS:
-        raise InputError(f"unknown --encoder {encoder!r}; use {', '.join(ENCODERS)}")
+    if encoder is not None and encoder not in ROLES:
+        raise InputError(f"unknown --encoder {encoder!r}; use {', '.join(ROLES)}")
     if encoder is not None and key is not None:
         raise InputError("--encoder and --key both choose an encoder; give one of them")
     path: list[str] = []
-    prefix = ""
     if key is not None:
         obj, prefix = _descend(obj, key.strip("."), path)
-    taken, others = "", ()
-    tensors: dict[str, torch.Tensor] = {}
-    while isinstance(obj, dict):
-        found = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
-        if found and len(found) >= len(obj) / 2:
-            tensors = found
-            break
-        containers = [k for k in CONTAINER_KEYS if isinstance(obj.get(k), dict)]
-        held = {_encoder_of(k): k for k in obj if isinstance(obj[k], dict) and _encoder_of(k)}
-        if len(held) > 1 and key is None:
-            taken = _pick_encoder(list(held), encoder, source)
-            others = tuple(e for e in ENCODERS if e in held and e != taken)
-            containers = [held[taken]]
-        if not containers:
-            break
-        path.append(containers[0])
-        obj = obj[containers[0]]
-    if not tensors:
-        raise InputError(
-            f"{source} holds no state dict of tensors (looked under {', '.join(CONTAINER_KEYS)}); "
-            "save the model's state_dict() instead"
-        )
-    if key is not None:
+        tensors = _unwrap_dicts(obj, source, None, path, [], containers_only=True)
         tensors = {k: v for k, v in tensors.items() if not prefix or k.startswith(prefix + ".")}
         if not tensors:
             raise InputError(
                 f"{source} has no tensors under --key {key!r}; give a prefix of its keys"
             )
-        return Unwrapped(tensors, tuple(path), f"--key {key}", (), True)
-    if not taken:
-        prefixes = _encoders_in_keys(tensors)
-        present = list(prefixes) or [e for e in map(_encoder_of, path) if e][-1:]
-        if not present and encoder is not None:
+        return Unwrapped(tensors, tuple(path), key=key)
+    choices: list[EncoderChoice] = []
+    tensors = _unwrap_dicts(obj, source, encoder, path, choices)
+    tensors = _unwrap_keys(tensors, source, encoder, path, choices)
+    if encoder is not None and not any(c.asked for c in choices):
+        seen = {r for c in choices for r in (c.role, *c.others)}
+        if not seen:
             raise InputError(f"{source} holds a single model, not several encoders; drop --encoder")
-        if present:
-            taken = _pick_encoder(present, encoder, source)
-            others = tuple(e for e in ENCODERS if e in prefixes and e != taken)
-        if len(prefixes) > 1:
-            tensors = {k: v for k, v in tensors.items() if k.startswith(prefixes[taken])}
-    return Unwrapped(tensors, tuple(path), taken, others, encoder is not None)
+        raise InputError(
+            f"{source} holds no {encoder} encoder (it holds "
+            f"{', '.join(r for r in ROLES if r in seen)}); choose one of those with --encoder"
+        )
+    return Unwrapped(tensors, tuple(path), tuple(choices))
 
 
 def _strip(keys: list[str], prefix: str) -> list[str]:
     return [k[len(prefix) :] if k.startswith(prefix) else k for k in keys]
 
 
+class TwoCopiesError(Exception):
+    """Two key prefixes each give the model's tensors: two networks under unknown names."""
+
+    def __init__(self, prefixes: tuple[str, str]):
+        super().__init__(prefixes)
+        self.prefixes = prefixes
+
+
 def strip_prefixes(keys: list[str], target: set[str]) -> tuple[list[str], tuple[str, ...]]:
-    """Strip prefixes while that makes more keys match ``target``; return keys and prefixes."""
+    """Strip prefixes while that makes more keys match ``target``; return keys and prefixes.
+
+    Raises ``TwoCopiesError`` when another prefix than the best gives at least half as many
+    of the same model tensors from other keys: two copies of the network, one of them
+    taken by chance."""
     stripped: list[str] = []
     while True:
         matches = len(target.intersection(keys))
@@ -320,17 +574,30 @@ def strip_prefixes(keys: list[str], target: set[str]) -> tuple[list[str], tuple[
             if k not in target
             for depth in range(1, min(k.count("."), MAX_PREFIX_DEPTH) + 1)
         ]
-        candidates = list(STRIP_PREFIXES) + list(dict.fromkeys(leading))
-        best, best_matches = None, matches
+        candidates = list(dict.fromkeys([*STRIP_PREFIXES, *leading]))
+        scores: dict[str, int] = {}
         for prefix in candidates:
             renamed = _strip(keys, prefix)
             if len(set(renamed)) < len(renamed):
                 continue
             count = len(target.intersection(renamed))
-            if count > best_matches:
-                best, best_matches = prefix, count
-        if best is None:
+            if count > matches:
+                scores[prefix] = count
+        if not scores:
             return keys, tuple(stripped)
+        best = max(scores, key=lambda p: scores[p])  # the first of the best, in candidate order
+        sources = {k[len(best) :]: k for k in keys if k.startswith(best)}
+        for prefix in scores:
+            clash = sum(
+                1
+                for k in keys
+                if k.startswith(prefix)
+                and k[len(prefix) :] in target
+                and sources.get(k[len(prefix) :], k) != k
+            )
+            if prefix != best and 2 * clash >= scores[best] - matches:
+                done = "".join(stripped)
+                raise TwoCopiesError((done + best, done + prefix))
         keys = _strip(keys, best)
         stripped.append(best)
 
@@ -368,7 +635,15 @@ def fit_state_dict(
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """Rename, convert, filter and cast ``state`` for ``model``; see the module docstring."""
     target = model.state_dict()
-    keys, stripped = strip_prefixes(list(state), set(target))
+    try:
+        keys, stripped = strip_prefixes(list(state), set(target))
+    except TwoCopiesError as error:
+        choices = " or ".join(f"--key {_as_key(list(container), p)}" for p in error.prefixes)
+        raise InputError(
+            f"{source} holds two copies of this model's weights, under "
+            f"{' and '.join(error.prefixes)}, with names that do not tell which one to load; "
+            f"choose one with {choices}"
+        ) from None
     renamed = dict(zip(keys, state.values(), strict=True))
     filtered_by, filter_changes = "", ()
     if filter_fn is not None:
@@ -459,11 +734,13 @@ def load_checkpoint_into(
         allow_missing=allow_missing,
         filter_fn=filter_fn,
     )
+    choices = found.encoders
     report = replace(
         report,
-        encoder=found.encoder,
-        other_encoders=found.other_encoders,
-        encoder_chosen=found.encoder_chosen,
+        encoder=f"--key {key}" if key is not None else "/".join(c.role for c in choices),
+        other_encoders=tuple(dict.fromkeys(r for c in choices for r in c.others)),
+        encoder_chosen=encoder is not None or key is not None,
+        encoders=choices,
     )
     model.load_state_dict(fitted, strict=False)
     return report

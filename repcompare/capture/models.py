@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -67,6 +70,53 @@ def _no_weights(spec: ModelSpec, error: Exception) -> InputError:
         f"{str(error).splitlines()[0] if str(error) else 'no detail'}); connect to the "
         f"internet, or give a local checkpoint as {spec.library}:{spec.name}@PATH"
     )
+
+
+REACH_SECONDS = 3.0  # to open a connection to the host of published weights
+
+
+def _published_source(spec: ModelSpec) -> tuple[str | None, bool]:
+    """The URL published weights of ``spec`` come from (None: the library decides, e.g.
+    offline mode), and whether they are in the local cache already."""
+    if spec.library == "torchvision":
+        import torchvision
+
+        url = torchvision.models.get_model_weights(spec.name).DEFAULT.url
+        cached = Path(torch.hub.get_dir(), "checkpoints", Path(url).name).is_file()
+        return url, cached
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    config = timm.models.get_pretrained_cfg(spec.name)
+    if config is None:
+        return None, False
+    if config.hf_hub_id:
+        if constants.HF_HUB_OFFLINE:
+            return None, False
+        files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+        cached = any(isinstance(try_to_load_from_cache(config.hf_hub_id, f), str) for f in files)
+        return constants.ENDPOINT, cached
+    if config.url:
+        return config.url, Path(torch.hub.get_dir(), "checkpoints", Path(config.url).name).is_file()
+    return None, False
+
+
+def check_reachable(spec: ModelSpec) -> None:
+    """An InputError within seconds when the published weights of ``spec`` are neither
+    cached nor reachable (offline), instead of a minute of the libraries' retries."""
+    url, cached = _published_source(spec)
+    if url is None or cached:
+        return
+    address = urlparse(url)
+    port = address.port or (443 if address.scheme == "https" else 80)
+    try:
+        socket.create_connection((address.hostname, port), timeout=REACH_SECONDS).close()
+    except OSError as error:
+        raise InputError(
+            f"cannot reach {address.hostname} to fetch the published weights of {spec} "
+            f"({error.strerror or type(error).__name__}); connect to the internet, or give a "
+            f"local checkpoint as {spec.library}:{spec.name}@PATH"
+        ) from None
 
 
 def _classifier_roots(pretrained_cfg: dict) -> list[str]:
@@ -216,6 +266,8 @@ def load_model(
             f"--encoder and --key choose weights inside a checkpoint, and {spec} names none; "
             "add @PATH to the model or drop the option"
         )
+    if pretrained:
+        check_reachable(spec)
     build = _build_timm if spec.library == "timm" else _build_torchvision
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
@@ -239,12 +291,31 @@ def load_model(
             loaded.spec = replace(spec, encoder=report.encoder)
         loaded.load_report = report
         loaded.checkpoint_sha256 = sha256(spec.checkpoint)
+        _check_finite_weights(module, f"the checkpoint {spec.checkpoint}")
+    elif pretrained:
+        _check_finite_weights(module, f"the published weights of {spec}")
     elif not pretrained:
         loaded.init_seed = init_seed
         loaded.notes.append(
             f"{spec} has random weights (init seed {init_seed}; no checkpoint, no --pretrained)"
         )
     return loaded
+
+
+def _check_finite_weights(module: torch.nn.Module, source: str) -> None:
+    """An InputError naming ``source`` when a weight it loaded is NaN or Inf: every
+    activation after it would be too, whatever the storage dtype."""
+    broken = [
+        name
+        for name, tensor in module.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if broken:
+        shown = ", ".join(broken[:3]) + (", ..." if len(broken) > 3 else "")
+        raise InputError(
+            f"{source} holds NaN or Inf in {len(broken)} tensor(s) ({shown}): it is broken "
+            "(a diverged run or a damaged file); use another checkpoint"
+        )
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:

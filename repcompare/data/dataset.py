@@ -38,6 +38,8 @@ def _pil(image, index: int) -> Image.Image:
             )
         if image.is_floating_point():
             low, high = image.min().item(), image.max().item()
+            if not bool(torch.isfinite(image).all()):
+                raise InputError(f"dataset item {index} holds NaN or Inf pixels; fix the dataset")
             if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
                 raise InputError(
                     f"dataset item {index} is a float image with values in [{low:.3g}, "

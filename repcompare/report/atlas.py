@@ -113,7 +113,10 @@ def draw_model_map(result, measure: str, summary: dict) -> Figure:
     if len(summary["tree"]):
         dendrogram(summary["tree"], ax=top, labels=labels, no_labels=True, color_threshold=0)
     top.set_axis_off()
-    top.set_title(f"{measure}: models clustered (average linkage), mean at matched depth")
+    top.set_title(
+        f"{measure}: models clustered (average linkage), mean at matched depth\n"
+        f"{result.settings.methods[measure]}"
+    )
     scale = _scale(measure)
     cmap = matplotlib.colormaps[scale.colormap].with_extremes(bad="#bbbbbb")
     image = bottom.imshow(
@@ -137,7 +140,10 @@ def draw_mds(result, measure: str, summary: dict) -> Figure:
     ax.scatter(points[:, 0], points[:, 1], color="#4a78b5")
     for (x, y), label in zip(points, result.models, strict=True):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_title(f"{measure}: classical MDS of the models (closer: more alike)")
+    ax.set_title(
+        f"{measure}: classical MDS of the models (closer: more alike)\n"
+        f"{result.settings.methods[measure]}"
+    )
     ax.set_xlabel("MDS 1")
     ax.set_ylabel("MDS 2")
     ax.set_aspect("equal", adjustable="datalim")
@@ -205,7 +211,7 @@ def atlas_figures(result, summaries: dict[str, dict]) -> list[FigureSpec]:
                         f"{measure} to {result.reference}"
                         + (" (lower: more alike)" if spec.is_distance else ""),
                         f"{measure} to the reference {result.reference}: same depth (solid), "
-                        "best match (dashed)",
+                        f"best match (dashed)\n{s.methods[measure]}",
                         None if spec.is_distance else (0.0, 1.0),
                     ),
                 )

@@ -34,8 +34,10 @@ def _label(result) -> str:
 def _how(result) -> str:
     s = result.settings
     if s.measure == "cka":
-        return f"{s.estimator}, {s.kernel} kernel, {s.n_examples} examples"
-    return s.method or f"{s.n_examples} examples"
+        how = f"{s.estimator}, {s.kernel} kernel, {s.n_examples} examples"
+    else:
+        how = s.method or f"{s.n_examples} examples"
+    return f"{how}; {s.caveat_short}" if s.caveat_short else how
 
 
 def _title(result, suffix: str = "") -> str:
@@ -200,7 +202,7 @@ def cka_report(result) -> Report:
     return Report(
         stem="cka",
         title=f"{_label(result)}: {result.side_a} vs {result.side_b}",
-        summary=[settings],
+        summary=[settings, *([f"Caveat: {s.caveat}."] if s.caveat else [])],
         records=cka_records(result),
         tables=[best_match_table(result)],
         figures=cka_figures(result),

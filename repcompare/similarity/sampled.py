@@ -218,4 +218,13 @@ def measure_estimator(
         return streamed, f"streamed cross-covariances over all {n_examples} images"
     kept = min(sample, n_examples)
     fixed = FixedSampleMeasure(spec, names_a, names_b, kept)
-    return fixed, f"on a fixed sample: the first {kept} images of the seeded order"
+    how = f"on a fixed sample: the first {kept} images of the seeded order"
+    if spec.name in SHAPE_METRICS:  # not streamed over every image: say why
+        widest = max([*widths_a, *(widths_b or ())])
+        why = (
+            f"a layer of {widest:,} features is wider than --sample {sample}"
+            if widest > sample
+            else "the cross-covariances would not fit in memory"
+        )
+        how = f"{how}, not all {n_examples} ({why})"
+    return fixed, how
