@@ -223,7 +223,9 @@ def main() -> None:
             capture_output=True,
         )
         want_cka = json.loads((root / "cka_ref" / "cka.json").read_text())["cka"]
-        subprocess.run(command(*study_args(specs, root / "study_ref")), check=True)
+        subprocess.run(
+            command(*study_args(specs, root / "study_ref")), check=True, capture_output=True
+        )
         want_study = json.loads((root / "study_ref" / "study.json").read_text())
         (root / "study").mkdir()
         (root / "study" / USER_FILE).write_text("mine")

@@ -7,7 +7,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from repcompare.capture.graph import LayerGraph, call_name, fx_tracer
+from repcompare.capture.graph import CallNames, LayerGraph, fx_tracer
 from repcompare.capture.reduce import DEFAULT_TOKEN_CAP, reduce, sample_token_rows, token_positions
 from repcompare.errors import RunError
 
@@ -45,12 +45,13 @@ def _hook_capture(model: torch.nn.Module, names: Sequence[str]) -> Iterator[Capt
     wanted = set(names)
     store: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
+    call_names = CallNames({n for n, _ in model.named_modules()})  # as discover_hooks names
 
     def hook_for(module_name: str):
         def hook(_module, _inputs, output):
             call = calls.get(module_name, 0)
             calls[module_name] = call + 1
-            base = call_name(module_name, call)
+            base = call_names.name(module_name, call)
             items = (
                 [("", output)]
                 if torch.is_tensor(output)

@@ -64,10 +64,11 @@ def layer_infos(graph: LayerGraph, names: list[str], reduction: str) -> list[Lay
             for label, members in (
                 ("block", blocks),
                 ("residual", residual),
-                ("sublayer", sublayers),
             )
             if name in members
         ]
+        if name in sublayers:
+            presets.append(f"sublayer ({graph.roles[name]})")
         infos.append(
             LayerInfo(
                 name, point.name, point.kind, list(point.shape), str(point.layout), width, presets

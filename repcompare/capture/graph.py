@@ -11,19 +11,27 @@ Two ways to see a model:
   node is named exactly after the module (torchvision's own tracer renames
   ``ln_1`` to ``ln``; see ``fx_tracer``). A module's name is
   an alias for its output node (the last node inside it), so ``layer1.0``
-  names the block output.
+  names the block output; a module called more than once has one alias per
+  call (``cpe1``, ``cpe1_1``; see ``_module_aliases``).
 - ``hooks`` (fallback when tracing fails): forward hooks on every submodule
   during one forward pass. A module called twice gives ``name`` and
   ``name_1``; a tuple output gives ``name[0]``, ``name[1]``, ...
 
-Residual structure (fx only) is read off the graph, not guessed from names: a
-*residual add* is an ``add`` whose two operands both depend on the input (so
-``x + pos_embed`` is not one); its enclosing module is a *block*; its
-*branch* operand is the one with the longer path from the input, traced back
-through value-preserving modules (Identity, Dropout, DropPath,
-StochasticDepth). For a torchvision Bottleneck that gives ``layerS.i`` and
-``layerS.i.bn3``, for a BasicBlock ``layerS.i.bn2``, for a timm ViT block
-``blocks.i`` with branches ``blocks.i.attn`` and ``blocks.i.mlp``.
+Either way only *batch-major* outputs are capture points: the model runs on a
+batch of 2 and, for shapes only, on a batch of 3, and an output is kept when
+its first axis is the batch both times with the same shape per example (keys
+and values stacked in front of the batch are not, see ``batch_major``).
+
+Residual structure (fx only) is read off the graph, not guessed from names
+(``repcompare.capture.blocks``): a *residual add* is an ``add`` whose two
+operands both depend on the input; its *block* is the element of the model's
+block container it is made in; its *branch* operand is the one with the
+longer path from the input, traced back through value-preserving modules
+(Identity, Dropout, DropPath, StochasticDepth). For a torchvision Bottleneck
+that gives ``layerS.i`` and ``layerS.i.bn3``, for a BasicBlock
+``layerS.i.bn2``, for a timm ViT block ``blocks.i`` with branches
+``blocks.i.attn`` and ``blocks.i.mlp``. Transformer sub-layers and their
+roles come from ``repcompare.capture.sublayers``.
 """
 
 from __future__ import annotations
@@ -31,12 +39,13 @@ from __future__ import annotations
 import operator
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
+from repcompare.capture.blocks import Block, Call, call_members, find_blocks, is_add
 from repcompare.capture.layout import (
     UNKNOWN,
     Axes,
@@ -47,9 +56,13 @@ from repcompare.capture.layout import (
     input_axes,
 )
 from repcompare.capture.stages import natural_stages
-from repcompare.capture.sublayers import ResidualAdd, block_sublayers, is_transformer_block
+from repcompare.capture.sublayers import (
+    Calls,
+    RolesNotFoundError,
+    block_roles,
+    is_transformer_block,
+)
 
-FX_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
 # identity in eval mode: a residual branch is named past these
 PASS_THROUGH = {
     "Identity",
@@ -91,6 +104,8 @@ class LayerGraph:
     sublayers: list[str] = field(default_factory=list)
     stages: list[str] = field(default_factory=list)
     fallback_reason: str | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+    sublayers_refused: str | None = None
 
     def __post_init__(self) -> None:
         self._by_name = {p.name: p for p in self.points}
@@ -108,7 +123,8 @@ class LayerGraph:
 
 
 def _exact_module_tracer():
-    """torchvision's ``NodePathTracer`` with module call nodes named exactly after the module.
+    """torchvision's ``NodePathTracer`` with module call nodes named exactly after the module,
+    and every module call recorded.
 
     torchvision strips a trailing ``_<digits>`` from every node name (to undo
     torch.fx's global de-dup suffix) before adding its own per-module one, so
@@ -117,11 +133,34 @@ def _exact_module_tracer():
     call is its exact name; a repeated call gets ``name_1``, ``name_2``, ...
     (skipping any name that is taken or is another module's name). Other
     nodes keep torchvision's names.
+
+    The tracer also counts the calls of every module, leaf or not
+    (``module_calls``), and records for each node the module calls it was
+    made in, outermost first (``node_calls``: ``((module, call), ...)``), so a
+    module called more than once (a shared position encoding) has one output
+    per call.
     """
     from torchvision.models.feature_extraction import NodePathTracer
 
     class ExactModuleTracer(NodePathTracer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.module_calls: dict[str, int] = {}
+            self.node_calls: dict[torch.fx.Node, tuple[tuple[str, int], ...]] = {}
+            self._stack: list[tuple[str, int]] = []
+
+        def call_module(self, m, forward, args, kwargs):
+            name = self.path_of_module(m)
+            call = self.module_calls.get(name, 0)
+            self.module_calls[name] = call + 1
+            self._stack.append((name, call))
+            try:
+                return super().call_module(m, forward, args, kwargs)
+            finally:
+                self._stack.pop()
+
         def _get_node_qualname(self, module_qualname: str, node: torch.fx.Node) -> str:
+            self.node_calls[node] = tuple(self._stack)
             if node.op != "call_module":
                 return super()._get_node_qualname(module_qualname, node)
             if not hasattr(self, "_module_names"):
@@ -170,20 +209,43 @@ def _carries_data(value: object) -> bool:
     return torch.is_tensor(value)
 
 
-def _is_add(node: torch.fx.Node) -> bool:
-    if node.op == "call_function":
-        return node.target in FX_ADD_TARGETS
-    return node.op == "call_method" and node.target in ("add", "add_")
+def _call_labels(graph, tracer, call_names: CallNames) -> dict[Call, str]:
+    """The name of every module call: the module's name for its only call; for a module
+    called k times, the name of each call's node for a leaf module (``act``, ``act_1``),
+    else ``CallNames``' ``name``, ``name_1``, ..."""
+    members = call_members(graph.nodes, tracer.node_calls)
+    labels = {}
+    for call, inside in members.items():
+        module_name, k = call
+        if tracer.module_calls.get(module_name, 0) == 1:
+            labels[call] = module_name
+        elif len(inside) == 1 and inside[0].op == "call_module":
+            labels[call] = tracer.node_to_qualname[inside[0]]
+        else:
+            labels[call] = call_names.name(module_name, k)
+    return labels
 
 
-def _module_aliases(graph, qualname, modules, names) -> dict[str, str]:
-    """Module name -> its output node (the last node inside it); ``module[i]`` for tuples."""
+def _module_aliases(graph, tracer, modules, names, labels) -> dict[str, str]:
+    """Module (call) name -> its output node; ``module[i]`` for tuple elements.
+
+    A module called once: its name names the last node made in the call. A
+    module called k times has one name per call (``labels``: ``name``,
+    ``name_1``, ..., as a leaf module's nodes are named), each the last node
+    of that call, so no call silently stands for another. A container that
+    is never called itself (a ``ModuleList``) names the last node inside it
+    when each of its elements ran at most once, and nothing otherwise.
+    """
+    qualname = tracer.node_to_qualname
     aliases: dict[str, str] = {}
+    last_of_call: dict[Call, str] = {}
     last_inside: dict[str, str] = {}
     for node in graph.nodes:
         name = qualname.get(node)
         if name is None:
             continue
+        for call in tracer.node_calls.get(node, ()):
+            last_of_call[call] = name
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             last_inside[".".join(parts[:i])] = name
@@ -195,16 +257,24 @@ def _module_aliases(graph, qualname, modules, names) -> dict[str, str]:
             and isinstance(node.args[1], int)
             and name in names
         ):
-            aliases[f"{source.target}[{node.args[1]}]"] = name
-    for module_name in modules:
+            aliases[f"{qualname[source]}[{node.args[1]}]"] = name
+    calls = tracer.module_calls
+    for module_name, module in modules.items():
+        if not module_name or calls.get(module_name, 0):
+            continue
+        children = (f"{module_name}.{child}" for child, _ in module.named_children())
         output = last_inside.get(module_name)
-        if module_name and output in names and module_name != output:
+        if output in names and all(calls.get(child, 0) <= 1 for child in children):
             aliases[module_name] = output
+    for call, label in labels.items():
+        output = last_of_call.get(call)
+        if output in names and label != output:
+            aliases[label] = output
     return aliases
 
 
 def _branch_name(chain, block, qualname, aliases, kinds, names, modules) -> str | None:
-    """The outermost name inside ``block`` for a residual branch's value.
+    """The outermost name inside module ``block`` for a residual branch's value.
 
     ``chain`` runs from the add's operand back through pass-through ops; any
     node of it, or any module whose output it is, names the same value. The
@@ -224,8 +294,103 @@ def _branch_name(chain, block, qualname, aliases, kinds, names, modules) -> str 
     return min(inside, key=lambda c: (c.count("."), c not in aliases))
 
 
+def _other_batch(example: torch.Tensor) -> torch.Tensor:
+    """A second probe batch, one image larger than ``example``."""
+    generator = torch.Generator().manual_seed(1)
+    other = torch.randn(example.shape[0] + 1, *example.shape[1:], generator=generator)
+    return other.to(example.device)
+
+
+def _shapes(module: torch.fx.GraphModule, example: torch.Tensor, keep) -> dict:
+    """The shape of every tensor output of a node in ``keep`` when ``example`` runs through
+    ``module`` (values are not kept)."""
+    shapes: dict[torch.fx.Node, tuple[int, ...]] = {}
+
+    class ShapeRecorder(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node):
+            result = super().run_node(n)
+            if n in keep and torch.is_tensor(result):
+                shapes[n] = tuple(result.shape)
+            return result
+
+    with torch.inference_mode():
+        ShapeRecorder(module).run(example)
+    return shapes
+
+
+def batch_major(value: object, other: tuple[int, ...] | None, batch: int) -> bool:
+    """``value`` (from a batch of ``batch``) and ``other`` (the same output's shape from a
+    batch one larger) have the batch as their first axis and the same shape per example:
+    a tensor whose first axis is something else (keys and values stacked, heads, windows
+    of several images) is not a capture point."""
+    return (
+        torch.is_tensor(value)
+        and value.ndim >= 1
+        and value.shape[0] == batch
+        and other is not None
+        and other[0] == batch + 1
+        and tuple(other[1:]) == tuple(value.shape[1:])
+    )
+
+
+def _residual_structure(
+    nodes, tracer, modules, dependent, path_length, kinds, names, aliases, labels
+):
+    """``(blocks, residual branches, {sub-layer: role}, why the roles were refused)``."""
+    qualname = tracer.node_to_qualname
+    # names of what a module call returned (not of a container that was never called)
+    called = set(labels.values())
+    outputs_of = {a: t for a, t in aliases.items() if a.partition("[")[0] in called}
+
+    def selectable(call: Call) -> str | None:
+        label = labels.get(call)
+        return label if label in names or label in aliases else None
+
+    def passes(node: torch.fx.Node) -> list[torch.fx.Node]:
+        chain = [node]
+        while kinds[chain[-1]] in PASS_THROUGH and chain[-1].all_input_nodes:
+            chain.append(chain[-1].all_input_nodes[0])
+        return chain
+
+    def stream_of(node: torch.fx.Node) -> torch.fx.Node | None:
+        """The shorter operand of an add of two data operands."""
+        operands = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
+        if not (is_add(node) and len(operands) == 2 and all(a in dependent for a in operands)):
+            return None
+        return min(operands, key=lambda a: path_length[a])
+
+    order = {node: i for i, node in enumerate(nodes)}
+    blocks: list[str] = []
+    residual: list[str] = []
+    transformer: list[tuple[Block, Callable]] = []
+    for block in find_blocks(nodes, tracer.node_calls, modules, dependent, path_length, passes):
+        block_name = selectable(block.call)
+        if block_name is None:
+            continue
+
+        def name_of(chain, module_name=block.call[0]):
+            return _branch_name(chain, module_name, qualname, outputs_of, kinds, names, modules)
+
+        branches = [name_of(add.chain) for add in block.adds]
+        if all(name is None for name in branches):
+            continue
+        blocks.append(block_name)
+        residual += [name for name in branches if name is not None]
+        if None not in branches and is_transformer_block(block.adds, order, dependent, stream_of):
+            transformer.append((block, name_of))
+    calls = Calls(call_members(nodes, tracer.node_calls), selectable, modules)
+    roles: dict[str, str] = {}
+    for block, name_of in transformer:
+        try:
+            roles |= dict(block_roles(block, name_of, passes, tracer.node_calls, calls, dependent))
+        except RolesNotFoundError as error:
+            return blocks, residual, {}, error.reason
+    return blocks, residual, roles, None
+
+
 def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
-    """Trace ``model`` and run ``example`` (a batch of 2) through it to find capture points."""
+    """Trace ``model`` and run ``example`` (a batch of 2) through it to find capture points;
+    a second, shape-only run with one more image keeps only the batch-major outputs."""
     tracer = fx_tracer()
     graph = tracer.trace(model)
     qualname = tracer.node_to_qualname
@@ -241,6 +406,9 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
 
     with torch.inference_mode():
         Recorder(module).run(example)
+    batch = example.shape[0]
+    named = {n for n in qualname if torch.is_tensor(outputs.get(n))}
+    other = _shapes(module, _other_batch(example), named)
 
     dependent: set[torch.fx.Node] = set()
     path_length: dict[torch.fx.Node, int] = {}
@@ -248,7 +416,6 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
     backwards: dict[torch.fx.Node, str] = {}
     captured: list[torch.fx.Node] = []
     kinds = {n: _kind(n, modules) for n in graph.nodes if n.op != "output"}
-    batch = example.shape[0]
     for node in graph.nodes:
         value = outputs.get(node)
         if not _carries_data(value):
@@ -267,8 +434,7 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
             axes_of[node], rule = infer_axes(node, value, axes_of, dependent, outputs, modules)
             if rule is not None:
                 backwards[node] = rule
-        capturable = torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == batch
-        if capturable and node in qualname:
+        if node in named and batch_major(value, other.get(node), batch):
             captured.append(node)
     fill_backwards(list(graph.nodes), backwards, axes_of, dependent, outputs)
     points = [
@@ -282,48 +448,19 @@ def discover_fx(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
         for depth, node in enumerate(captured)
     ]
     names = {p.name for p in points}
-    aliases = _module_aliases(graph, qualname, modules, names)
+    labels = _call_labels(graph, tracer, CallNames(set(qualname.values()) | set(modules)))
+    aliases = _module_aliases(graph, tracer, modules, names, labels)
 
-    def passes(node: torch.fx.Node) -> list[torch.fx.Node]:
-        chain = [node]
-        while kinds[chain[-1]] in PASS_THROUGH and chain[-1].all_input_nodes:
-            chain.append(chain[-1].all_input_nodes[0])
-        return chain
-
-    blocks: list[str] = []
-    residual: list[str] = []
-    adds: dict[str, list[ResidualAdd]] = {}
-    for node in graph.nodes:
-        operands = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
-        if not (_is_add(node) and len(operands) == 2 and all(a in dependent for a in operands)):
-            continue
-        block = qualname[node].rpartition(".")[0]
-        if not block or block not in aliases:
-            continue
-        branch = max(operands, key=lambda a: path_length[a])
-        chain = passes(branch)
-        name = _branch_name(chain, block, qualname, aliases, kinds, names, modules)
-        if name is not None:
-            residual.append(name)
-            if block not in blocks:
-                blocks.append(block)
-            stream = operands[1] if branch is operands[0] else operands[0]
-            adds.setdefault(block, []).append(ResidualAdd(node, stream, chain))
     nodes = list(graph.nodes)
-    order = {node: i for i, node in enumerate(nodes)}
-    sublayers: list[str] = []
-    for block, pair in adds.items():
-        if is_transformer_block(pair, order, dependent):
-
-            def name_of(chain, block=block):
-                return _branch_name(chain, block, qualname, aliases, kinds, names, modules)
-
-            sublayers += block_sublayers(pair, name_of, passes, order, dependent)
-            sublayers.append(block)
+    blocks, residual, roles, refusal = _residual_structure(
+        nodes, tracer, modules, dependent, path_length, kinds, names, aliases, labels
+    )
     stages = (
         [] if blocks else natural_stages(nodes, captured, qualname, aliases, dependent, outputs)
     )
-    return LayerGraph("fx", points, aliases, blocks, residual, sublayers, stages)
+    return LayerGraph(
+        "fx", points, aliases, blocks, residual, list(roles), stages, None, roles, refusal
+    )
 
 
 def _tensors(value: object) -> Iterator[tuple[str, torch.Tensor]]:
@@ -341,10 +478,34 @@ def call_name(module_name: str, call: int) -> str:
     return module_name if call == 0 else f"{module_name}_{call}"
 
 
-def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
-    """Find capture points by hooking every submodule during one forward pass."""
+class CallNames:
+    """Names of the calls of modules: ``name`` for the first, then ``name_1``, ``name_2``,
+    ... skipping any name in ``reserved`` (other modules' names, node names), as the
+    tracer names a leaf module's repeated calls."""
+
+    def __init__(self, reserved: set[str] | frozenset[str] = frozenset()):
+        self.reserved = reserved
+        self._given: dict[str, list[str]] = {}
+        self._suffix: dict[str, int] = {}
+
+    def name(self, module_name: str, call: int) -> str:
+        """Name of the ``call``-th call (0-based) of ``module_name``."""
+        given = self._given.setdefault(module_name, [module_name])
+        while len(given) <= call:
+            suffix = self._suffix.get(module_name, 0) + 1
+            while call_name(module_name, suffix) in self.reserved:
+                suffix += 1
+            self._suffix[module_name] = suffix
+            given.append(call_name(module_name, suffix))
+        return given[call]
+
+
+def _hooked_points(model: torch.nn.Module, example: torch.Tensor) -> list[CapturePoint]:
+    """Every tensor output of a submodule in one forward pass of ``example``, named by
+    module call (``CallNames``) and tuple element, whose first axis is the batch."""
     points: list[CapturePoint] = []
     calls: dict[str, int] = {}
+    call_names = CallNames({n for n, _ in model.named_modules()})
     batch = example.shape[0]
 
     def hook_for(name: str):
@@ -356,7 +517,7 @@ def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
                     shape = tuple(tensor.shape[1:])
                     points.append(
                         CapturePoint(
-                            call_name(name, call) + suffix,
+                            call_names.name(name, call) + suffix,
                             type(mod).__name__,
                             shape,
                             len(points),
@@ -373,6 +534,16 @@ def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
     finally:
         for handle in handles:
             handle.remove()
+    return points
+
+
+def discover_hooks(model: torch.nn.Module, example: torch.Tensor) -> LayerGraph:
+    """Find capture points by hooking every submodule during a forward pass of ``example``;
+    a second pass with one more image keeps only the outputs whose first axis is the
+    batch (with the same shape per example)."""
+    other = {p.name: p.shape for p in _hooked_points(model, _other_batch(example))}
+    points = [p for p in _hooked_points(model, example) if other.get(p.name) == p.shape]
+    points = [replace(p, depth=depth) for depth, p in enumerate(points)]
     blocks = [p.name for p in points if HOOK_BLOCK_PATTERN.match(p.name)]
     return LayerGraph("hooks", points, {}, blocks, [], [], [])
 

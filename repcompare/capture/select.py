@@ -8,7 +8,9 @@ comma-separated list of items. An item is
   residual branch's output before the addition: the paper's block-interior
   layers), ``paper`` (both, interleaved in depth order), ``sublayers`` (per
   transformer block: norm1, attn, ls1, the stream after attention, norm2,
-  mlp, ls2, the block output; see ``repcompare.capture.sublayers``), ``all``;
+  mlp, ls2, the block output, norms after their branch in post-norm blocks;
+  refused where a block's roles cannot be found; see
+  ``repcompare.capture.sublayers``), ``all``;
 - an exact capture point or module name (taken as that name even when it
   holds glob characters, such as ``self_attention[0]``);
 - a glob pattern (``layer3.*.bn?``), matched against every selectable name.
@@ -42,6 +44,12 @@ def _preset(graph: LayerGraph, preset: str) -> list[str]:
             f"the '{preset}' preset reads residual branches off the traced graph, but this "
             f"model could not be traced ({graph.fallback_reason}); name the branch layers "
             "instead, e.g. --layers 'layer*.*.bn3'"
+        )
+    if preset == "sublayers" and graph.sublayers_refused:
+        raise InputError(
+            f"the 'sublayers' preset needs a norm, the attention and MLP branches and the "
+            f"stream of every transformer block, but {graph.sublayers_refused}; select the "
+            "layers by name instead (see 'repcompare layers MODEL')"
         )
     if preset == "sublayers" and not graph.sublayers:
         raise InputError(
