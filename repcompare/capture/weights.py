@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 
 from repcompare.capture.models import state_dict_sha256
-
-NORMS = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
+from repcompare.capture.sublayers import NORM_MODULES
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -26,7 +25,7 @@ def zero_initialised_norms(module: torch.nn.Module) -> list[str]:
     return [
         name
         for name, layer in module.named_modules()
-        if isinstance(layer, NORMS)
+        if isinstance(layer, NORM_MODULES)
         and isinstance(getattr(layer, "weight", None), torch.Tensor)
         and not bool(layer.weight.detach().any())
     ]
