@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from repcompare.data.sources import class_count, eight_bit_rgb
+from repcompare.data.pixels import class_count, eight_bit_rgb
 from repcompare.errors import InputError
 
 RANGE_SLACK = 1e-6  # float rounding of ToTensor's x / 255
