@@ -41,6 +41,7 @@ from torch import nn
 
 from repcompare.capture.blocks import (
     LAYER_FUNCTIONS,
+    LAYOUT_FUNCTIONS,
     Block,
     Call,
     ResidualAdd,
@@ -66,23 +67,6 @@ NORMALISING = {
     "normalize",
 }
 LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
-# ops that only move values: a norm reads the stream through them
-LAYOUT = {
-    "reshape",
-    "view",
-    "permute",
-    "transpose",
-    "flatten",
-    "unflatten",
-    "contiguous",
-    "pad",
-    "roll",
-    "getitem",
-    "squeeze",
-    "unsqueeze",
-    "cat",
-    "concat",
-}
 
 
 class RolesNotFoundError(Exception):
@@ -188,7 +172,7 @@ def _reads_stream(call, calls: Calls, block: Block, dependent: set) -> bool:
             continue
         seen.add(node)
         data = data_inputs(node, dependent)
-        if op_name(node) not in LAYOUT or not data:
+        if op_name(node) not in LAYOUT_FUNCTIONS or not data:
             return False
         stack += data
     return bool(seen)
