@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repcompare.activations import CaptureTarget, InputPlan, prepare_inputs, resolve_device
 from repcompare.capture.graph import discover
 from repcompare.capture.models import load_model
 from repcompare.capture.select import select_layers
@@ -34,6 +33,8 @@ from repcompare.capture.spec import parse_spec
 from repcompare.data.batches import InputsDataset, make_loader
 from repcompare.data.transforms import TransformOverrides
 from repcompare.extraction import extract
+from repcompare.sides.batches import CaptureTarget, prepare_inputs, resolve_device
+from repcompare.sides.plan import InputPlan
 
 
 def disk_write_speed(folder: Path, size: int = 1 << 30) -> float:

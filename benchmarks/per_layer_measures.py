@@ -23,16 +23,17 @@ from dataclasses import replace
 import torch
 
 import repcompare.analyses.class_fit as class_fit_module
-from repcompare.activations import CaptureTarget, InputPlan, resolve_device
-from repcompare.analyses.aligned import aligned_batches
 from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
-from repcompare.analyses.sides import Side
 from repcompare.capture.graph import discover
 from repcompare.capture.models import load_model
 from repcompare.capture.select import select_layers
 from repcompare.capture.spec import parse_spec
 from repcompare.data.transforms import TransformOverrides
+from repcompare.sides.aligned import aligned_batches
+from repcompare.sides.batches import CaptureTarget, resolve_device
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Side
 
 
 def side(spec_text: str, size: int, reduction: str) -> Side:

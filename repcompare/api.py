@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 
-from repcompare.activations import resolve_device
 from repcompare.analyses.atlas import AtlasOptions, AtlasResult, draw_atlas
 from repcompare.analyses.cka import CKAOptions, CKAResult, compare
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, measure_class_fit
@@ -37,15 +36,6 @@ from repcompare.analyses.study import (
     StudyResult,
     run_study,
 )
-from repcompare.assemble import (
-    DEFAULT_BATCH_SIZE,
-    build_sides,
-    capture_target,
-    cka_sides,
-    input_plan,
-    input_size,
-    open_model,
-)
 from repcompare.capture.describe import LayersResult, layer_infos
 from repcompare.capture.select import select_layers
 from repcompare.distributed import current_job, one_process
@@ -55,6 +45,16 @@ from repcompare.extraction import extract as extract_activations
 from repcompare.options import split_options
 from repcompare.progress import Feedback
 from repcompare.report.outdir import out_dir_lock, staged_outputs
+from repcompare.sides.batches import resolve_device
+from repcompare.sides.build import (
+    DEFAULT_BATCH_SIZE,
+    build_sides,
+    capture_target,
+    cka_sides,
+    input_plan,
+    input_size,
+    open_model,
+)
 from repcompare.similarity.sampled import DEFAULT_SAMPLE
 
 Model = str | Path | torch.nn.Module

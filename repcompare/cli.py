@@ -706,9 +706,9 @@ def demo(
     """Train a supervised and a SimCLR ResNet-18 on built-in images, then study them: every
     analysis and report.html (about 3 minutes on 2 CPU cores; checkpoints and finished
     passes are reused on a rerun)."""
-    from repcompare.activations import resolve_device
     from repcompare.demo import demo_command, train_demo_model
     from repcompare.distributed import one_process
+    from repcompare.sides.batches import resolve_device
 
     one_process("demo")
     if images < 64 or epochs < 1:

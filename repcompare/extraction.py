@@ -13,19 +13,18 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from repcompare.activations import (
+from repcompare.data.sources import absolute_spec
+from repcompare.distributed import ONE_PROCESS, Job
+from repcompare.errors import InputError, RunError
+from repcompare.sides.batches import (
     CaptureTarget,
-    InputPlan,
     PreparedInputs,
     StreamedBatch,
     for_each,
     prepare_inputs,
     stream_activations,
 )
-from repcompare.analyses.sides import layer_roles
-from repcompare.data.sources import absolute_spec
-from repcompare.distributed import ONE_PROCESS, Job
-from repcompare.errors import InputError, RunError
+from repcompare.sides.plan import InputPlan
 from repcompare.store.layout import Layout, Settings
 from repcompare.store.lock import lock_for_writing
 from repcompare.store.shards import (
@@ -128,7 +127,7 @@ def extract(
         "transform": settings.transform,
         "reduction": settings.reduction,
         "seed": settings.seed,
-        "layer_roles": json.dumps(layer_roles(target.graph.blocks, target.graph.residual)),
+        "layer_roles": json.dumps(target.graph.layer_roles()),
         "layer_layouts": json.dumps(target.layer_layouts()),
     }
     capture = Capture(target, plan, prepared, device, console, job)

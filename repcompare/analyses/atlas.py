@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repcompare.activations import InputPlan, for_each
-from repcompare.analyses.aligned import AlignedBatch, aligned_batches
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
-from repcompare.analyses.sides import Provenance, Side
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.sides.aligned import AlignedBatch, aligned_batches
+from repcompare.sides.batches import for_each
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Provenance, Side
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.sampled import (

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repcompare.activations import InputPlan, for_each
-from repcompare.analyses.aligned import AlignedBatch, aligned_batches
 from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.reported import Reported
-from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.sides.aligned import AlignedBatch, aligned_batches
+from repcompare.sides.batches import for_each
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Provenance, Side, check_token_sides
 from repcompare.similarity import (
     CKA_ESTIMATORS,
     DEFAULT_RBF_MEDIAN,

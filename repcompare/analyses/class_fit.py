@@ -32,12 +32,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repcompare.activations import InputPlan, for_each
-from repcompare.analyses.aligned import AlignedBatch, AlignedStream, aligned_batches
 from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import check_memory
 from repcompare.analyses.reported import Reported
-from repcompare.analyses.sides import Provenance, Side
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import (
     POOLED_AXES,
@@ -48,6 +45,10 @@ from repcompare.capture.reduce import (
 )
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.sides.aligned import AlignedBatch, AlignedStream, aligned_batches
+from repcompare.sides.batches import for_each
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Provenance, Side
 from repcompare.similarity import CrowdingStats, MinibatchCKA
 from repcompare.similarity.probes import knn_accuracy, linear_probe_accuracy, stratified_split
 

@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repcompare.activations import InputPlan, for_each
-from repcompare.analyses.aligned import AlignedBatch, AlignedStream, aligned_batches
 from repcompare.analyses.curve import LayerCurve, curve_from_records
 from repcompare.analyses.fields import set_fields
 from repcompare.analyses.reported import Reported
-from repcompare.analyses.sides import Provenance, Side, check_token_sides
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
+from repcompare.sides.aligned import AlignedBatch, AlignedStream, aligned_batches
+from repcompare.sides.batches import for_each
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Provenance, Side, check_token_sides
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.minibatch import percentile_interval
 

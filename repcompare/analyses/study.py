@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from repcompare.activations import InputPlan, for_each, input_fingerprint
-from repcompare.analyses.aligned import AlignedBatch, aligned_batches
 from repcompare.analyses.cka import CKAOptions, CKAResult, CKARun
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, ClassFitRun
 from repcompare.analyses.fields import set_fields
@@ -37,9 +35,12 @@ from repcompare.analyses.invariance import (
     InvarianceResult,
     measure_invariance,
 )
-from repcompare.analyses.sides import Side
 from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
+from repcompare.sides.aligned import AlignedBatch, aligned_batches
+from repcompare.sides.batches import for_each, input_fingerprint
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Side
 from repcompare.store.writer import package_versions
 
 if TYPE_CHECKING:

@@ -121,6 +121,10 @@ class LayerGraph:
     def __contains__(self, name: str) -> bool:
         return name in self._by_name or name in self.aliases
 
+    def layer_roles(self) -> dict[str, str]:
+        """``{layer: "block" | "residual"}`` for the paper's two kinds of capture point."""
+        return {n: "block" for n in self.blocks} | {n: "residual" for n in self.residual}
+
 
 def _exact_module_tracer():
     """torchvision's ``NodePathTracer`` with module call nodes named exactly after the module,

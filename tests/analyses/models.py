@@ -4,11 +4,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from repcompare.activations import CaptureTarget
-from repcompare.analyses.sides import Side
 from repcompare.capture.graph import discover
 from repcompare.capture.models import DataConfig, LoadedModel
 from repcompare.capture.spec import ModelSpec
+from repcompare.sides.batches import CaptureTarget
+from repcompare.sides.side import Side
 
 CLASS_STEP = 20
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from repcompare.activations import InputPlan
 from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
 from repcompare.errors import InputError
+from repcompare.sides.plan import InputPlan
 from tests.analyses.models import CLASS_STEP, Coded, side_of
 from tests.similarity import numpy_reference as ref
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from repcompare.activations import InputPlan
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance, view_pair_mean
 from repcompare.data.augment import augmentation, augmented_view
 from repcompare.data.sources import open_source
 from repcompare.errors import InputError
+from repcompare.sides.plan import InputPlan
 from tests.analyses.models import Pixels, side_of
 from tests.similarity import numpy_reference as ref
 

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from repcompare.activations import InputPlan, prepare_inputs, stream_activations
 from repcompare.analyses.cka import CKAOptions, compare
 from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit, token_features
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
-from repcompare.analyses.sides import Side
 from repcompare.capture.layout import Layout
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.extraction import extract
+from repcompare.sides.batches import prepare_inputs, stream_activations
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Side
 from repcompare.store.reader import open_activations
 from tests.analyses.models import CLASS_STEP, ClassToken, Patches, patchify, side_of
 from tests.similarity import numpy_reference as ref

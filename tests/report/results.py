@@ -14,7 +14,7 @@ from repcompare.analyses.class_fit import (
 )
 from repcompare.analyses.curve import LayerCurve
 from repcompare.analyses.invariance import InvarianceResult, InvarianceSettings
-from repcompare.analyses.sides import Provenance
+from repcompare.sides.side import Provenance
 from repcompare.similarity import SimilarityMatrix
 
 # side A: two paper-preset blocks with their residual branches; the first branch is constant

@@ -1,4 +1,5 @@
-"""Streaming the activations of one or more models over the same planned inputs.
+"""Capturing a model's batches: the activations of one or more models over the same planned
+inputs.
 
 Data flows spec -> model -> batches -> activations: the input plan fixes which
 images, in which order, with which augmented views; every model sees exactly
@@ -10,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,23 +20,21 @@ import torch
 from repcompare.capture.capture import capture_layers
 from repcompare.capture.graph import LayerGraph
 from repcompare.capture.models import LoadedModel
-from repcompare.capture.reduce import DEFAULT_TOKEN_CAP, reduced_width
+from repcompare.capture.reduce import reduced_width
 from repcompare.data.batches import InputsDataset, batch_bounds, default_view_size, make_loader
 from repcompare.data.order import sample_order
 from repcompare.data.sources import ImageSource, open_source
 from repcompare.data.transforms import (
-    MAX_IMAGE_SIZE,
     Preprocess,
-    TransformOverrides,
     eval_transform,
     resolve_config,
     view_transform,
 )
 from repcompare.errors import InputError
+from repcompare.sides.plan import InputPlan
 from repcompare.store.layout import data_fingerprint
 
 T = TypeVar("T")
-MAX_VIEWS = 64
 
 
 @dataclass
@@ -60,35 +59,6 @@ class CaptureTarget:
     def layer_layouts(self) -> dict[str, dict]:
         """Each layer's layout (``Layout.to_json``), stored beside its shape."""
         return {n: self.graph.point(n).layout.to_json() for n in self.layers}
-
-
-@dataclass(frozen=True)
-class InputPlan:
-    """Which images, in which order, how many views and how they are augmented; with
-    ``--reduce tokens``, at most ``token_cap`` token rows per batch (drawn from seed, batch)."""
-
-    data: Any = None  # a --data spec string, or a torch Dataset or DataLoader (None: builtin)
-    num_samples: int | None = None
-    order: str = "random"
-    seed: int = 0
-    views: int = 1
-    augment: str | None = None
-    view_size: int | None = None
-    overrides: TransformOverrides = field(default_factory=TransformOverrides)
-    batch_size: int = 64
-    workers: int = 0
-    token_cap: int = DEFAULT_TOKEN_CAP
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.views <= MAX_VIEWS:
-            raise InputError(
-                f"--views {self.views} must lie between 1 and {MAX_VIEWS} (each view is one "
-                "more forward pass of every image)"
-            )
-        if self.view_size is not None and not 0 < self.view_size <= MAX_IMAGE_SIZE:
-            raise InputError(
-                f"--view-size {self.view_size} must lie between 1 and {MAX_IMAGE_SIZE}"
-            )
 
 
 @dataclass

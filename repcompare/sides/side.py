@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from repcompare.activations import CaptureTarget, InputPlan
 from repcompare.analyses.fields import set_fields
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import token_positions
 from repcompare.data.sources import source_exists
 from repcompare.errors import InputError
+from repcompare.sides.batches import CaptureTarget
+from repcompare.sides.plan import InputPlan
 from repcompare.store.layout import activation_path
 from repcompare.store.reader import ActivationFile
 
@@ -176,11 +177,6 @@ def check_files_aligned(a: ActivationFile, b: ActivationFile) -> None:
             f"{a.path} and {b.path} were extracted from different input images (data "
             "fingerprints differ); extract both with the same --data, --seed and --augment"
         )
-
-
-def layer_roles(blocks: list[str], residual: list[str]) -> dict[str, str]:
-    """``{layer: "block" | "residual"}`` for the paper's two kinds of capture point."""
-    return {n: "block" for n in blocks} | {n: "residual" for n in residual}
 
 
 def _named(layers: list[str]) -> str:

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 import repcompare
-from repcompare.analyses import aligned
+from repcompare.sides import aligned
 
 DATA = {"data": "builtin:32:32", "image_size": 32, "crop_pct": 1.0, "workers": 0, "batch_size": 8}
 LAYERS = "layer1.1,layer3.1"

@@ -18,16 +18,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from repcompare.activations import (
-    InputPlan,
-    StreamedBatch,
-    prepare_inputs,
-    stream_activations,
-)
-from repcompare.analyses.sides import Side, check_files_aligned, plan_from_file
 from repcompare.data.batches import batch_bounds
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
+from repcompare.sides.batches import StreamedBatch, prepare_inputs, stream_activations
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Side, check_files_aligned, plan_from_file
 from repcompare.store.layout import data_fingerprint
 from repcompare.store.reader import ActivationFile
 

@@ -4,11 +4,12 @@ import torch
 import torchvision
 
 import repcompare
-from repcompare import activations
-from repcompare.activations import InputPlan, prepare_inputs, stream_activations
-from repcompare.assemble import capture_target
 from repcompare.options import ModelOptions
 from repcompare.progress import Feedback
+from repcompare.sides import batches as activations
+from repcompare.sides.batches import prepare_inputs, stream_activations
+from repcompare.sides.build import capture_target
+from repcompare.sides.plan import InputPlan
 
 
 def test_every_model_runs_on_the_device_asked_for():

@@ -14,8 +14,6 @@ from typing import Any
 
 import torch
 
-from repcompare.activations import CaptureTarget, InputPlan
-from repcompare.analyses.sides import Side, layer_roles, looks_like_file, select_stored_layers
 from repcompare.capture.graph import LayerGraph, discover
 from repcompare.capture.models import LoadedModel, load_model, load_module
 from repcompare.capture.select import select_layers
@@ -25,6 +23,9 @@ from repcompare.data.transforms import TransformOverrides, resolve_config
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.options import DataOptions, ModelOptions
 from repcompare.progress import Feedback
+from repcompare.sides.batches import CaptureTarget
+from repcompare.sides.plan import InputPlan
+from repcompare.sides.side import Side, looks_like_file, select_stored_layers
 from repcompare.store.reader import ActivationFile, open_activations
 
 DEFAULT_BATCH_SIZE = 64
@@ -149,7 +150,7 @@ def build_side(
         return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
     target = capture_target(model, selection, reduction, options, feedback)
     label = target.loaded.spec.short_name
-    roles = layer_roles(target.graph.blocks, target.graph.residual)
+    roles = target.graph.layer_roles()
     return Side(label, target.layers, target=target, roles=roles)
 
 
