@@ -23,17 +23,16 @@ from typing import Any
 
 import torch
 
-from repcompare.analyses.atlas import AtlasOptions, AtlasResult, draw_atlas
-from repcompare.analyses.cka import CKAOptions, CKAResult, compare
-from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, measure_class_fit
-from repcompare.analyses.invariance import InvarianceOptions, InvarianceResult, measure_invariance
+from repcompare.analyses.atlas import AtlasOptions, draw_atlas
+from repcompare.analyses.cka import CKAOptions, compare
+from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
+from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.study import (
     PARTS_FOLDER,
     STUDY_AUGMENTATIONS,
     STUDY_PRESET,
     StudyOptions,
     StudyParts,
-    StudyResult,
     run_study,
 )
 from repcompare.capture.describe import LayersResult, layer_infos
@@ -45,6 +44,11 @@ from repcompare.extraction import extract as extract_activations
 from repcompare.options import split_options
 from repcompare.progress import Feedback
 from repcompare.report.outdir import out_dir_lock, staged_outputs
+from repcompare.results.atlas import AtlasResult
+from repcompare.results.cka import CKAResult
+from repcompare.results.class_fit import ClassFitResult
+from repcompare.results.invariance import InvarianceResult
+from repcompare.results.study import StudyResult
 from repcompare.sides.batches import resolve_device
 from repcompare.sides.build import (
     DEFAULT_BATCH_SIZE,

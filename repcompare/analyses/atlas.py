@@ -19,20 +19,17 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from repcompare.analyses.fields import set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
-from repcompare.analyses.reported import Reported
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.results.atlas import AtlasResult, AtlasSettings
 from repcompare.sides.aligned import AlignedBatch, aligned_batches
 from repcompare.sides.batches import for_each
 from repcompare.sides.plan import InputPlan
-from repcompare.sides.side import Provenance, Side
+from repcompare.sides.side import Side
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.sampled import (
@@ -42,9 +39,6 @@ from repcompare.similarity.sampled import (
     measure_estimator,
 )
 from repcompare.similarity.small_sample import sample_caveat
-
-if TYPE_CHECKING:
-    from repcompare.report.model import Report
 
 STREAMED = "cka"
 BYTES = 8
@@ -66,63 +60,6 @@ class AtlasOptions:
             measure_spec(name)
         if self.sample < 10:
             raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
-
-
-@dataclass(frozen=True)
-class AtlasSettings:
-    """How each measure was computed (``methods``), over how many images."""
-
-    measures: list[str]
-    methods: dict[str, str]
-    n_examples: int
-    n_sample: int | None
-    batch_size: int
-    seed: int
-    device: str
-    caveats: dict[str, str] = field(default_factory=dict)  # measure: why it is biased here
-
-    def to_dict(self) -> dict:
-        return set_fields(self)
-
-
-@dataclass
-class AtlasResult(Reported):
-    """``matrices[measure][i, j]`` compares layer i with layer j over all models' layers in
-    order (model by model, each in depth order; ``bounds`` gives each model's rows); NaN
-    where a layer is constant. ``reference`` names the model of the reference curves."""
-
-    models: list[str]
-    layers: list[list[str]]
-    matrices: dict[str, np.ndarray]
-    settings: AtlasSettings
-    provenance: dict[str, Provenance]
-    reference: str | None
-    seconds: float
-
-    @property
-    def bounds(self) -> list[tuple[int, int]]:
-        """Each model's first and past-last row."""
-        stops = np.cumsum([len(n) for n in self.layers])
-        return [(int(stop) - len(n), int(stop)) for stop, n in zip(stops, self.layers, strict=True)]
-
-    @property
-    def names(self) -> list[str]:
-        """Every row as ``model: layer``."""
-        return [
-            f"{m}: {layer}"
-            for m, names in zip(self.models, self.layers, strict=True)
-            for layer in names
-        ]
-
-    def block(self, measure: str, a: str, b: str) -> np.ndarray:
-        """The layers of model ``a`` (rows) against those of model ``b`` (columns)."""
-        (a0, a1), (b0, b1) = (self.bounds[self.models.index(m)] for m in (a, b))
-        return self.matrices[measure][a0:a1, b0:b1]
-
-    def report(self) -> Report:
-        from repcompare.report.atlas import atlas_report
-
-        return atlas_report(self)
 
 
 def draw_atlas(

@@ -12,27 +12,23 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 
-from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
-from repcompare.analyses.reported import Reported
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.results.cka import CKAResult, CKASettings
 from repcompare.sides.aligned import AlignedBatch, aligned_batches
 from repcompare.sides.batches import for_each
 from repcompare.sides.plan import InputPlan
-from repcompare.sides.side import Provenance, Side, check_token_sides
+from repcompare.sides.side import Side, check_token_sides
 from repcompare.similarity import (
     CKA_ESTIMATORS,
     DEFAULT_RBF_MEDIAN,
     RBF_MEDIANS,
     EstimatorSpec,
-    SimilarityMatrix,
     estimator_spec,
 )
 from repcompare.similarity.measures import measure_spec
@@ -44,9 +40,6 @@ from repcompare.similarity.sampled import (
 )
 from repcompare.similarity.shares import Combinable
 from repcompare.similarity.small_sample import SampleCaveat, sample_caveat
-
-if TYPE_CHECKING:
-    from repcompare.report.model import Report
 
 ESTIMATORS = tuple(CKA_ESTIMATORS)
 KERNELS = ("linear", "rbf")
@@ -75,89 +68,6 @@ class CKAOptions:
             raise InputError(f"--seed {self.seed} must be 0 or more")
         if self.sample < 10:
             raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
-
-
-@dataclass(frozen=True)
-class CKASettings:
-    """How a CKA matrix was computed. ``n_examples`` counts its rows: images, or token rows
-    with ``reduce="tokens"`` (at most ``token_cap`` per batch of ``batch_size`` images, from
-    ``n_images`` images); the token fields are None otherwise."""
-
-    kernel: str
-    rbf_fraction: float
-    estimator: str
-    bootstrap: int
-    seed: int
-    batch_size: int
-    n_examples: int
-    device: str
-    rbf_median: str = DEFAULT_RBF_MEDIAN
-    measure: str = "cka"
-    sample: int = DEFAULT_SAMPLE
-    method: str | None = None
-    reduce: str | None = None
-    token_cap: int | None = None
-    n_images: int | None = None
-    caveat: str | None = None  # why the values are biased at this N (small_sample)
-    caveat_short: str | None = None
-
-    def to_dict(self) -> dict:
-        return set_fields(self)
-
-
-@dataclass
-class CKAResult(Reported):
-    """CKA between every selected layer of side A (rows, in depth order) and of side B
-    (columns): ``matrix.values[i, j]`` for ``matrix.names_a[i]`` and ``matrix.names_b[j]``,
-    NaN where a layer is constant (undefined); 95% intervals with ``bootstrap``.
-
-    ``roles_a``/``roles_b`` mark the paper preset's block outputs and residual branches
-    (``{layer: "block" | "residual"}``), which get heatmaps of their own.
-    """
-
-    side_a: str
-    side_b: str
-    matrix: SimilarityMatrix
-    ci_low: np.ndarray | None
-    ci_high: np.ndarray | None
-    settings: CKASettings
-    provenance_a: Provenance
-    provenance_b: Provenance
-    seconds: float
-    roles_a: dict[str, str] = field(default_factory=dict)
-    roles_b: dict[str, str] = field(default_factory=dict)
-
-    def report(self) -> Report:
-        from repcompare.report.cka import cka_report
-
-        return cka_report(self)
-
-    @classmethod
-    def from_document(cls, document: dict) -> CKAResult:
-        """The result back from its JSON document (``to_dict``, ``cka.json``)."""
-        side_a, side_b = document["side_a"], document["side_b"]
-        settings = CKASettings(**document["settings"])
-        matrix = SimilarityMatrix(
-            tuple(side_a["layers"]),
-            tuple(side_b["layers"]),
-            json_array(document[settings.measure]),
-            tuple(side_a["degenerate"]),
-            tuple(side_b["degenerate"]),
-            settings.n_examples,
-        )
-        return cls(
-            side_a["label"],
-            side_b["label"],
-            matrix,
-            json_array(document["ci_low"]),
-            json_array(document["ci_high"]),
-            settings,
-            Provenance(**side_a["provenance"]),
-            Provenance(**side_b["provenance"]),
-            document["seconds"],
-            side_a.get("roles", {}),
-            side_b.get("roles", {}),
-        )
 
 
 def _estimators_with(declared: Callable[[EstimatorSpec], bool]) -> str:

@@ -27,14 +27,11 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from repcompare.analyses.fields import json_array, set_fields
 from repcompare.analyses.memory import check_memory
-from repcompare.analyses.reported import Reported
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import (
     POOLED_AXES,
@@ -45,20 +42,20 @@ from repcompare.capture.reduce import (
 )
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.results.class_fit import (
+    TOKEN_FEATURES,
+    ClassFit,
+    ClassFitResult,
+    ClassFitSettings,
+)
 from repcompare.sides.aligned import AlignedBatch, AlignedStream, aligned_batches
 from repcompare.sides.batches import for_each
 from repcompare.sides.plan import InputPlan
-from repcompare.sides.side import Provenance, Side
+from repcompare.sides.side import Side
 from repcompare.similarity import CrowdingStats, MinibatchCKA
 from repcompare.similarity.probes import knn_accuracy, linear_probe_accuracy, stratified_split
 
-if TYPE_CHECKING:
-    from repcompare.report.model import Report
-
-MEASURES = ("class_cka", "intra", "inter", "inter_min", "ratio", "knn", "probe")
 LABELS = "labels (one-hot)"
-TOKEN_FEATURES = ("cls", "mean", "patch")
-TOKEN_MEASURES = tuple(f"{m}_{f}" for m in ("knn", "probe") for f in TOKEN_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -77,80 +74,6 @@ class ClassFitOptions:
             raise InputError(f"--test-fraction {self.test_fraction} must lie between 0 and 1")
         if self.probe_l2 < 0:
             raise InputError(f"--probe-l2 {self.probe_l2} must not be negative")
-
-
-@dataclass
-class ClassFit:
-    """Every measure of one model, one value per layer (NaN: undefined, a constant layer)."""
-
-    model: str
-    layers: list[str]
-    measures: dict[str, np.ndarray]
-    class_ci: tuple[np.ndarray, np.ndarray] | None = None
-
-
-@dataclass(frozen=True)
-class ClassFitSettings:
-    """The options of a class-fit run and what they gave: ``num_classes`` classes over
-    ``n_examples`` images, ``n_train``/``n_test`` of them in the kNN and probe split."""
-
-    knn_k: int
-    test_fraction: float
-    probe_l2: float
-    bootstrap: int
-    seed: int
-    tokens: bool
-    num_classes: int
-    n_train: int
-    n_test: int
-    batch_size: int
-    n_examples: int
-    device: str
-
-    def to_dict(self) -> dict:
-        return set_fields(self)
-
-
-@dataclass
-class ClassFitResult(Reported):
-    """One ``ClassFit`` per model (every measure per layer, in depth order), the SHA-256 of
-    the images all models saw, and where each model's activations came from."""
-
-    fits: list[ClassFit]
-    fingerprint: str
-    settings: ClassFitSettings
-    provenance: dict[str, Provenance]
-    seconds: float
-
-    def report(self) -> Report:
-        from repcompare.report.class_fit import class_fit_report
-
-        return class_fit_report(self)
-
-    @classmethod
-    def from_document(cls, document: dict) -> ClassFitResult:
-        """The result back from its JSON document (``to_dict``, ``class_fit.json``)."""
-        rows: dict[str, list[dict]] = {}
-        for record in document["records"]:
-            rows.setdefault(record["model"], []).append(record)
-        return cls(
-            [_fit_from_records(model, records) for model, records in rows.items()],
-            document["input_fingerprint"],
-            ClassFitSettings(**document["settings"]),
-            {label: Provenance(**p) for label, p in document["provenance"].items()},
-            document["seconds"],
-        )
-
-
-def _fit_from_records(model: str, records: list[dict]) -> ClassFit:
-    """One model's ``ClassFit`` back from its JSON records (null: NaN)."""
-    context = ("model", "layer", "depth", "class_cka_ci_low", "class_cka_ci_high")
-    names = [k for k in records[0] if k not in context]
-    measures = {k: json_array([r[k] for r in records]) for k in names}
-    low = json_array([r["class_cka_ci_low"] for r in records])
-    high = json_array([r["class_cka_ci_high"] for r in records])
-    interval = None if np.isnan(low).all() else (low, high)
-    return ClassFit(model, [r["layer"] for r in records], measures, interval)
 
 
 def token_features(

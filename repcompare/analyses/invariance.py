@@ -19,26 +19,21 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from repcompare.analyses.curve import LayerCurve, curve_from_records
-from repcompare.analyses.fields import set_fields
-from repcompare.analyses.reported import Reported
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
+from repcompare.results.curves import LayerCurve
+from repcompare.results.invariance import InvarianceResult, InvarianceSettings
 from repcompare.sides.aligned import AlignedBatch, AlignedStream, aligned_batches
 from repcompare.sides.batches import for_each
 from repcompare.sides.plan import InputPlan
-from repcompare.sides.side import Provenance, Side, check_token_sides
+from repcompare.sides.side import Side, check_token_sides
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.minibatch import percentile_interval
-
-if TYPE_CHECKING:
-    from repcompare.report.model import Report
 
 DEFAULT_AUGMENTATION = "simclr"
 
@@ -62,76 +57,6 @@ class InvarianceOptions:
                 )
         if self.views is not None and self.views < 2:
             raise InputError(f"--views {self.views} leaves no pair of views; use --views 2 or more")
-
-
-@dataclass(frozen=True)
-class InvarianceSettings:
-    """How the invariance curves were computed: one pass over ``n_examples`` images per
-    augmentation, ``views`` views each (drawn from ``view_seed``); with ``reduce="tokens"``
-    the CKA runs over at most ``token_cap`` token rows per batch (None otherwise)."""
-
-    augmentations: list[str]
-    views: int
-    view_seed: int
-    bootstrap: int
-    batch_size: int
-    n_examples: int
-    device: str
-    reduce: str | None = None
-    token_cap: int | None = None
-
-    def to_dict(self) -> dict:
-        return set_fields(self)
-
-
-@dataclass
-class InvarianceResult(Reported):
-    """One curve per (model, augmentation): the invariance of each layer in depth order.
-
-    ``fingerprints`` maps each augmentation to the SHA-256 of the augmented views every
-    model saw; ``provenance`` maps each model's label to where its activations came from.
-    """
-
-    curves: list[LayerCurve]
-    fingerprints: dict[str, str]
-    settings: InvarianceSettings
-    provenance: dict[str, Provenance]
-    seconds: float
-
-    def report(self) -> Report:
-        from repcompare.report.invariance import invariance_report
-
-        return invariance_report(self)
-
-    @classmethod
-    def from_document(cls, document: dict) -> InvarianceResult:
-        """The result back from its JSON document (``to_dict``, ``invariance.json``)."""
-        rows: dict[tuple[str, str], list[dict]] = {}
-        for record in document["records"]:
-            rows.setdefault((record["model"], record["augmentation"]), []).append(record)
-        return cls(
-            [
-                curve_from_records(model, variant, records, "invariance")
-                for (model, variant), records in rows.items()
-            ],
-            document["input_fingerprints"],
-            InvarianceSettings(**document["settings"]),
-            {label: Provenance(**p) for label, p in document["provenance"].items()},
-            document["seconds"],
-        )
-
-    def merged(self, other: InvarianceResult) -> InvarianceResult:
-        """This result with ``other``'s augmentations added (same models, views, images)."""
-        settings = replace(
-            self.settings, augmentations=[*self.settings.augmentations, *other.fingerprints]
-        )
-        return InvarianceResult(
-            self.curves + other.curves,
-            self.fingerprints | other.fingerprints,
-            settings,
-            self.provenance,
-            self.seconds + other.seconds,
-        )
 
 
 def view_pair_mean(values: np.ndarray, layers: int, views: int) -> np.ndarray:

@@ -23,30 +23,24 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from repcompare.analyses.cka import CKAOptions, CKAResult, CKARun
-from repcompare.analyses.class_fit import ClassFitOptions, ClassFitResult, ClassFitRun
-from repcompare.analyses.fields import set_fields
-from repcompare.analyses.invariance import (
-    InvarianceOptions,
-    InvarianceResult,
-    measure_invariance,
-)
+from repcompare.analyses.cka import CKAOptions, CKARun
+from repcompare.analyses.class_fit import ClassFitOptions, ClassFitRun
+from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
+from repcompare.results.cka import CKAResult
+from repcompare.results.class_fit import ClassFitResult
+from repcompare.results.invariance import InvarianceResult
+from repcompare.results.study import StudyModel, StudyResult, StudySettings
 from repcompare.sides.aligned import AlignedBatch, aligned_batches
 from repcompare.sides.batches import for_each, input_fingerprint
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 from repcompare.store.writer import package_versions
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from repcompare.report.study import StudyReport
 
 STUDY_AUGMENTATIONS = ("simclr", "crop", "color", "flip")
 STUDY_PRESET = "paper"  # block outputs and residual branches (Grigg et al. 2021)
@@ -89,88 +83,6 @@ class StudyOptions:
         return ClassFitOptions(
             self.knn_k, self.test_fraction, self.probe_l2, bootstrap=self.bootstrap, seed=seed
         )
-
-
-@dataclass(frozen=True)
-class StudyModel:
-    """One model of a study as its report states it: spec, weights, preprocessing and how
-    its checkpoint loaded."""
-
-    label: str
-    spec: str
-    checkpoint_sha256: str
-    pretrained: bool
-    init_seed: int | None
-    layers: list[str]
-    reduction: str
-    transform: str
-    load_report: list[str]
-    notes: list[str]
-
-    def to_dict(self) -> dict:
-        return set_fields(self)
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """The data plan and options the whole study ran with."""
-
-    data: str
-    n_images: int
-    order: str
-    seed: int
-    batch_size: int
-    estimator: str
-    kernel: str
-    bootstrap: int
-    augmentations: list[str]
-    views: int
-    device: str
-    versions: dict[str, str]
-
-    def to_dict(self) -> dict:
-        return set_fields(self)
-
-
-@dataclass
-class StudyResult:
-    """Everything a study found: CKA within A, within B and A vs B; the invariance of both
-    to each augmentation; their class fit (None without labels); the fingerprint of the
-    images of the plain pass; which passes were ``reused`` from an earlier run."""
-
-    models: list[StudyModel]
-    within_a: CKAResult
-    within_b: CKAResult
-    across: CKAResult
-    invariance: InvarianceResult
-    class_fit: ClassFitResult | None
-    fingerprint: str
-    settings: StudySettings
-    reused: list[str]
-    seconds: float
-
-    def report(self) -> StudyReport:
-        """The study's report: summary sentences, one section per analysis, provenance."""
-        from repcompare.report.study import study_report
-
-        return study_report(self)
-
-    def save(self, out: str | Path) -> list[Path]:
-        """Write every analysis's files into its folder under ``out``, ``report.html``,
-        ``report.md`` and ``study.json``; the paths written."""
-        from repcompare.report.study_files import write_study
-
-        return write_study(self.report(), Path(out))
-
-    def plot(self) -> list[Figure]:
-        """Every picture of every analysis as matplotlib Figures (not shown, not saved)."""
-        from repcompare.report.model import report_figures
-
-        return [f for s in self.report().sections for f in report_figures(s.report)]
-
-    def to_dict(self) -> dict:
-        """The study's JSON document (``study.json``)."""
-        return self.report().document
 
 
 class StudyParts:

@@ -13,17 +13,14 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
-from repcompare.analyses.curve import LayerCurve
 from repcompare.report.curves import draw_curves
 from repcompare.report.heatmap import ColourScale, draw_heatmap, measure_scale
-from repcompare.report.model import FigureSpec, Report, Table, json_matrix, json_number
+from repcompare.report.model import FigureSpec, Report, Table
+from repcompare.results.atlas import AtlasResult
+from repcompare.results.curves import LayerCurve
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.model_map import (
     best_match_curve,
-    classical_mds,
-    cluster_order,
-    matched_depth_curve,
-    model_dissimilarity,
     same_depth_row,
 )
 
@@ -36,61 +33,7 @@ def _scale(measure: str) -> ColourScale:
     return measure_scale(measure, spec.kind, spec.range)
 
 
-def model_summary(result, measure: str) -> dict:
-    """The model x model summary of one measure: mean matched-depth value of each pair,
-    the dissimilarity, its clustering order and 2-D MDS, and each pair's curves."""
-    distance = measure_spec(measure).is_distance
-    matrix = result.matrices[measure]
-    means, dissimilarity = model_dissimilarity(matrix, result.bounds, distance)
-    tree, order = cluster_order(np.nan_to_num(dissimilarity, nan=np.nanmax(dissimilarity)))
-    pairs = []
-    for a, model_a in enumerate(result.models):
-        for model_b in result.models[a + 1 :]:
-            block = result.block(measure, model_a, model_b)
-            depths, values = matched_depth_curve(block)
-            pairs.append(
-                {
-                    "model_a": model_a,
-                    "model_b": model_b,
-                    "matched_depth": [json_number(v) for v in values],
-                    "matched_depth_at": depths.tolist(),
-                    "matched_depth_mean": json_number(float(np.nanmean(values))),
-                    "best_match": [json_number(v) for v in best_match_curve(block, distance)],
-                }
-            )
-    return {
-        "means": means,
-        "dissimilarity": dissimilarity,
-        "tree": tree,
-        "order": order,
-        "mds": classical_mds(np.nan_to_num(dissimilarity)),
-        "pairs": pairs,
-    }
-
-
-def atlas_records(result) -> list[dict]:
-    """One record per (measure, layer pair), models and layers in order."""
-    rows = [
-        (m, layer) for m, names in zip(result.models, result.layers, strict=True) for layer in names
-    ]
-    records = []
-    for measure, matrix in result.matrices.items():
-        for i, (model_a, layer_a) in enumerate(rows):
-            for j, (model_b, layer_b) in enumerate(rows):
-                records.append(
-                    {
-                        "measure": measure,
-                        "model_a": model_a,
-                        "layer_a": layer_a,
-                        "model_b": model_b,
-                        "layer_b": layer_b,
-                        "value": float(matrix[i, j]),
-                    }
-                )
-    return records
-
-
-def summary_table(result, summaries: dict[str, dict]) -> Table:
+def summary_table(result: AtlasResult, summaries: dict[str, dict]) -> Table:
     """Each model pair's mean at matched relative depth, one column per measure."""
     records = []
     for a, model_a in enumerate(result.models):
@@ -103,7 +46,7 @@ def summary_table(result, summaries: dict[str, dict]) -> Table:
     return Table(records, columns, title="Mean at matched relative depth, per model pair")
 
 
-def draw_model_map(result, measure: str, summary: dict) -> Figure:
+def draw_model_map(result: AtlasResult, measure: str, summary: dict) -> Figure:
     """The model x model means in dendrogram order, with the dendrogram above."""
     order = summary["order"]
     labels = [result.models[i] for i in order]
@@ -132,7 +75,7 @@ def draw_model_map(result, measure: str, summary: dict) -> Figure:
     return fig
 
 
-def draw_mds(result, measure: str, summary: dict) -> Figure:
+def draw_mds(result: AtlasResult, measure: str, summary: dict) -> Figure:
     """The models placed in 2-D so that their distances approximate the dissimilarity."""
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.subplots()
@@ -150,7 +93,7 @@ def draw_mds(result, measure: str, summary: dict) -> Figure:
     return fig
 
 
-def reference_curves(result, measure: str) -> list[LayerCurve]:
+def reference_curves(result: AtlasResult, measure: str) -> list[LayerCurve]:
     """For every model but the reference: per layer, the value against the reference's layer
     at the same relative depth, and the best match among all the reference's layers."""
     distance = measure_spec(measure).is_distance
@@ -164,7 +107,7 @@ def reference_curves(result, measure: str) -> list[LayerCurve]:
     return curves
 
 
-def atlas_figures(result, summaries: dict[str, dict]) -> list[FigureSpec]:
+def atlas_figures(result: AtlasResult, summaries: dict[str, dict]) -> list[FigureSpec]:
     """Per measure: the full heatmap, the model map, the MDS map, and the reference curves."""
     figures = []
     boundaries = [start for start, _ in result.bounds[1:]]
@@ -219,38 +162,7 @@ def atlas_figures(result, summaries: dict[str, dict]) -> list[FigureSpec]:
     return figures
 
 
-def atlas_document(result, summaries: dict[str, dict]) -> dict:
-    """Models and their layers, every measure's matrix and summary, settings, provenance."""
-    measures = {}
-    for measure, matrix in result.matrices.items():
-        spec, summary = measure_spec(measure), summaries[measure]
-        measures[measure] = {
-            "kind": spec.kind,
-            "best": spec.best,
-            "range": list(spec.range),
-            "method": result.settings.methods[measure],
-            "reference": spec.reference,
-            "matrix": json_matrix(matrix),
-            "model_means": json_matrix(summary["means"]),
-            "model_dissimilarity": json_matrix(summary["dissimilarity"]),
-            "cluster_order": [result.models[i] for i in summary["order"]],
-            "mds": summary["mds"].tolist(),
-            "pairs": summary["pairs"],
-        }
-    return {
-        "models": [
-            {"label": m, "layers": layers, "rows": list(bound)}
-            for m, layers, bound in zip(result.models, result.layers, result.bounds, strict=True)
-        ],
-        "measures": measures,
-        "reference": result.reference,
-        "settings": result.settings.to_dict(),
-        "provenance": {label: p.to_dict() for label, p in result.provenance.items()},
-        "seconds": result.seconds,
-    }
-
-
-def write_matrices(result, path) -> None:
+def write_matrices(result: AtlasResult, path) -> None:
     """``atlas.h5``: one float64 dataset per measure (NaN: undefined) with the row names and
     each model's rows as attributes, for matrices too large for JSON readers."""
     with h5py.File(path, "w") as handle:
@@ -263,9 +175,9 @@ def write_matrices(result, path) -> None:
             data.attrs["kind"] = measure_spec(measure).kind
 
 
-def atlas_report(result) -> Report:
+def atlas_report(result: AtlasResult) -> Report:
     """The report of an ``AtlasResult``."""
-    summaries = {m: model_summary(result, m) for m in result.matrices}
+    summaries = result.model_summaries
     s = result.settings
     methods = "; ".join(f"{m}: {how}" for m, how in s.methods.items())
     total = sum(len(layers) for layers in result.layers)
@@ -273,10 +185,10 @@ def atlas_report(result) -> Report:
         stem="atlas",
         title=f"Atlas of {len(result.models)} models ({total} layers)",
         summary=[f"{', '.join(result.models)}; batch size {s.batch_size}. {methods}."],
-        records=atlas_records(result),
+        records=result.records(),
         tables=[summary_table(result, summaries)],
         figures=atlas_figures(result, summaries),
-        document=atlas_document(result, summaries),
+        document=result.to_document(),
         notes=[
             "Every layer pair of every measure is in `atlas.csv`; matrices, model summaries "
             "and provenance in `atlas.json`; the matrices also in `atlas.h5`."

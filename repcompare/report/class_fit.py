@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from repcompare.analyses.class_fit import TOKEN_FEATURES, TOKEN_MEASURES
-from repcompare.analyses.curve import LayerCurve
-from repcompare.report.curves import draw_curves, relative_depth
-from repcompare.report.model import FigureSpec, Report, Table, records_document
+from repcompare.report.curves import draw_curves
+from repcompare.report.model import FigureSpec, Report, Table
+from repcompare.results.class_fit import TOKEN_FEATURES, TOKEN_MEASURES, ClassFitResult
+from repcompare.results.curves import LayerCurve
 
 # the files a run writes into --out: replaced together, stale ones removed
 OWNED_FILES = (
@@ -52,27 +52,7 @@ def columns(tokens: bool) -> dict[str, str]:
     return TOKEN_COLUMNS if tokens else COLUMNS
 
 
-def class_fit_records(result) -> list[dict]:
-    """One record per (model, layer), in depth order, with every measure."""
-    records = []
-    for fit in result.fits:
-        depths = relative_depth(len(fit.layers))
-        for i, layer in enumerate(fit.layers):
-            low, high = fit.class_ci if fit.class_ci else (None, None)
-            records.append(
-                {
-                    "model": fit.model,
-                    "layer": layer,
-                    "depth": float(depths[i]),
-                    **{m: float(values[i]) for m, values in fit.measures.items()},
-                    "class_cka_ci_low": None if low is None else float(low[i]),
-                    "class_cka_ci_high": None if high is None else float(high[i]),
-                }
-            )
-    return records
-
-
-def class_fit_figures(result) -> list[FigureSpec]:
+def class_fit_figures(result: ClassFitResult) -> list[FigureSpec]:
     """A plot per measure (one line per model; class CKA with its interval), and with
     ``--tokens`` a kNN and a probe plot of the token features (a dash per feature)."""
     s = result.settings
@@ -107,10 +87,10 @@ def class_fit_figures(result) -> list[FigureSpec]:
     return figures
 
 
-def class_fit_report(result) -> Report:
+def class_fit_report(result: ClassFitResult) -> Report:
     """The report of a ``ClassFitResult``."""
     s = result.settings
-    records = class_fit_records(result)
+    records = result.records()
     summary = [
         f"{s.n_examples} images of {s.num_classes} classes. Class CKA: minibatch CKA with "
         f"the one-hot labels (batch size {s.batch_size}). Crowding: on L2-normalised pooled "
@@ -140,6 +120,6 @@ def class_fit_report(result) -> Report:
         records=records,
         tables=[table],
         figures=class_fit_figures(result),
-        document=records_document(records, result, input_fingerprint=result.fingerprint),
+        document=result.to_document(),
         notes=["Every measure (intra, inter, inter_min too) is in `class_fit.csv`."],
     )

@@ -7,15 +7,10 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from repcompare.analyses.curve import LayerCurve
+from repcompare.results.curves import LayerCurve, relative_depth
 
 MAX_NAMED_TICKS = 40
 LINE_STYLES = ("-", "--", ":", "-.")
-
-
-def relative_depth(layers: int) -> np.ndarray:
-    """Layer i of L at depth i / (L - 1), so models of different depth overlay on 0..1."""
-    return np.linspace(0.0, 1.0, layers) if layers > 1 else np.zeros(1)
 
 
 def draw_curves(

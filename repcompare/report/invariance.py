@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from repcompare.report.curves import draw_curves, relative_depth
-from repcompare.report.model import FigureSpec, Report, Table, records_document
+from repcompare.report.curves import draw_curves
+from repcompare.report.model import FigureSpec, Report, Table
+from repcompare.results.invariance import InvarianceResult
 
 # the files a run writes into --out: replaced together, stale ones removed
 OWNED_FILES = (
@@ -31,30 +32,10 @@ def columns(intervals: bool) -> dict[str, str]:
     return COLUMNS | ({"ci_low": "95% low", "ci_high": "95% high"} if intervals else {})
 
 
-def invariance_records(result) -> list[dict]:
-    """One record per (model, augmentation, layer), in depth order."""
-    records = []
-    for curve in result.curves:
-        depths = relative_depth(len(curve.layers))
-        for i, layer in enumerate(curve.layers):
-            records.append(
-                {
-                    "model": curve.model,
-                    "augmentation": curve.variant,
-                    "layer": layer,
-                    "depth": float(depths[i]),
-                    "invariance": float(curve.values[i]),
-                    "ci_low": None if curve.ci_low is None else float(curve.ci_low[i]),
-                    "ci_high": None if curve.ci_high is None else float(curve.ci_high[i]),
-                }
-            )
-    return records
-
-
-def invariance_report(result) -> Report:
+def invariance_report(result: InvarianceResult) -> Report:
     """The report of an ``InvarianceResult``."""
     s = result.settings
-    records = invariance_records(result)
+    records = result.records()
     augmentations = ", ".join(s.augmentations)
     plot_title = (
         f"Invariance to {augmentations}: CKA between {s.views} views\n"
@@ -85,6 +66,6 @@ def invariance_report(result) -> Report:
         records=records,
         tables=[table],
         figures=[figure],
-        document=records_document(records, result, input_fingerprints=result.fingerprints),
+        document=result.to_document(),
         notes=[f"Input fingerprints (identical for every model of a run): {fingerprints}"],
     )

@@ -18,13 +18,14 @@ names, as in Markdown.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from repcompare.results.fields import is_number, is_undefined
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,18 +36,6 @@ DIGITS = 3
 CSV_DIGITS = 6
 CSV_UNDEFINED = ""
 FIGURE_SUFFIXES = (".png", ".svg")
-
-
-def is_number(value: Any) -> bool:
-    """A real number (float or int, numpy ones too), not a bool."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-
-
-def is_undefined(value: Any) -> bool:
-    """None, or a NaN number: a value that does not exist (a constant layer, no token)."""
-    return value is None or (is_number(value) and math.isnan(value))
 
 
 def format_value(value: Any, digits: int = DIGITS, undefined: str = UNDEFINED) -> str:
@@ -64,35 +53,6 @@ def format_value(value: Any, digits: int = DIGITS, undefined: str = UNDEFINED) -
 def csv_cell(value: Any) -> str:
     """``format_value`` in the CSV flavour: 6 decimals, undefined as an empty cell."""
     return format_value(value, CSV_DIGITS, CSV_UNDEFINED)
-
-
-def json_number(value: float | None) -> float | None:
-    """JSON has no NaN: an undefined value is null."""
-    return None if is_undefined(value) else float(value)
-
-
-def json_matrix(values: np.ndarray | None) -> list[list[float | None]] | None:
-    """A matrix as nested lists, NaN as null."""
-    return None if values is None else [[json_number(v) for v in row] for row in values]
-
-
-def json_records(records: list[dict]) -> list[dict]:
-    """``records`` with every float JSON-ready (NaN as null)."""
-    return [
-        {k: json_number(v) if isinstance(v, float) else v for k, v in r.items()} for r in records
-    ]
-
-
-def records_document(records: list[dict], result, **context) -> dict:
-    """The JSON document of a per-layer command: the records (NaN as null), ``context``
-    (fingerprints), the result's settings, each model's provenance and the seconds taken."""
-    return {
-        "records": json_records(records),
-        **context,
-        "settings": result.settings.to_dict(),
-        "provenance": {label: p.to_dict() for label, p in result.provenance.items()},
-        "seconds": result.seconds,
-    }
 
 
 @dataclass

@@ -4,6 +4,7 @@ two-line reading guide and a compact table), and the settings and provenance."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from repcompare.report.findings import (
     Sentence,
@@ -11,7 +12,14 @@ from repcompare.report.findings import (
     class_findings,
     invariance_findings,
 )
-from repcompare.report.model import Report, Table
+from repcompare.report.model import Report, Table, report_figures
+from repcompare.results.cka import CKAResult
+from repcompare.results.invariance import InvarianceResult
+from repcompare.results.rendering import Reported
+from repcompare.results.study import StudyResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # the folder of each analysis's files in a study's --out
 FOLDERS = {
@@ -81,7 +89,7 @@ class StudyReport:
     notes: list[str] = field(default_factory=list)
 
 
-def within_table(result) -> Table:
+def within_table(result: CKAResult) -> Table:
     """Each layer's CKA with the layer before it and with the last layer of the model."""
     m = result.matrix
     records = []
@@ -101,7 +109,7 @@ def within_table(result) -> Table:
     return Table(records, columns, title=f"CKA within {result.side_a}")
 
 
-def invariance_table(result) -> Table:
+def invariance_table(result: InvarianceResult) -> Table:
     """One row per (model, layer), one column per augmentation."""
     rows: dict[tuple[str, str], dict] = {}
     for curve in result.curves:
@@ -113,7 +121,7 @@ def invariance_table(result) -> Table:
     return Table(list(rows.values()), columns, title="Invariance", section_by="model")
 
 
-def _section(key: str, heading: str, result, table: Table) -> StudySection:
+def _section(key: str, heading: str, result: Reported, table: Table) -> StudySection:
     guide = GUIDES["within" if key.startswith("within") else key]
     return StudySection(key, heading, guide, result.report(), table)
 
@@ -122,7 +130,7 @@ def _file(key: str, stem: str) -> str:
     return f"{FOLDERS[key]}/{stem}.json"
 
 
-def _provenance(study) -> list[tuple[str, str]]:
+def _provenance(study: StudyResult) -> list[tuple[str, str]]:
     s = study.settings
     rows = []
     for model in study.models:
@@ -160,7 +168,7 @@ def _provenance(study) -> list[tuple[str, str]]:
     return rows
 
 
-def study_report(study) -> StudyReport:
+def study_report(study: StudyResult) -> StudyReport:
     """The report of a ``StudyResult``."""
     a, b = (m.label for m in study.models)
     sections = [
@@ -198,3 +206,8 @@ def study_report(study) -> StudyReport:
         "seconds": study.seconds,
     }
     return StudyReport(f"Study: {a} vs {b}", summary, sections, _provenance(study), document, notes)
+
+
+def study_figures(report: StudyReport) -> list[Figure]:
+    """Every picture of every analysis of a study's report, newly drawn."""
+    return [f for s in report.sections for f in report_figures(s.report)]

@@ -9,36 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from repcompare.analyses.fields import set_fields
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import token_positions
 from repcompare.data.sources import source_exists
 from repcompare.errors import InputError
+from repcompare.results.provenance import Provenance
 from repcompare.sides.batches import CaptureTarget
 from repcompare.sides.plan import InputPlan
 from repcompare.store.layout import activation_path
 from repcompare.store.reader import ActivationFile
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where one side's activations came from: its model, weights and reduction; for an
-    activation file also the file, its data set, input fingerprint and transform; for a
-    model captured on the fly whether the weights were published ones, and the tracer."""
-
-    model_spec: str
-    checkpoint_sha256: str
-    reduction: str
-    file: str | None = None
-    data_source: str | None = None
-    data_fingerprint: str | None = None
-    transform: str | None = None
-    pretrained: bool | None = None
-    tracer: str | None = None
-
-    def to_dict(self) -> dict:
-        """The fields that apply to this side (a file's or a model's)."""
-        return set_fields(self)
 
 
 @dataclass

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from repcompare.analyses.cka import CKAResult, CKASettings
-from repcompare.analyses.class_fit import (
+from repcompare.results.cka import CKAResult, CKASettings
+from repcompare.results.class_fit import (
     MEASURES,
     TOKEN_MEASURES,
     ClassFit,
     ClassFitResult,
     ClassFitSettings,
 )
-from repcompare.analyses.curve import LayerCurve
-from repcompare.analyses.invariance import InvarianceResult, InvarianceSettings
-from repcompare.sides.side import Provenance
+from repcompare.results.curves import LayerCurve
+from repcompare.results.invariance import InvarianceResult, InvarianceSettings
+from repcompare.results.provenance import Provenance
 from repcompare.similarity import SimilarityMatrix
 
 # side A: two paper-preset blocks with their residual branches; the first branch is constant

@@ -10,11 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from repcompare.report.cka import (
-    OWNED_FILES,
-    best_matches,
-    cka_report,
-)
+from repcompare.report.cka import OWNED_FILES, cka_report
 from repcompare.report.files import write_report
 from repcompare.report.markdown import render_markdown
 from repcompare.report.model import format_value, report_figures
@@ -71,7 +67,7 @@ def test_the_json_numbers_are_the_matrix_and_null_where_undefined(written):
     assert document["side_a"]["degenerate"] == [DEAD]
     assert document["side_b"]["provenance"]["model_spec"] == "torchvision:resnet18"
     assert document["settings"]["bootstrap"] == 100
-    assert document["best_matches"] == best_matches(result)
+    assert document["best_matches"] == result.best_matches()
     assert "NaN" not in (out / "cka.json").read_text()
 
 

@@ -8,16 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from repcompare.analyses.class_fit import MEASURES, TOKEN_MEASURES
-from repcompare.report.class_fit import (
-    OWNED_FILES,
-    PLOTS,
-    class_fit_report,
-    columns,
-)
+from repcompare.report.class_fit import OWNED_FILES, PLOTS, class_fit_report, columns
 from repcompare.report.files import write_report
 from repcompare.report.model import format_value, report_figures
 from repcompare.report.terminal import report_table
+from repcompare.results.class_fit import MEASURES, TOKEN_MEASURES
 from tests.report.render import markdown_rows, terminal_rows, terminal_text
 from tests.report.results import class_fit_result
 

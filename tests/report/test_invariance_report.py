@@ -9,12 +9,7 @@ import numpy as np
 import pytest
 
 from repcompare.report.files import write_report
-from repcompare.report.invariance import (
-    OWNED_FILES,
-    columns,
-    invariance_records,
-    invariance_report,
-)
+from repcompare.report.invariance import OWNED_FILES, columns, invariance_report
 from repcompare.report.model import format_value, report_figures
 from repcompare.report.terminal import report_table
 from tests.report.render import markdown_rows, terminal_rows, terminal_text
@@ -93,7 +88,7 @@ def test_the_markdown_table_shows_format_value_of_the_records(written):
         "95% low",
         "95% high",
     ]
-    records = invariance_records(result)
+    records = result.records()
     keys = list(columns(True))
     for cells, record, expected in zip(rows, records, expected_rows(result), strict=True):
         assert cells == [format_value(record[k]) for k in keys]

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from repcompare.report.model import Table, csv_cell, format_value, json_number
+from repcompare.report.model import Table, csv_cell, format_value
+from repcompare.results.fields import json_number
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""A per-layer result of one model: one line of a plot."""
+"""A per-layer result of one model: one line of a plot, with layers at relative depth."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repcompare.analyses.fields import json_array
+from repcompare.results.fields import json_array
+
+
+def relative_depth(layers: int) -> np.ndarray:
+    """Layer i of L at depth i / (L - 1), so models of different depth overlay on 0..1."""
+    return np.linspace(0.0, 1.0, layers) if layers > 1 else np.zeros(1)
 
 
 @dataclass
