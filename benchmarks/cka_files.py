@@ -39,6 +39,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from harness import (
+    SPARE_CORES,
+    Workload,
+    add_workload_arguments,
+    device_name,
+    report,
+    run_command,
+    write_test_file,
+)
 
 from repcompare import api
 
@@ -104,15 +113,8 @@ def drop_from_cache(path: Path) -> tuple[bool, float | None]:
 
 def read_speed(folder: Path, size: int) -> dict:
     """Sequential read of a freshly written, fsync-ed, dropped file: bytes/s and checks."""
-    block = np.random.default_rng(0).integers(0, 255, BLOCK, dtype=np.uint8).tobytes()
     path = folder / "read_speed.bin"
-    start = time.perf_counter()
-    with open(path, "wb") as handle:
-        for _ in range(max(1, size // BLOCK)):
-            handle.write(block)
-        handle.flush()
-        os.fsync(handle.fileno())
-    write = path.stat().st_size / (time.perf_counter() - start)
+    write = write_test_file(path, size, BLOCK)
     accepted, resident = drop_from_cache(path)
     buffer = bytearray(BLOCK)
     start = time.perf_counter()
@@ -202,24 +204,16 @@ def percent(value: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="torchvision:resnet18")
-    parser.add_argument("--layers", default="paper")
-    parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--workers", type=int, default=max(0, (os.cpu_count() or 1) - 1))
+    names = ["model", "layers", "images", "image_size", "batch_size", "device", "workers"]
+    add_workload_arguments(parser, names, workers=SPARE_CORES)
     parser.add_argument("--probe-mib", type=int, default=2048, help="size of the read test")
     parser.add_argument("--folder", default=None, help="where the files go (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args()
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
     folder = Path(args.folder or tempfile.mkdtemp(prefix="repcompare-cka-files-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        run(args, device, folder)
+        run(Workload.from_args(args), args.probe_mib, folder)
     finally:
         if not args.keep:
             for name in ("a.h5", "b.h5", ".a.h5.lock", ".b.h5.lock"):
@@ -227,26 +221,27 @@ def main() -> None:
             shutil.rmtree(folder / "cka", ignore_errors=True)
 
 
-def run(args: argparse.Namespace, device: str, folder: Path) -> None:
+def run(work: Workload, probe_mib: int, folder: Path) -> None:
+    device = work.device.type
     files, extracted = [], []
     for seed, name in enumerate(("a.h5", "b.h5")):
         result = api.extract(
-            args.model,
+            work.models[0],
             out=folder / name,
-            layers=args.layers,
+            layers=work.layers,
             reduce="flatten",
             dtype="float16",
-            batch_size=args.batch_size,
-            data=f"builtin:{args.images}:{args.image_size}",
-            image_size=args.image_size,
+            batch_size=work.batch_size,
+            data=work.data,
+            image_size=work.image_size,
             init_seed=seed,
             device=device,
-            workers=args.workers,
+            workers=work.workers,
             force=True,
         )
         files.append(folder / name)
         extracted.append(result)
-    probe = read_speed(folder, args.probe_mib << 20)
+    probe = read_speed(folder, probe_mib << 20)
     drops = [drop_from_cache(path) for path in files]
     size = sum(activation_bytes(path) for path in files)
     out = folder / "cka"
@@ -254,58 +249,60 @@ def run(args: argparse.Namespace, device: str, folder: Path) -> None:
     command += ["--out", str(out), "--device", device]
     gpu = GpuBusy()
     begin = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    end = time.monotonic()
-    gpu.stop()
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    try:
+        run_command(command)
+    finally:
+        end = time.monotonic()
+        gpu.stop()
     loop = json.loads((out / "cka.json").read_text())["seconds"]
     busy_text, busy = gpu.summary(begin, end)
-    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     first = extracted[0]
-    print(
-        f"{args.model} x 2 (init seeds 0, 1), {len(first.widths)} layers ({args.layers}), "
-        f"--reduce flatten, float16, {args.images} built-in images at {args.image_size}px, "
-        f"batch {args.batch_size} (the files' chunks), {device} ({name}); files in {folder}\n"
-    )
+    notes = [
+        f"{work.models[0]} x 2 (init seeds 0, 1), {len(first.widths)} layers ({work.layers}), "
+        f"--reduce flatten, float16, {work.images} built-in images at {work.image_size}px, "
+        f"batch {work.batch_size} (the files' chunks), {device} ({device_name(work.device)}); "
+        f"files in {folder}"
+    ]
     written = sum(r.bytes_written for r in extracted) / sum(r.seconds for r in extracted)
-    print(
+    notes.append(
         f"extract (two files, in-process): {sum(r.bytes_written for r in extracted) / 1e6:.0f} MB "
-        f"in {sum(r.seconds for r in extracted):.1f} s, {written / 1e6:.0f} MB/s written\n"
+        f"in {sum(r.seconds for r in extracted):.1f} s, {written / 1e6:.0f} MB/s written"
     )
     resident = [r for _, r in drops]
-    print(
+    notes.append(
         f"disk: sequential write {probe['write'] / 1e6:.0f} MB/s, sequential read "
         f"{probe['read'] / 1e6:.0f} MB/s ({probe['bytes'] >> 20} MiB, fsync, "
         f"posix_fadvise(DONTNEED) {'accepted' if probe['accepted'] else 'refused'}, "
         f"{percent(probe['resident'])} of the file resident in the page cache before the read). "
         f"Activation files after fsync + DONTNEED: "
-        f"{', '.join(percent(r) for r in resident)} resident before cka.\n"
+        f"{', '.join(percent(r) for r in resident)} resident before cka."
     )
     cached = [r for r in [probe["resident"], *resident] if r is not None and r > 0.05]
-    print(
+    notes.append(
         "Page-cache drop: "
         + (
-            "worked (every file under 5% resident), so the reads come from the disk.\n"
+            "worked (every file under 5% resident), so the reads come from the disk."
             if not cached and probe["resident"] is not None
             else "did NOT fully work (or could not be checked): reads may come from the page "
-            "cache, so MB/s may exceed the disk.\n"
+            "cache, so MB/s may exceed the disk."
         )
     )
     rate_loop, rate_wall = size / loop, size / (end - begin)
     fraction = rate_loop / probe["read"]
-    print(
-        "| run | MB read | command s | CKA loop s | MB/s (loop) | MB/s (command) | "
-        "% of read bandwidth (loop) | GPU busy | target |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     met = fraction >= TARGET_READ or (busy is not None and busy >= TARGET_BUSY)
     verdict = "met" if met else "not met"
-    print(
-        f"| repcompare cka a.h5 b.h5 | {size / 1e6:.0f} | {end - begin:.1f} | {loop:.1f} | "
-        f"{rate_loop / 1e6:.0f} | {rate_wall / 1e6:.0f} | {100 * fraction:.0f}% | {busy_text} | "
-        f"{verdict} |"
-    )
+    row = {
+        "run": "repcompare cka a.h5 b.h5",
+        "MB read": f"{size / 1e6:.0f}",
+        "command s": f"{end - begin:.1f}",
+        "CKA loop s": f"{loop:.1f}",
+        "MB/s (loop)": f"{rate_loop / 1e6:.0f}",
+        "MB/s (command)": f"{rate_wall / 1e6:.0f}",
+        "% of read bandwidth (loop)": f"{100 * fraction:.0f}%",
+        "GPU busy": busy_text,
+        "target": verdict,
+    }
+    report([row], "\n\n".join(notes), align="lrrrrrrll")
     print(
         f"\nVERDICT: {verdict}: {100 * fraction:.0f}% of the read bandwidth over the CKA loop, "
         f"GPU busy {'n/a' if busy is None else f'{busy:.0f}%'} (target >= 80% or busy >= 90%)"

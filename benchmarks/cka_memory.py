@@ -17,96 +17,70 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import replace
 from pathlib import Path
 
-from workload import seeded_checkpoints
+from harness import Report, Stopwatch, Workload, add_workload_arguments, run_command
 
+HERE = str(Path(__file__).resolve().parent)
+# the child: the command in this process, then its peaks (harness imports only the stdlib)
 PEAKS = (
-    "import resource, sys, torch; from repcompare.cli import main; code = main(sys.argv[1:]); "
-    "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-    "torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0); sys.exit(code)"
+    f"import sys; sys.path.append({HERE!r}); from harness import peak_rss_mb, peak_device_mb; "
+    "from repcompare.cli import main; code = main(sys.argv[1:]); "
+    "print('PEAK', peak_rss_mb(), peak_device_mb() or 0); sys.exit(code)"
 )
+COLUMNS = ("images", "peak RSS (MB)", "peak device MB", "time (s)")
 
 
-def peak_of_run(
-    images: int, models: list[str], args: argparse.Namespace
-) -> tuple[float, float, float]:
+def peak_of_run(work: Workload, models: list[str]) -> tuple[float, float, float]:
     """(peak host MB, peak device MB, seconds) of one ``repcompare cka`` process."""
     out = tempfile.mkdtemp(prefix="repcompare-mem-")
-    command = [
-        sys.executable,
-        "-c",
-        PEAKS,
-        "cka",
-        *models,
-        "--layers-a",
-        args.layers,
-        "--layers-b",
-        args.layers,
-        "--data",
-        f"builtin:{images}:{args.image_size}",
-        "--image-size",
-        str(args.image_size),
-        "--crop-pct",
-        "1.0",
-        "--batch-size",
-        str(args.batch_size),
-        "--reduce",
-        "flatten",
-        "--device",
-        args.device,
-        *(["--workers", str(args.workers)] if args.workers is not None else []),
-        "--out",
-        out,
-    ]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"run over {images} images failed:\n{done.stderr[-2000:]}")
-    peak_kb, device_bytes = map(
-        int, next(line for line in done.stdout.splitlines() if line.startswith("PEAK")).split()[1:]
-    )
+    command = [sys.executable, "-c", PEAKS, "cka", *models]
+    command += ["--layers-a", work.layers, "--layers-b", work.layers, *work.cli_options()]
+    command += ["--crop-pct", "1.0", "--reduce", work.reduce, "--out", out]
+    with Stopwatch() as watch:
+        done = run_command(command)
+    peaks = next(line for line in done.stdout.splitlines() if line.startswith("PEAK"))
+    host, device = map(float, peaks.split()[1:])
     with open(f"{out}/cka.json") as handle:
-        assert json.load(handle)["settings"]["n_examples"] == images
-    return peak_kb / 1024, device_bytes / 2**20, seconds
+        assert json.load(handle)["settings"]["n_examples"] == work.images
+    return host, device, watch.seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--factor", type=int, default=8)
-    parser.add_argument("--models", default="torchvision:resnet18,torchvision:resnet34")
-    parser.add_argument("--layers", default="blocks")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--workers", type=int, default=None, help="default: the command's")
-    args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="repcompare-mem-models-"))
-    specs = args.models.split(",")
-    models = [f"{s}@{p}" for s, p in zip(specs, seeded_checkpoints(specs, folder), strict=True)]
-    print(
-        f"{args.models}, {args.layers}, flatten, batch {args.batch_size}, "
-        f"{args.image_size}px, {args.device}\n"
+    add_workload_arguments(
+        parser,
+        ["images", "image_size", "batch_size", "models", "layers", "device", "workers"],
+        images=512,
+        models="torchvision:resnet18,torchvision:resnet34",
+        layers="blocks",
+        device="cpu",
     )
-    print("| images | peak RSS (MB) | peak device MB | time (s) |")
-    print("|---:|---:|---:|---:|")
+    parser.add_argument("--factor", type=int, default=8)
+    args = parser.parse_args()
+    work = Workload.from_args(args)
+    models = work.checkpoints(Path(tempfile.mkdtemp(prefix="repcompare-mem-models-")))
+    title = (
+        f"{args.models}, {work.layers}, {work.reduce}, batch {work.batch_size}, "
+        f"{work.image_size}px, {work.device.type}"
+    )
+    table = Report(COLUMNS, title, align="rrrr")
     peaks = []
-    for images in (args.images, args.factor * args.images):
-        host, device, seconds = peak_of_run(images, models, args)
+    for images in (work.images, args.factor * work.images):
+        host, device, seconds = peak_of_run(replace(work, images=images), models)
         peaks.append((host, device))
-        print(f"| {images} | {host:.0f} | {device:.0f} | {seconds:.1f} |", flush=True)
+        figures = (images, f"{host:.0f}", f"{device:.0f}", f"{seconds:.1f}")
+        table.add(figures)
+    table.close()
     (host_n, device_n), (host_kn, device_kn) = peaks
     growth = 100 * (host_kn / host_n - 1)
     device_growth = 100 * (device_kn / device_n - 1) if device_n else 0.0
     print(
-        f"\ngrowth from {args.images} to {args.factor * args.images} images: host {growth:+.1f}%, "
-        f"device {device_growth:+.1f}% (target within 5%)"
+        f"\ngrowth from {work.images} to {args.factor * work.images} images: host "
+        f"{growth:+.1f}%, device {device_growth:+.1f}% (target within 5%)"
     )
 
 

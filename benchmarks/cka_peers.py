@@ -52,30 +52,39 @@ import importlib
 import json
 import math
 import os
-import platform
-import resource
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
+from harness import (
+    REPO,
+    Stopwatch,
+    add_workload_arguments,
+    builtin_images,
+    command_line,
+    cpu_name,
+    device,
+    imagenet_preprocess,
+    package_versions,
+    peak_device_mb,
+    peak_rss_mb,
+    report,
+    run_command,
+    spawn_job,
+    synchronise,
+    tool_list,
+)
 from torch.utils.data import DataLoader, TensorDataset
-from torchvision import transforms
 
-REPO = Path(__file__).resolve().parents[1]
 PEER_PACKAGES = {"torch-cka": "0.21", "pytorch-cka": "1.1.3", "ckatorch": "1.0.3"}
 RUN_PREFIX = "uv run " + " ".join(f"--with {p}=={v}" for p, v in PEER_PACKAGES.items())
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SEEDS = (0, 1)  # model A, model B
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -144,17 +153,6 @@ class JobResult:
 
 
 ToolRun = Callable[[Workload], tuple[np.ndarray, list[str]]]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def module_layers(model: torch.nn.Module, preset: str) -> list[str]:
@@ -324,7 +322,7 @@ def run_forward(work: Workload) -> tuple[np.ndarray, list[str]]:
             images = images.to(work.device)
             model_a(images)
             model_b(images)
-    sync(work.device)
+    synchronise(work.device)
     return np.zeros((0, 0)), []
 
 
@@ -425,20 +423,15 @@ def run_cli(args: argparse.Namespace, out: Path) -> tuple[float, np.ndarray, lis
     """Seconds, matrix and notes of ``repcompare cka`` run end to end in the project's env."""
     # Without VIRTUAL_ENV (this run's --with overlay), uv runs the project's own environment.
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    start = time.perf_counter()
-    done = subprocess.run(
-        cli_command(args, out), cwd=REPO, env=env, capture_output=True, text=True, check=False
-    )
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"exit {done.returncode}: {last_line(done.stderr)}")
+    with Stopwatch() as watch:
+        run_command(cli_command(args, out), env=env, cwd=REPO)
     matrix = np.array(json.loads((out / "cka.json").read_text())["cka"], dtype=np.float64)
     finite = matrix[np.isfinite(matrix)]
     notes = [
         f"{matrix.shape[0]}x{matrix.shape[1]}, values {finite.min():.3f} to {finite.max():.3f}; "
         "own random init and sample order, so not compared with the reference"
     ]
-    return seconds, matrix, notes
+    return watch.seconds, matrix, notes
 
 
 # --- one job, in its own process ------------------------------------------------------------
@@ -457,36 +450,29 @@ def build_workload(args: argparse.Namespace, device: torch.device, dtype: torch.
 
 def run_job(args: argparse.Namespace) -> None:
     """Run one job and write its seconds, peak memory, matrix and notes to ``args.result``."""
-    device = torch.device(args.device)
+    on = torch.device(args.device)
     result = Path(args.result)
     if args.job == "repcompare-cli":
         seconds, matrix, notes = run_cli(args, result.parent / "cli_out")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        peak_mb = peak_rss_mb(children=True)
     else:
         for module in IMPORTS.get(args.job, ()):  # imports are not part of the timing
             importlib.import_module(module)
         dtype = torch.float64 if args.job == "reference" else torch.float32
-        work = build_workload(args, device, dtype)
-        sync(device)
-        start = time.perf_counter()
-        matrix, notes = JOB_RUNS[args.job](work)
-        seconds = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    measured_here = device.type == "cuda" and args.job != "repcompare-cli"
-    gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if measured_here else None
-    report = {
+        work = build_workload(args, on, dtype)
+        with Stopwatch(on) as watch:
+            matrix, notes = JOB_RUNS[args.job](work)
+        seconds = watch.seconds
+        peak_mb = peak_rss_mb()
+    gpu_mb = peak_device_mb(on) if args.job != "repcompare-cli" else None
+    figures = {
         "seconds": seconds,
         "peak_mb": peak_mb,
         "gpu_peak_mb": gpu_mb,
         "matrix": matrix.tolist(),
         "notes": notes,
     }
-    result.write_text(json.dumps(report))
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1] if lines else "no error message"
+    result.write_text(json.dumps(figures))
 
 
 def spawn(job: str, args: argparse.Namespace, data_file: Path, folder: Path) -> JobResult:
@@ -498,21 +484,15 @@ def spawn(job: str, args: argparse.Namespace, data_file: Path, folder: Path) -> 
         *("--image-size", str(args.image_size), "--batch-size", str(args.batch_size)),
         *("--device", args.device, "--models", args.models, "--preset", args.preset),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        if done.returncode < 0:
-            return JobResult(error=f"killed by signal {-done.returncode} (out of memory?)")
-        message = last_line(done.stderr)
-        if message.startswith("ModuleNotFoundError"):
-            return JobResult(error=f"not installed or import failed: {message}")
-        return JobResult(error=f"failed: {message}")
-    report = json.loads(result.read_text())
+    done = spawn_job(command, result)
+    if "error" in done:
+        return JobResult(error=done["error"])
     return JobResult(
-        seconds=report["seconds"],
-        peak_mb=report["peak_mb"],
-        gpu_peak_mb=report["gpu_peak_mb"],
-        matrix=np.array(report["matrix"], dtype=np.float64),
-        notes=report["notes"],
+        seconds=done["seconds"],
+        peak_mb=done["peak_mb"],
+        gpu_peak_mb=done["gpu_peak_mb"],
+        matrix=np.array(done["matrix"], dtype=np.float64),
+        notes=done["notes"],
     )
 
 
@@ -521,18 +501,9 @@ def spawn(job: str, args: argparse.Namespace, data_file: Path, folder: Path) -> 
 
 def prepare_images(args: argparse.Namespace, folder: Path) -> Path:
     """The built-in procedural images, preprocessed once to a float tensor file."""
-    from repcompare.data.sources import open_source
-
-    source = open_source(f"builtin:{args.images}:{args.image_size}")
-    preprocess = transforms.Compose(
-        [
-            transforms.Resize(args.image_size),
-            transforms.CenterCrop(args.image_size),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-    images = torch.stack([preprocess(source.load(i)[0].convert("RGB")) for i in range(args.images)])
+    preprocess = imagenet_preprocess(args.image_size)
+    images = builtin_images(args.images, args.image_size)
+    images = torch.stack([preprocess(image) for image in images])
     path = folder / "images.pt"
     torch.save(images, path)
     return path
@@ -598,63 +569,56 @@ def reference_line(reference: JobResult) -> str:
     )
 
 
-def machine_line(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
-        cpu = models[0].split(":", 1)[1].strip() if models else cpu
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (
-        f"Machine: {cpu} ({os.cpu_count()} cores){gpu}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
-
-
-def peer_versions() -> str:
-    found = []
-    for package in PEER_PACKAGES:
-        try:
-            found.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{package} not installed")
-    return ", ".join(found)
+COLUMNS = (
+    "tool",
+    "forward s",
+    "total s",
+    "CKA overhead s",
+    "overhead % of forward",
+    "peak MB",
+    "max abs dev vs float64",
+    "notes",
+)
 
 
 def table(
     args: argparse.Namespace,
-    device: torch.device,
+    on: torch.device,
     results: dict[str, JobResult],
     layers: tuple[list[str], list[str]],
 ) -> str:
+    """Print the report; its text."""
     reference, forward = results["reference"], results["forward"]
-    argv = shlex.join(sys.argv[1:])
-    lines = [
-        machine_line(device),
-        f"Command: `{RUN_PREFIX} python benchmarks/cka_peers.py {argv}`",
-        f"Peers: {peer_versions()}",
+    gpu = f", GPU {torch.cuda.get_device_name(on)}" if on.type == "cuda" else ""
+    title = [
+        f"Machine: {cpu_name()} ({os.cpu_count()} cores){gpu}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        f"Peers: {package_versions(list(PEER_PACKAGES))}",
         f"Workload: {args.models} ({len(layers[0])} x {len(layers[1])} layers, preset "
         f"{args.preset}, flattened), {args.images} images of {args.image_size}px, batch "
-        f"{args.batch_size}, {device.type}",
+        f"{args.batch_size}, {on.type}",
         f"float64 reference (this script): {reference_line(reference)}",
-        "",
-        "| tool | forward s | total s | CKA overhead s | overhead % of forward | peak MB "
-        "| max abs dev vs float64 | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    baseline = "forward only (baseline)"
     if forward.error:
-        lines.append(f"| forward only (baseline) | | | | | | | {forward.error} |")
+        rows = [{"tool": baseline, "notes": forward.error}]
         fwd = math.nan
     else:
         fwd = forward.seconds
-        lines.append(
-            f"| forward only (baseline) | {fwd:.2f} | {fwd:.2f} | | | {peak_text(forward)} | "
-            "| both models, inference_mode, every batch |"
-        )
+        rows = [
+            {
+                "tool": baseline,
+                "forward s": f"{fwd:.2f}",
+                "total s": f"{fwd:.2f}",
+                "peak MB": peak_text(forward),
+                "notes": "both models, inference_mode, every batch",
+            }
+        ]
     for tool in args.tools:
         result = results[tool]
         if result.error:
-            lines.append(f"| {tool} | {fwd:.2f} | | | | | | {ABOUT[tool]}; **{result.error}** |")
+            notes = f"{ABOUT[tool]}; **{result.error}**"
+            rows.append({"tool": tool, "forward s": f"{fwd:.2f}", "notes": notes})
             continue
         overhead = result.seconds - fwd
         if tool == "repcompare-cli" or reference.matrix is None:
@@ -664,20 +628,22 @@ def table(
             notes = result.notes
             if result.matrix.shape == reference.matrix.shape:
                 notes = notes + layout_notes(result.matrix, reference.matrix, layers)
-        lines.append(
-            f"| {tool} | {fwd:.2f} | {result.seconds:.2f} | {overhead:.2f} | "
-            f"{100 * overhead / fwd:.0f}% | {peak_text(result)} | {dev} | "
-            f"{'; '.join([ABOUT[tool], *notes])} |"
-        )
-    return "\n".join(lines)
+        figures = (tool, f"{fwd:.2f}", f"{result.seconds:.2f}", f"{overhead:.2f}")
+        figures += (f"{100 * overhead / fwd:.0f}%", peak_text(result), dev)
+        rows.append((*figures, "; ".join([ABOUT[tool], *notes])))
+    command = command_line(RUN_PREFIX)
+    return report(rows, "\n".join(title), command, columns=COLUMNS, align="lrrrrrrl")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_workload_arguments(
+        parser,
+        ["images", "image_size", "batch_size", "device"],
+        images=1024,
+        image_size=224,
+        batch_size=128,
+    )
     parser.add_argument("--models", default="resnet18,resnet34", help="A,B (torchvision names)")
     parser.add_argument("--preset", default="blocks", choices=["blocks", "paper"])
     parser.add_argument("--tools", default="all", help=f"comma list of {', '.join(TOOLS)}")
@@ -691,11 +657,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("--images must be a multiple of --batch-size, and batches need >= 4 images")
     if len(args.models.split(",")) != 2:
         parser.error("--models takes two names, A,B")
-    tools = list(TOOLS) if args.tools == "all" else [t.strip() for t in args.tools.split(",")]
-    unknown = sorted(set(tools) - set(TOOLS))
-    if unknown:
-        parser.error(f"unknown tools {unknown}; choose from {', '.join(TOOLS)}")
-    args.tools = tools
+    args.tools = tool_list(parser, args.tools, TOOLS)
     return args
 
 
@@ -704,8 +666,8 @@ def main() -> None:
     if args.job:
         run_job(args)
         return
-    device = resolve_device(args.device)
-    args.device = device.type
+    on = device(args.device)
+    args.device = on.type
     layers = tuple(
         module_layers(torchvision.models.get_model(name), args.preset)
         for name in args.models.split(",")
@@ -718,10 +680,9 @@ def main() -> None:
             results[job] = spawn(job, args, data_file, folder)
             done = results[job]
             print(f"{job}: {done.error or f'{done.seconds:.2f} s'}", file=sys.stderr, flush=True)
-    report = table(args, device, results, (layers[0], layers[1]))
-    print(report)
+    text = table(args, on, results, (layers[0], layers[1]))
     if args.out:
-        args.out.write_text(report + "\n")
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

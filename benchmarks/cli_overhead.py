@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from workload import seeded_checkpoints
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from harness import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Report,
+    Workload,
+    add_workload_arguments,
+    interleaved,
+    run_command,
+)
 
 BARE = """
 import numpy as np, torch
@@ -62,57 +65,46 @@ with torch.inference_mode():
 """
 
 
-def make_inputs(folder: Path, args) -> tuple[Path, list[Path]]:
-    """The ``.npz`` of seeded random images and the two random-init checkpoints."""
+def make_inputs(folder: Path, work: Workload) -> tuple[Path, list[str]]:
+    """The ``.npz`` of seeded random images and the two random-init checkpoints' specs."""
     generator = np.random.default_rng(0)
     npz = folder / "images.npz"
-    size = args.image_size
+    size = work.image_size
     np.savez(
         npz,
-        images=generator.integers(0, 256, (args.images, size, size, 3), dtype=np.uint8),
-        labels=generator.integers(0, 10, args.images),
+        images=generator.integers(0, 256, (work.images, size, size, 3), dtype=np.uint8),
+        labels=generator.integers(0, 10, work.images),
     )
-    return npz, seeded_checkpoints(args.models.split(","), folder)
+    return npz, work.checkpoints(folder)
 
 
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return seconds
-
-
-def workloads(folder: Path, npz: Path, checkpoints: list[Path], args) -> dict:
+def workloads(folder: Path, npz: Path, specs: list[str], work: Workload) -> dict:
     """Each row: (the repcompare command, the bare script it is measured against)."""
-    specs = args.models.split(",")
-    a, b = (f"{spec}@{path}" for spec, path in zip(specs, checkpoints, strict=True))
-    common = ["--data", str(npz), "--batch-size", str(args.batch_size), "--device", args.device]
-    common += ["--image-size", str(args.image_size), "--crop-pct", "1.0"]
+    a, b = specs
+    common = [*work.cli_options(data=str(npz)), "--crop-pct", "1.0"]
     common += [
         "--mean",
         ",".join(map(str, IMAGENET_MEAN)),
         "--std",
         ",".join(map(str, IMAGENET_STD)),
     ]
-    common += ["--reduce", args.reduce]
+    common += ["--reduce", work.reduce]
     repcompare = [sys.executable, "-m", "repcompare"]
 
     def bare(count: int, passes: int) -> list[str]:
         script = BARE.format(
-            specs=specs[:count],
-            checkpoints=[str(p) for p in checkpoints[:count]],
+            specs=work.models[:count],
+            checkpoints=[spec.rsplit("@", 1)[1] for spec in specs[:count]],
             npz=str(npz),
-            batch=args.batch_size,
+            batch=work.batch_size,
             passes=passes,
-            device="cuda" if args.device == "cuda" else "cpu",
+            device=work.device.type,
             mean=list(IMAGENET_MEAN),
             std=list(IMAGENET_STD),
         )
         return [sys.executable, "-c", script]
 
-    layers = ["--layers", args.layers]
+    layers = ["--layers", work.layers]
     return {
         "cka": (
             [
@@ -121,9 +113,9 @@ def workloads(folder: Path, npz: Path, checkpoints: list[Path], args) -> dict:
                 a,
                 b,
                 "--layers-a",
-                args.layers,
+                work.layers,
                 "--layers-b",
-                args.layers,
+                work.layers,
                 *common,
                 "--out",
                 str(folder / "cka"),
@@ -155,52 +147,60 @@ def workloads(folder: Path, npz: Path, checkpoints: list[Path], args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="torchvision:resnet18,torchvision:resnet34")
-    parser.add_argument("--layers", default="blocks")
-    parser.add_argument("--reduce", default="flatten")
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_workload_arguments(
+        parser,
+        ["models", "layers", "reduce", "images", "image_size", "batch_size", "device"],
+        models="torchvision:resnet18,torchvision:resnet34",
+        layers="blocks",
+        images=1024,
+        batch_size=128,
+        device="cpu",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--workloads", default="cka,extract,invariance")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repcompare-cli-") as temporary:
-        measure(Path(temporary), args)
+        measure(Path(temporary), Workload.from_args(args), args)
 
 
-def measure(folder: Path, args) -> None:
+COLUMNS = (
+    "command",
+    "bare forward script (s)",
+    "repcompare (s)",
+    "ratio",
+    "median of round ratios",
+    "target",
+)
+
+
+def measure(folder: Path, work: Workload, args: argparse.Namespace) -> None:
     """Print the table: each workload's bare script and command, interleaved."""
-    npz, checkpoints = make_inputs(folder, args)
-    rows = workloads(folder, npz, checkpoints, args)
-    print(
-        f"{args.models}, {args.layers} --reduce {args.reduce}, {args.images} images "
-        f"{args.image_size}px from .npz, batch {args.batch_size}, {args.device}, "
+    npz, specs = make_inputs(folder, work)
+    rows = workloads(folder, npz, specs, work)
+    title = (
+        f"{args.models}, {work.layers} --reduce {work.reduce}, {work.images} images "
+        f"{work.image_size}px from .npz, batch {work.batch_size}, {work.device.type}, "
         f"{torch.get_num_threads()} CPU threads; median of {args.runs} after {args.warmup} "
-        "warm-up\n"
+        "warm-up"
     )
-    print(
-        "| command | bare forward script (s) | repcompare (s) | ratio | median of round ratios "
-        "| target |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
+    table = Report(COLUMNS, title)
     for name in args.workloads.split(","):
         command, baseline = rows[name]
-        for _ in range(args.warmup):
-            timed(baseline), timed(command)
-        times = {"bare": [], "repcompare": []}
-        for _ in range(args.runs):
-            times["bare"].append(timed(baseline))
-            times["repcompare"].append(timed(command))
-        bare_s, command_s = (statistics.median(times[k]) for k in ("bare", "repcompare"))
-        rounds = zip(times["bare"], times["repcompare"], strict=True)
-        paired = statistics.median(ours / bare for bare, ours in rounds)
-        print(
-            f"| {name} | {bare_s:.2f} | {command_s:.2f} | {command_s / bare_s:.2f}x "
-            f"| {paired:.2f}x | <= 1.15x |",
-            flush=True,
+        times = interleaved(
+            {
+                "bare": lambda b=baseline: run_command(b),
+                "repcompare": lambda c=command: run_command(c),
+            },
+            args.runs,
+            args.warmup,
         )
+        bare_s, command_s = times["bare"].median, times["repcompare"].median
+        rounds = zip(times["bare"].seconds, times["repcompare"].seconds, strict=True)
+        paired = statistics.median(ours / bare for bare, ours in rounds)
+        figures = (name, f"{bare_s:.2f}", f"{command_s:.2f}", f"{command_s / bare_s:.2f}x")
+        table.add((*figures, f"{paired:.2f}x", "<= 1.15x"))
+    table.close()
 
 
 if __name__ == "__main__":

@@ -18,13 +18,19 @@ flatten on a GPU >= 80% of the disk's write bandwidth.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from harness import (
+    SPARE_CORES,
+    Report,
+    Stopwatch,
+    Workload,
+    add_workload_arguments,
+    device_name,
+    write_test_file,
+)
 
 from repcompare.capture.graph import discover
 from repcompare.capture.models import load_model
@@ -33,28 +39,17 @@ from repcompare.capture.spec import parse_spec
 from repcompare.data.batches import InputsDataset, make_loader
 from repcompare.data.transforms import TransformOverrides
 from repcompare.extraction import extract
-from repcompare.sides.batches import CaptureTarget, prepare_inputs, resolve_device
+from repcompare.sides.batches import CaptureTarget, prepare_inputs
 from repcompare.sides.plan import InputPlan
 
-
-def disk_write_speed(folder: Path, size: int = 1 << 30) -> float:
-    """Bytes/s of a sequential, fsync-ed write of ``size`` bytes."""
-    block = np.random.default_rng(0).integers(0, 255, 1 << 24, dtype=np.uint8).tobytes()
-    path = folder / "disk_speed.bin"
-    start = time.perf_counter()
-    with open(path, "wb") as handle:
-        for _ in range(size // len(block)):
-            handle.write(block)
-        handle.flush()
-        os.fsync(handle.fileno())
-    seconds = time.perf_counter() - start
-    path.unlink()
-    return size / seconds
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+COLUMNS = (
+    "run",
+    "images/s",
+    "% of bare forward",
+    "MB written",
+    "MB/s written",
+    "% of disk write speed",
+)
 
 
 def bare_forward(target: CaptureTarget, plan: InputPlan, device: torch.device) -> float:
@@ -70,65 +65,62 @@ def bare_forward(target: CaptureTarget, plan: InputPlan, device: torch.device) -
         plan.seed,
     )
     model = target.loaded.module.to(device).eval()
-    start = time.perf_counter()
-    with torch.inference_mode():
+    with Stopwatch(device) as watch, torch.inference_mode():
         for batch in make_loader(dataset, plan.batch_size, plan.workers):
             images = batch["inputs"][0][:, 0].to(device, non_blocking=True)
             model(prepared.transforms[0].normalise(images))
-    sync(device)
-    return len(dataset) / (time.perf_counter() - start)
+    return len(dataset) / watch.seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="timm:resnet18")
-    parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--layers", default="blocks")
-    parser.add_argument("--workers", type=int, default=max(0, (os.cpu_count() or 1) - 1))
-    parser.add_argument("--device", default="auto")
+    add_workload_arguments(
+        parser,
+        ["model", "images", "image_size", "batch_size", "layers", "workers", "device"],
+        model="timm:resnet18",
+        images=512,
+        image_size=224,
+        layers="blocks",
+        workers=SPARE_CORES,
+    )
     parser.add_argument("--out", default=None, help="folder for the files (default: a temp dir)")
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    work = Workload.from_args(args)
+    device = work.device
     folder = Path(args.out or tempfile.mkdtemp(prefix="repcompare-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(parse_spec(args.model))
-    size = (3, args.image_size, args.image_size)
+    loaded = load_model(parse_spec(work.models[0]))
+    size = (3, work.image_size, work.image_size)
     graph = discover(loaded.module.to(device), size)
-    layers = select_layers(graph, [args.layers])
+    layers = select_layers(graph, [work.layers])
     plan = InputPlan(  # the model's preprocessing at the size the layers were discovered at
-        data=f"builtin:{args.images}:{args.image_size}",
-        overrides=TransformOverrides(image_size=args.image_size),
-        batch_size=args.batch_size,
-        workers=args.workers,
+        data=work.data,
+        overrides=TransformOverrides(image_size=work.image_size),
+        batch_size=work.batch_size,
+        workers=work.workers,
     )
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(
-        f"{args.model}, {len(layers)} layers ({args.layers}), {args.images} images at "
-        f"{args.image_size}px, batch {args.batch_size}, {args.workers} workers, {name}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads\n"
+    title = (
+        f"{work.models[0]}, {len(layers)} layers ({work.layers}), {work.images} images at "
+        f"{work.image_size}px, batch {work.batch_size}, {work.workers} workers, "
+        f"{device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     bare_forward(CaptureTarget(loaded, graph, layers, "avgpool"), plan, device)  # warm-up
     bare = bare_forward(CaptureTarget(loaded, graph, layers, "avgpool"), plan, device)
-    disk = disk_write_speed(folder)
-    print(
-        "| run | images/s | % of bare forward | MB written | MB/s written | % of disk write speed |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| bare forward | {bare:.1f} | 100% | | | |")
+    disk = write_test_file(folder / "disk_speed.bin", 1 << 30)
+    (folder / "disk_speed.bin").unlink()
+    table = Report(COLUMNS, title)
+    table.add({"run": "bare forward", "images/s": f"{bare:.1f}", "% of bare forward": "100%"})
     for reduction in ("avgpool", "flatten"):
         out = folder / f"{reduction}.h5"
         target = CaptureTarget(loaded, graph, layers, reduction)
         result = extract(target, plan, out, device, force=True)
         speed = result.images / result.seconds
         rate = result.bytes_written / result.seconds
-        print(
-            f"| extract --reduce {reduction} | {speed:.1f} | {100 * speed / bare:.0f}% | "
-            f"{result.bytes_written / 1e6:.0f} | {rate / 1e6:.1f} | {100 * rate / disk:.1f}% |",
-            flush=True,
-        )
+        figures = (f"extract --reduce {reduction}", f"{speed:.1f}", f"{100 * speed / bare:.0f}%")
+        figures += (f"{result.bytes_written / 1e6:.0f}", f"{rate / 1e6:.1f}")
+        table.add((*figures, f"{100 * rate / disk:.1f}%"))
         out.unlink()
+    table.close()
     print(f"\ndisk sequential write speed (1 GiB, fsync): {disk / 1e6:.0f} MB/s in {folder}")
 
 

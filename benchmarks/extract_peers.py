@@ -54,23 +54,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+# the harness imports only the standard library: fine in thingsvision's environment too
+from harness import (
+    REPO,
+    Stopwatch,
+    add_workload_arguments,
+    builtin_images,
+    command_line,
+    cpu_name,
+    imagenet_preprocess,
+    package_versions,
+    peak_rss_mb,
+    report,
+    spawn_job,
+    tool_list,
+)
+
 PEER_PACKAGES = {"thingsvision": "2.7.3"}
 RUN_PREFIX = "uv run " + " ".join(f"--with {p}=={v}" for p, v in PEER_PACKAGES.items())
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYERS = [f"layer{stage}.{index}" for stage in range(1, 5) for index in range(2)]
 INIT_SEED = 0
 
@@ -110,13 +118,10 @@ def prepare(args: argparse.Namespace, folder: Path) -> None:
     import torchvision
     from safetensors.torch import save_file
 
-    from repcompare.data.sources import open_source
-
     images = folder / "images"
     images.mkdir()
-    source = open_source(f"builtin:{args.images}:{args.image_size}")
-    for index in range(len(source)):
-        source.load(index)[0].convert("RGB").save(images / f"{index:05d}.png")
+    for index, image in enumerate(builtin_images(args.images, args.image_size)):
+        image.save(images / f"{index:05d}.png")
     torch.manual_seed(INIT_SEED)
     model = torchvision.models.resnet18()
     save_file(model.state_dict(), folder / "resnet18.safetensors")
@@ -138,24 +143,15 @@ def ready_model(folder: Path):
 def run_forward(args: argparse.Namespace, folder: Path, out: Path) -> tuple[float, list[str]]:
     import torch
     from PIL import Image
-    from torchvision import transforms
 
     model = ready_model(folder)
-    preprocess = transforms.Compose(
-        [
-            transforms.Resize(args.image_size),
-            transforms.CenterCrop(args.image_size),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+    preprocess = imagenet_preprocess(args.image_size)
     files = sorted((folder / "images").iterdir())
     images = torch.stack([preprocess(Image.open(f).convert("RGB")) for f in files])
-    start = time.perf_counter()
-    with torch.inference_mode():
+    with Stopwatch() as watch, torch.inference_mode():
         for batch in images.split(args.batch_size):
             model(batch)
-    return time.perf_counter() - start, ["images decoded and preprocessed before the timing"]
+    return watch.seconds, ["images decoded and preprocessed before the timing"]
 
 
 def run_thingsvision(args: argparse.Namespace, folder: Path, out: Path) -> tuple[float, list[str]]:
@@ -165,66 +161,67 @@ def run_thingsvision(args: argparse.Namespace, folder: Path, out: Path) -> tuple
     from thingsvision.utils.storing import save_features
 
     extractor = get_extractor_from_model(model=ready_model(folder), device="cpu", backend="pt")
-    start = time.perf_counter()
-    dataset = ImageDataset(
-        root=str(folder / "images"),
-        out_path=str(out),
-        backend=extractor.get_backend(),
-        transforms=extractor.get_transformations(
-            resize_dim=args.image_size, crop_dim=args.image_size
-        ),
-    )
-    if args.workers:
-        batches = torch.utils.data.DataLoader(
-            dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers
-        )
-    else:
-        batches = DataLoader(dataset=dataset, batch_size=args.batch_size, backend="pt")
     notes = []
-    if args.job == "thingsvision-stream":
-        extractor.extract_features(
-            batches=batches,
-            module_names=LAYERS,
-            flatten_acts=True,
-            output_type="ndarray",
-            output_dir=str(out),
-            step_size=1,
-            save_in_one_file=True,
+    with Stopwatch() as watch:
+        dataset = ImageDataset(
+            root=str(folder / "images"),
+            out_path=str(out),
+            backend=extractor.get_backend(),
+            transforms=extractor.get_transformations(
+                resize_dim=args.image_size, crop_dim=args.image_size
+            ),
         )
-    else:
-        features = extractor.extract_features(
-            batches=batches, module_names=LAYERS, flatten_acts=True, output_type="ndarray"
-        )
-        notes.append(f"returned {', '.join(sorted({str(a.dtype) for a in features.values()}))}")
-        if list(features) != LAYERS:
-            notes.append(f"returned its layers in another order: {', '.join(features)}")
-        for layer in LAYERS:
-            save_features(features[layer], out_path=str(out / layer), file_format=args.tv_format)
-    return time.perf_counter() - start, notes
+        if args.workers:
+            batches = torch.utils.data.DataLoader(
+                dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers
+            )
+        else:
+            batches = DataLoader(dataset=dataset, batch_size=args.batch_size, backend="pt")
+        if args.job == "thingsvision-stream":
+            extractor.extract_features(
+                batches=batches,
+                module_names=LAYERS,
+                flatten_acts=True,
+                output_type="ndarray",
+                output_dir=str(out),
+                step_size=1,
+                save_in_one_file=True,
+            )
+        else:
+            features = extractor.extract_features(
+                batches=batches, module_names=LAYERS, flatten_acts=True, output_type="ndarray"
+            )
+            dtypes = sorted({str(a.dtype) for a in features.values()})
+            notes.append(f"returned {', '.join(dtypes)}")
+            if list(features) != LAYERS:
+                notes.append(f"returned its layers in another order: {', '.join(features)}")
+            for layer in LAYERS:
+                save = out / layer
+                save_features(features[layer], out_path=str(save), file_format=args.tv_format)
+    return watch.seconds, notes
 
 
 def run_repcompare(args: argparse.Namespace, folder: Path, out: Path) -> tuple[float, list[str]]:
     from repcompare import api
 
     model = ready_model(folder)
-    start = time.perf_counter()
-    result = api.extract(
-        model,
-        out=out / "features.h5",
-        layers=LAYERS,
-        reduce="flatten",
-        data=str(folder / "images"),
-        batch_size=args.batch_size,
-        dtype=REPCOMPARE_FILES[args.job],
-        image_size=args.image_size,
-        crop_pct=1.0,
-        order="stored",
-        workers=args.workers,
-        device="cpu",
-    )
-    seconds = time.perf_counter() - start
-    share = result.seconds / seconds
-    return seconds, [f"{100 * share:.0f}% of it in the capture loop (the rest: set-up)"]
+    with Stopwatch() as watch:
+        result = api.extract(
+            model,
+            out=out / "features.h5",
+            layers=LAYERS,
+            reduce="flatten",
+            data=str(folder / "images"),
+            batch_size=args.batch_size,
+            dtype=REPCOMPARE_FILES[args.job],
+            image_size=args.image_size,
+            crop_pct=1.0,
+            order="stored",
+            workers=args.workers,
+            device="cpu",
+        )
+    share = result.seconds / watch.seconds
+    return watch.seconds, [f"{100 * share:.0f}% of it in the capture loop (the rest: set-up)"]
 
 
 RUNS = {
@@ -262,15 +259,15 @@ def run_job(args: argparse.Namespace) -> None:
     out.mkdir(parents=True)
     seconds, notes = RUNS[args.job](args, folder, out)
     written, count = files_size(out)
-    report = {
+    figures = {
         "seconds": seconds,
         "bytes": written,
         "files": count,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": peak_rss_mb(),
         "torch": f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "notes": notes,
     }
-    Path(args.result).write_text(json.dumps(report))
+    Path(args.result).write_text(json.dumps(figures))
 
 
 # --- the agreement check, run in the project's environment -------------------------------------
@@ -342,11 +339,6 @@ def compare(args: argparse.Namespace) -> None:
 # --- the driver --------------------------------------------------------------------------------
 
 
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1] if lines else "no error message"
-
-
 def project_python() -> str:
     """The interpreter of the project's own environment (this run may be a --with overlay)."""
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
@@ -364,26 +356,13 @@ def project_python() -> str:
 def spawn(python: str, job: str, args: argparse.Namespace, folder: Path) -> dict:
     """Run ``job`` in a fresh process; its report, its wall time, or its one-line error."""
     result = folder / f"{job}.json"
-    result.unlink(missing_ok=True)
     command = [
         *(python, __file__, "--job", job, "--folder", str(folder), "--result", str(result)),
         *("--images", str(args.images), "--image-size", str(args.image_size)),
         *("--batch-size", str(args.batch_size), "--workers", str(args.workers)),
         *("--tv-format", args.tv_format),
     ]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        if done.returncode < 0:
-            return {"error": f"killed by signal {-done.returncode} (out of memory?)"}
-        message = last_line(done.stderr)
-        if message.startswith("ModuleNotFoundError"):
-            return {"error": f"not installed or import failed: {message}"}
-        return {"error": f"failed: {message}"}
-    report = json.loads(result.read_text()) if result.exists() else {}
-    report["wall"] = wall
-    return report
+    return spawn_job(command, result)
 
 
 def median_text(values: list[float], digits: int) -> str:
@@ -406,10 +385,22 @@ def diff_text(check: dict | None) -> str:
     return f"{check['max_abs']:.1e} ({check['layer']}; {relative:.1e} of its max abs)"
 
 
-def row(tool: str, runs: list[dict], args: argparse.Namespace, checks: dict) -> str:
+COLUMNS = (
+    "tool",
+    "images/s",
+    "start-to-end s",
+    "MB written",
+    "MB/s",
+    "peak MB",
+    "max abs diff vs thingsvision",
+    "notes",
+)
+
+
+def row(tool: str, runs: list[dict], args: argparse.Namespace, checks: dict) -> dict | tuple:
     errors = [run["error"] for run in runs if "error" in run]
     if errors:
-        return f"| {tool} | | | | | | | | {ABOUT[tool]}; **{errors[0]}** |"
+        return {"tool": tool, "notes": f"{ABOUT[tool]}; **{errors[0]}**"}
     speeds = [args.images / run["seconds"] for run in runs]
     walls = [run["wall"] for run in runs]
     peak = f"{max(run['peak_mb'] for run in runs):.0f}"
@@ -423,55 +414,35 @@ def row(tool: str, runs: list[dict], args: argparse.Namespace, checks: dict) -> 
         diff = "" if forward else diff_text(checks.get(tool))
     notes = [ABOUT[tool], runs[-1]["torch"], *runs[-1]["notes"]]
     notes += checks.get(tool, {}).get("notes", [])
-    return (
-        f"| {tool} | {median_text(speeds, 1)} | {median_text(walls, 1)} | {mb} | {rate} | "
-        f"{peak} | {diff} | {'; '.join(notes)} |"
-    )
-
-
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
-        cpu = models[0].split(":", 1)[1].strip() if models else cpu
-    return f"Machine: {cpu} ({os.cpu_count()} cores), CPU runs"
-
-
-def peer_versions() -> str:
-    found = []
-    for package in PEER_PACKAGES:
-        try:
-            found.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{package} not installed")
-    return ", ".join(found)
+    cells = (tool, median_text(speeds, 1), median_text(walls, 1), mb, rate, peak, diff)
+    return (*cells, "; ".join(notes))
 
 
 def table(args: argparse.Namespace, results: dict[str, list[dict]], checks: dict) -> str:
-    lines = [
-        machine_line(),
-        f"Command: `{RUN_PREFIX} python benchmarks/extract_peers.py {shlex.join(sys.argv[1:])}`",
-        f"Peers: {peer_versions()}",
+    """Print the report; its text."""
+    title = [
+        f"Machine: {cpu_name()} ({os.cpu_count()} cores), CPU runs",
+        f"Peers: {package_versions(list(PEER_PACKAGES))}",
         f"Workload: torchvision resnet18 (random init, seed {INIT_SEED}, one checkpoint), "
         f"{len(LAYERS)} block outputs flattened, {args.images} built-in images of "
         f"{args.image_size}px as PNG files, batch {args.batch_size}, {args.workers} loader "
         f"workers, {args.repeats} run(s) per tool, interleaved (median, then each run)",
-        "",
-        "| tool | images/s | start-to-end s | MB written | MB/s | peak MB "
-        "| max abs diff vs thingsvision | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    lines += [row(tool, results[tool], args, checks) for tool in args.tools]
-    return "\n".join(lines)
+    rows = [row(tool, results[tool], args, checks) for tool in args.tools]
+    command = command_line(RUN_PREFIX)
+    return report(rows, "\n".join(title), command, columns=COLUMNS, align="lrrrrrrl")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=0, help="loader processes (both tools)")
+    add_workload_arguments(
+        parser,
+        ["images", "image_size", "batch_size", "workers"],
+        images=1024,
+        image_size=112,
+        batch_size=128,
+        workers=0,
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--tools", default="all", help=f"comma list of {', '.join(TOOLS)}")
     parser.add_argument("--tv-format", default="npy", choices=["npy", "hdf5", "pt"])
@@ -484,11 +455,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.images % args.batch_size:
         parser.error("--images must be a multiple of --batch-size (equal batches for both)")
-    tools = list(TOOLS) if args.tools == "all" else [t.strip() for t in args.tools.split(",")]
-    unknown = sorted(set(tools) - set(TOOLS))
-    if unknown:
-        parser.error(f"unknown tools {unknown}; choose from {', '.join(TOOLS)}")
-    args.tools = tools
+    args.tools = tool_list(parser, args.tools, TOOLS)
     return args
 
 
@@ -530,10 +497,9 @@ def main() -> None:
             checks = {k: v for k, v in done.items() if k != "wall"}
             if "error" in done:
                 checks = {tool: {"error": done["error"]} for tool in SAVES}
-    report = table(args, results, checks)
-    print(report)
+    text = table(args, results, checks)
     if args.out:
-        args.out.write_text(report + "\n")
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

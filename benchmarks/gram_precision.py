@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 
 import numpy as np
 import torch
-from workload import add_workload_arguments, workload_cka, workload_device, workload_models
+from harness import Stopwatch, Workload, add_workload_arguments, device_name, report
 
 import repcompare.analyses.cka as cka_analysis
 from repcompare.similarity.hsic import u_centre
@@ -171,13 +170,9 @@ class Probe:
         for x in feats:
             reference = None
             for variant in self.sums:
-                if x.is_cuda:
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                k = self.grams.gram(x, variant)
-                if x.is_cuda:
-                    torch.cuda.synchronize()
-                self.seconds[variant] += time.perf_counter() - start
+                with Stopwatch(x.device) as watch:
+                    k = self.grams.gram(x, variant)
+                self.seconds[variant] += watch.seconds
                 k64 = k.to(torch.float64)
                 if variant == "float64":
                     reference = k64
@@ -212,41 +207,44 @@ def verdict(error: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_workload_arguments(parser)
-    args = parser.parse_args()
-    device = workload_device(args)
-    modules = workload_models(args, device)
-    probe = Probe(device)
+    work = Workload.from_args(parser.parse_args())
+    modules = work.modules()
+    probe = Probe(work.device)
     original = cka_analysis.CKARun.update
 
-    def update(self, feats_a, feats_b):
-        probe.add(list(feats_a), list(feats_a if feats_b is None else feats_b))
-        original(self, feats_a, feats_b)
+    def update(self, batch):
+        feats_a = batch.feats[0][0]  # side A's (and B's) first view
+        probe.add(list(feats_a), list(feats_a if self.symmetric else batch.feats[1][0]))
+        original(self, batch)
 
     cka_analysis.CKARun.update = update
-    start = time.perf_counter()
     try:
-        result = workload_cka(args, modules, device)
+        with Stopwatch() as watch:
+            result = work.cka(modules)
     finally:
         cka_analysis.CKARun.update = original
-    seconds = time.perf_counter() - start
     names = result.matrix.names_a
     reference_ab, reference_aa = probe.sums["float64"].cka()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(
-        f"{args.models} (random init, seeds 0 and 1), {len(names)} x {len(result.matrix.names_b)} "
-        f"layers ({args.layers}, --reduce {args.reduce}), {probe.examples} built-in images at "
-        f"{args.image_size}px in {probe.batches} batches of {args.batch_size}, {name}, "
-        f"torch {torch.__version__}; TF32 switch: {tf32_api()}; {seconds:.1f} s\n"
+    title = (
+        f"{','.join(work.models)} (random init, seeds 0 and 1), {len(names)} x "
+        f"{len(result.matrix.names_b)} layers ({work.layers}, --reduce {work.reduce}), "
+        f"{probe.examples} built-in images at {work.image_size}px in {probe.batches} batches of "
+        f"{work.batch_size}, {device_name(work.device)}, torch {torch.__version__}; "
+        f"TF32 switch: {tf32_api()}; {watch.seconds:.1f} s"
     )
-    print(
-        "| Gram product | max abs error, CKA A x B | max abs error, CKA A x A | "
-        "max rel. Frobenius error of K | Gram time (s) | target <= 1e-4 |"
+    columns = (
+        "Gram product",
+        "max abs error, CKA A x B",
+        "max abs error, CKA A x A",
+        "max rel. Frobenius error of K",
+        "Gram time (s)",
+        "target <= 1e-4",
     )
-    print("|---|---:|---:|---:|---:|---|")
-    verdicts = []
+    rows, verdicts = [], []
     for variant in VARIANTS:
+        label = f"{variant}: {VARIANTS[variant]}"
         if variant not in probe.sums:
-            print(f"| {variant}: {VARIANTS[variant]} | n/a on CPU | n/a on CPU | | | n/a |")
+            rows.append((label, "n/a on CPU", "n/a on CPU", "", "", "n/a"))
             verdicts.append(f"{variant} n/a on CPU")
             continue
         ab, aa = probe.sums[variant].cka()
@@ -254,17 +252,14 @@ def main() -> None:
         worst = max(error_ab, error_aa)
         gram = "0 (reference)" if variant == "float64" else f"{probe.gram_error[variant]:.1e}"
         met = "reference" if variant == "float64" else verdict(worst)
-        print(
-            f"| {variant}: {VARIANTS[variant]} | {error_ab:.1e} | {error_aa:.1e} | {gram} | "
-            f"{probe.seconds[variant]:.2f} | {met} |"
-        )
+        seconds = f"{probe.seconds[variant]:.2f}"
+        rows.append((label, f"{error_ab:.1e}", f"{error_aa:.1e}", gram, seconds, met))
         if variant != "float64":
             verdicts.append(f"{variant} {met} ({worst:.1e})")
     package = max_error(result.matrix.values, reference_ab)
-    print(
-        f"| repcompare MinibatchCKA as the command ran it (float32) | {package:.1e} | | | | "
-        f"{verdict(package)} |"
-    )
+    package_row = "repcompare MinibatchCKA as the command ran it (float32)"
+    rows.append((package_row, f"{package:.1e}", "", "", "", verdict(package)))
+    report(rows, title, columns=columns, align="lrrrrl")
     for variant, note in probe.grams.notes.items():
         print(f"\n{variant}: {note}.")
     print(

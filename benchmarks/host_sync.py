@@ -2,11 +2,11 @@
 
 Runs ``repcompare.api.cka`` on two random-init models (init seeds 0 and 1, built here
 and handed over already on the device) over built-in images and watches the batch loop
-of ``repcompare.analyses.cka.compare``: each batch's fetch (data loading, both models'
-forward and capture) and its ``CKARun.update`` (the ``MinibatchCKA`` accumulator) are
-marked with ``torch.profiler.record_function`` ranges (by wrapping ``aligned_batches`` and
-``CKARun.update`` in this process; the package is not changed). Three views of the same
-run:
+of ``repcompare.analyses.cka.compare`` (``repcompare.analyses.run.run_pass``): each
+batch's fetch (data loading, both models' forward and capture) and its ``CKARun.update``
+(the ``MinibatchCKA`` accumulator) are marked with ``torch.profiler.record_function``
+ranges (by wrapping ``aligned_batches`` and ``CKARun.update`` in this process; the
+package is not changed). Three views of the same run:
 
 1. ``torch.profiler`` (CPU, and CUDA on a GPU): per batch, the count of every event that
    makes the host wait or reads a value off the device (``cudaStreamSynchronize``,
@@ -34,19 +34,26 @@ import argparse
 import collections
 import linecache
 import os
-import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from harness import (
+    Stopwatch,
+    Workload,
+    add_workload_arguments,
+    device_name,
+    markdown_table,
+    report,
+)
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils._python_dispatch import TorchDispatchMode
-from workload import add_workload_arguments, workload_cka, workload_device, workload_models
 
 import repcompare
 import repcompare.analyses.cka as cka_analysis
+import repcompare.analyses.run as run_analysis
 
 PACKAGE = str(Path(repcompare.__file__).resolve().parent)
 ROOT = str(Path(PACKAGE).parent)
@@ -264,7 +271,7 @@ def stats(per_label: collections.Counter, batches: int) -> tuple[int, str, str, 
 
 def instrument(state: LoopState):
     """Wrap the batch loop's two steps in named ranges; returns the undo function."""
-    original_stream, original_update = cka_analysis.aligned_batches, cka_analysis.CKARun.update
+    original_stream, original_update = run_analysis.aligned_batches, cka_analysis.CKARun.update
 
     def aligned_batches(*args, **kwargs):
         stream = original_stream(*args, **kwargs)
@@ -287,15 +294,15 @@ def instrument(state: LoopState):
         stream.batches = marked()
         return stream
 
-    def update(self, feats_a, feats_b):
+    def update(self, *args, **kwargs):
         state.phase = "update"
         with record_function(f"{RANGE}batch{state.batch}/update"):
-            return original_update(self, feats_a, feats_b)
+            return original_update(self, *args, **kwargs)
 
-    cka_analysis.aligned_batches, cka_analysis.CKARun.update = aligned_batches, update
+    run_analysis.aligned_batches, cka_analysis.CKARun.update = aligned_batches, update
 
     def undo():
-        cka_analysis.aligned_batches, cka_analysis.CKARun.update = original_stream, original_update
+        run_analysis.aligned_batches, cka_analysis.CKARun.update = original_stream, original_update
 
     return undo
 
@@ -303,10 +310,9 @@ def instrument(state: LoopState):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_workload_arguments(parser)
-    args = parser.parse_args()
-    device = workload_device(args)
-    cuda = device.type == "cuda"
-    modules = workload_models(args, device)
+    work = Workload.from_args(parser.parse_args())
+    cuda = work.device.type == "cuda"
+    modules = work.modules()
     state = LoopState()
     spy = SyncSpy(state, cuda)
     debug_sites: dict[tuple[str, str], Site] = {}
@@ -324,45 +330,38 @@ def main() -> None:
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     undo = instrument(state)
-    start = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), Stopwatch() as watch:
             warnings.simplefilter("always")
             warnings.showwarning = showwarning
             if cuda:
                 torch.cuda.set_sync_debug_mode("warn")
             try:
                 with profile(activities=activities, record_shapes=False) as prof, spy:
-                    result = workload_cka(args, modules, device)
+                    result = work.cka(modules)
             finally:
                 if cuda:
                     torch.cuda.set_sync_debug_mode("default")
     finally:
         undo()
-    seconds = time.perf_counter() - start
     batches = state.batches
     counts, seen = profile_counts(prof)
-    name = torch.cuda.get_device_name(device) if cuda else "CPU"
-    print(
-        f"{args.models} (random init, seeds 0 and 1, on {device.type}), "
-        f"{len(result.matrix.names_a)} x {len(result.matrix.names_b)} layers ({args.layers}, "
-        f"--reduce {args.reduce}), {args.images} built-in images at {args.image_size}px, "
-        f"batch {args.batch_size}: {batches} batches; {name}, torch {torch.__version__}; "
-        f"{seconds:.1f} s with the profiler ({seen} events)\n"
-    )
-    print(
+    title = (
+        f"{','.join(work.models)} (random init, seeds 0 and 1, on {work.device.type}), "
+        f"{len(result.matrix.names_a)} x {len(result.matrix.names_b)} layers ({work.layers}, "
+        f"--reduce {work.reduce}), {work.images} built-in images at {work.image_size}px, "
+        f"batch {work.batch_size}: {batches} batches; {device_name(work.device)}, torch "
+        f"{torch.__version__}; {watch.seconds:.1f} s with the profiler ({seen} events)\n\n"
         "**Profiler events in the batch loop** (fetch + capture + update of each batch): "
-        "waits, device-to-host reads, copies by direction, CUDA allocations\n"
+        "waits, device-to-host reads, copies by direction, CUDA allocations"
     )
     if not cuda:
-        print("CUDA sync events (cudaStreamSynchronize, cudaMemcpy*, ...): n/a on CPU.\n")
-    print("| event | batch 0 | each later batch (mean) | min-max | total in loop | outside |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for event in sorted(counts):
-        first, mean, spread, inside, outside = stats(counts[event], batches)
-        print(f"| {event} | {first} | {mean} | {spread} | {inside} | {outside} |")
-    if not counts:
-        print("| (none of the watched events) | 0 | 0 | | 0 | 0 |")
+        title += "\n\nCUDA sync events (cudaStreamSynchronize, cudaMemcpy*, ...): n/a on CPU."
+    columns = ("event", "batch 0", "each later batch (mean)", "min-max", "total in loop", "outside")
+    rows = [(event, *stats(counts[event], batches)) for event in sorted(counts)]
+    if not rows:
+        rows = [("(none of the watched events)", 0, 0, "", 0, 0)]
+    report(rows, title, columns=columns)
     print(
         "\nThe profiler counts nested events at every level (``aten::item`` holds an "
         "``aten::_local_scalar_dense``, which on CUDA holds a ``cudaMemcpyAsync`` and a "
@@ -374,22 +373,28 @@ def main() -> None:
         f"\n**Call sites in the batch loop that {kind}** (dispatch mode: every tensor op of "
         "the main thread; innermost repcompare frame, then the frames it was reached from)\n"
     )
-    print("| # | call site | reached from | op | batch 0 | each later batch | total in loop |")
-    print("|---:|---|---|---|---:|---:|---:|")
+    columns = (
+        "#",
+        "call site",
+        "reached from",
+        "op",
+        "batch 0",
+        "each later batch",
+        "total in loop",
+    )
+    rows = []
     steady = 0.0
     listed = sorted(spy.sites.values(), key=lambda s: -sum(s.per_label.values()))
-    rows = 0
     for site in listed:
         first, mean, _, inside, _ = stats(site.per_label, batches)
         if not inside:
             continue
-        rows += 1
         steady += float(mean) if mean != "n/a" else first
-        print(
-            f"| {rows} | {site.where} | {site.chain} | {site.what} | {first} | {mean} | {inside} |"
-        )
+        rows.append((len(rows) + 1, site.where, site.chain, site.what, first, mean, inside))
+    sites = len(rows)
     if not rows:
-        print("| | none | | | 0 | 0 | 0 |")
+        rows = [("", "none", "", "", 0, 0, 0)]
+    print(markdown_table(rows, columns, align="rlllrrr"))
     outside_sites = [s for s in listed if stats(s.per_label, batches)[4]]
     if outside_sites:
         print("\nOutside the batch loop (setup and result; once per run):\n")
@@ -400,21 +405,27 @@ def main() -> None:
             print(f"- {site.where} ({site.what}): {labels}")
     if cuda:
         print("\n**torch.cuda.set_sync_debug_mode('warn')**: synchronising CUDA calls\n")
-        print("| call site | reached from | warning | batch 0 | each later batch | total in loop |")
-        print("|---|---|---|---:|---:|---:|")
+        columns = (
+            "call site",
+            "reached from",
+            "warning",
+            "batch 0",
+            "each later batch",
+            "total in loop",
+        )
+        rows = []
         for site in sorted(debug_sites.values(), key=lambda s: -sum(s.per_label.values())):
             first, mean, _, inside, outside = stats(site.per_label, batches)
-            print(
-                f"| {site.where} | {site.chain} | {site.what} | {first} | {mean} | "
-                f"{inside} (+{outside} outside) |"
-            )
-        if not debug_sites:
-            print("| none | | | 0 | 0 | 0 |")
+            total = f"{inside} (+{outside} outside)"
+            rows.append((site.where, site.chain, site.what, first, mean, total))
+        if not rows:
+            rows = [("none", "", "", 0, 0, 0)]
+        print(markdown_table(rows, columns, align="lllrrr"))
     else:
         print("\nset_sync_debug_mode: n/a on CPU.")
     print(
         f"\nVERDICT: {steady:.1f} host synchronisations per steady-state batch "
-        f"({'measured on CUDA' if cuda else 'would-be, seen on CPU'}) at {rows} call sites "
+        f"({'measured on CUDA' if cuda else 'would-be, seen on CPU'}) at {sites} call sites "
         "(aim: 0)"
     )
 

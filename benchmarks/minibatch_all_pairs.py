@@ -17,29 +17,23 @@ methods' CKA matrices. Run with ``uv run python benchmarks/minibatch_all_pairs.p
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from harness import Report, add_workload_arguments, device, device_name, timed
 
 from repcompare.similarity import MinibatchCKA, gram, hsic_unbiased, u_centre
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device, repeats: int):
-    """(median seconds, last result) over ``repeats`` calls."""
-    times, result = [], None
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        result = fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+COLUMNS = (
+    "width",
+    "Grams (s)",
+    "per-pair scoring (s)",
+    "all-pairs scoring (s)",
+    "speed-up (scoring)",
+    "per-pair total (s)",
+    "accumulator update (s)",
+    "speed-up (total)",
+    "max abs diff",
+)
 
 
 def per_pair_loop(grams_a, grams_b) -> torch.Tensor:
@@ -62,54 +56,59 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=32)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_workload_arguments(parser, ["device"])
     args = parser.parse_args()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    on = device(args.device)
+    title = (
+        f"device: {device_name(on)}, torch {torch.__version__}, threads "
+        f"{torch.get_num_threads()}, {args.layers} x {args.layers} layers, batch {args.batch}, "
+        f"median of {args.repeats}"
     )
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(
-        f"device: {name}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"{args.layers} x {args.layers} layers, batch {args.batch}, median of {args.repeats}\n"
-    )
-    print(
-        "| width | Grams (s) | per-pair scoring (s) | all-pairs scoring (s) | speed-up "
-        "(scoring) | per-pair total (s) | accumulator update (s) | speed-up (total) "
-        "| max abs diff |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    gen = torch.Generator(device=device).manual_seed(0)
+    table = Report(COLUMNS, title, align="r" * len(COLUMNS))
+    gen = torch.Generator(device=on).manual_seed(0)
+
+    def median(fn):
+        """(median seconds, last result) of ``--repeats`` calls, no warm-up."""
+        timing = timed(fn, runs=args.repeats, warmup=0, on=on)
+        return timing.median, timing.result
+
     for width in (int(w) for w in args.widths.split(",")):
         feats = [
-            torch.relu(torch.randn(args.batch, width, generator=gen, device=device)) + 1
+            torch.relu(torch.randn(args.batch, width, generator=gen, device=on)) + 1
             for _ in range(2 * args.layers)
         ]
         feats_a, feats_b = feats[: args.layers], feats[args.layers :]
-        t_gram, grams = timed(
-            lambda fa=feats_a, fb=feats_b: ([gram(x) for x in fa], [gram(y) for y in fb]),
-            device,
-            args.repeats,
+
+        t_gram, grams = median(
+            lambda fa=feats_a, fb=feats_b: ([gram(x) for x in fa], [gram(y) for y in fb])
         )
-        t_loop, loop = timed(lambda g=grams: per_pair_loop(*g), device, args.repeats)
-        t_all, fast = timed(lambda g=grams: all_pairs_scoring(*g), device, args.repeats)
+        t_loop, loop = median(lambda g=grams: per_pair_loop(*g))
+        t_all, fast = median(lambda g=grams: all_pairs_scoring(*g))
 
         def update(fa=feats_a, fb=feats_b):
             acc = MinibatchCKA([f"a{i}" for i in range(len(fa))], [f"b{i}" for i in range(len(fb))])
             acc.update(fa, fb)
             return acc.result().values
 
-        t_update, values = timed(update, device, args.repeats)
+        t_update, values = median(update)
         diff = max(
             (loop - fast).abs().max().item(),
             (loop.cpu() - torch.from_numpy(values)).abs().max().item(),
         )
-        print(
-            f"| {width} | {t_gram:.3f} | {t_loop:.3f} | {t_all:.3f} | {t_loop / t_all:.1f}x "
-            f"| {t_gram + t_loop:.3f} | {t_update:.3f} | {(t_gram + t_loop) / t_update:.1f}x "
-            f"| {diff:.1e} |",
-            flush=True,
+        figures = (
+            width,
+            f"{t_gram:.3f}",
+            f"{t_loop:.3f}",
+            f"{t_all:.3f}",
+            f"{t_loop / t_all:.1f}x",
+            f"{t_gram + t_loop:.3f}",
+            f"{t_update:.3f}",
+            f"{(t_gram + t_loop) / t_update:.1f}x",
+            f"{diff:.1e}",
         )
+        table.add(figures)
         del feats, feats_a, feats_b, grams
+    table.close()
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ features of every image).
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 
-import torch
+from harness import Stopwatch, Workload, add_workload_arguments, report, synchronise
 
 import repcompare.analyses.class_fit as class_fit_module
 from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
@@ -31,7 +30,7 @@ from repcompare.capture.select import select_layers
 from repcompare.capture.spec import parse_spec
 from repcompare.data.transforms import TransformOverrides
 from repcompare.sides.aligned import aligned_batches
-from repcompare.sides.batches import CaptureTarget, resolve_device
+from repcompare.sides.batches import CaptureTarget
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 
@@ -44,76 +43,77 @@ def side(spec_text: str, size: int, reduction: str) -> Side:
 
 
 def stream_seconds(sides: list[Side], plan: InputPlan, device, views: int) -> float:
-    start = time.perf_counter()
-    for batch in aligned_batches(sides, plan, device, views).batches:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        del batch
-    return time.perf_counter() - start
+    with Stopwatch() as watch:
+        for batch in aligned_batches(sides, plan, device, views).batches:
+            synchronise(device)
+            del batch
+    return watch.seconds
 
 
-def timed(function, spent: list[float]):
-    """``function`` that adds its run time to ``spent[0]``."""
+def timed_into(function, spent: Stopwatch):
+    """``function`` that adds its run time to ``spent``."""
 
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
+        with spent:
             return function(*args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - start
 
     return wrapper
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="timm:resnet18,torchvision:resnet18")
-    parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--reduce", default="flatten")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    sides = [side(s, args.size, args.reduce) for s in args.models.split(",")]
+    add_workload_arguments(
+        parser,
+        ["models", "images", "image_size", "batch_size", "reduce", "device", "workers"],
+        aliases={"image_size": "--size"},
+        models="timm:resnet18,torchvision:resnet18",
+        images=512,
+        workers=1,
+    )
+    work = Workload.from_args(parser.parse_args())
+    device = work.device
+    sides = [side(s, work.image_size, work.reduce) for s in work.models]
     plan = InputPlan(
-        data=f"builtin:{args.images}:{args.size}",
-        overrides=TransformOverrides(image_size=args.size, crop_pct=1.0),
-        batch_size=args.batch_size,
-        workers=args.workers,
+        data=work.data,
+        overrides=TransformOverrides(image_size=work.image_size, crop_pct=1.0),
+        batch_size=work.batch_size,
+        workers=work.workers,
     )
     views_plan = replace(plan, augment="simclr", views=2)
     layers = sum(len(s.layers) for s in sides)
-    print(
-        f"{args.models}: {layers} layers ({args.reduce}), {args.images} images at "
-        f"{args.size} px, batch {args.batch_size}, {device}"
+    title = (
+        f"{','.join(work.models)}: {layers} layers ({work.reduce}), {work.images} images at "
+        f"{work.image_size} px, batch {work.batch_size}, {device}"
     )
 
     stream_views = stream_seconds(sides, views_plan, device, 2)
-    start = time.perf_counter()
-    measure_invariance(sides, InvarianceOptions(("simclr",)), plan, device)
-    invariance = time.perf_counter() - start
+    with Stopwatch() as invariance:
+        measure_invariance(sides, InvarianceOptions(("simclr",)), plan, device)
 
     stream_plain = stream_seconds(sides, plan, device, 1)
-    spent = [0.0]
+    spent = Stopwatch()
     for name in ("knn_accuracy", "linear_probe_accuracy"):
-        setattr(class_fit_module, name, timed(getattr(class_fit_module, name), spent))
-    start = time.perf_counter()
-    measure_class_fit(sides, ClassFitOptions(), plan, device)
-    class_fit = time.perf_counter() - start
+        setattr(class_fit_module, name, timed_into(getattr(class_fit_module, name), spent))
+    with Stopwatch() as class_fit:
+        measure_class_fit(sides, ClassFitOptions(), plan, device)
 
-    print("| run | stream s | analysis s | overhead s | overhead % | kNN + probe s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
     for name, stream, total, post in (
-        ("invariance (simclr, 2 views)", stream_views, invariance, None),
-        ("class-fit", stream_plain, class_fit, spent[0]),
+        ("invariance (simclr, 2 views)", stream_views, invariance.seconds, None),
+        ("class-fit", stream_plain, class_fit.seconds, spent.seconds),
     ):
         overhead = total - stream
-        print(
-            f"| {name} | {stream:.1f} | {total:.1f} | {overhead:.1f} | "
-            f"{100 * overhead / stream:.0f}% | {'' if post is None else f'{post:.1f}'} |"
+        rows.append(
+            {
+                "run": name,
+                "stream s": f"{stream:.1f}",
+                "analysis s": f"{total:.1f}",
+                "overhead s": f"{overhead:.1f}",
+                "overhead %": f"{100 * overhead / stream:.0f}%",
+                "kNN + probe s": None if post is None else f"{post:.1f}",
+            }
         )
+    report(rows, title)
 
 
 if __name__ == "__main__":

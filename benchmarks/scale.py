@@ -20,14 +20,12 @@ the number of GPUs. Runs alternate after a warm-up round; the median of
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from harness import Report, Workload, add_workload_arguments, interleaved, run_command
 
 COMMANDS = {
     "extract": ["extract", "timm:resnet18", "--layers", "blocks", "--out", "{out}/a.h5", "--force"],
@@ -35,29 +33,19 @@ COMMANDS = {
 }
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, check=True, env=env, capture_output=True)
-    return time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
+    add_workload_arguments(
+        parser, ["images", "image_size", "batch_size"], images=1024, image_size=64
+    )
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--device", default="auto")
+    add_workload_arguments(parser, ["device"])
     parser.add_argument("--commands", default="extract,cka", help="of: " + ",".join(COMMANDS))
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    data = [
-        *("--data", f"builtin:{args.images}:{args.image_size}"),
-        *("--image-size", str(args.image_size), "--batch-size", str(args.batch_size)),
-        *("--workers", "0", "--device", args.device),
-    ]
+    data = Workload.from_args(args, workers=0).cli_options()
     alone = [sys.executable, "-m", "repcompare"]
     torchrun = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
@@ -70,26 +58,24 @@ def main() -> None:
         f"torchrun, {args.nproc} x {share} thread(s)": os.environ | {"OMP_NUM_THREADS": share},
     }
     figures = {}
-    print("| command | images | " + " | ".join(f"{k} (s)" for k in envs) + " | speed-ups |")
-    print("|---" * (len(envs) + 3) + "|", flush=True)
+    columns = ["command", "images", *(f"{label} (s)" for label in envs), "speed-ups"]
+    table = Report(columns, json_path=args.json, align="l" * len(columns))
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.commands.split(","):
             words = [w.format(out=scratch) for w in COMMANDS[name]]
             commands = [[*alone, *words, *data]] * 2 + [[*torchrun, *words, *data]]
-            runs = list(zip(envs.items(), commands, strict=True))
-            for (_, env), command in runs:  # warm-up: caches, bytecode
-                timed(command, env)
-            seconds: dict[str, list[float]] = {label: [] for label in envs}
-            for _ in range(args.runs):
-                for (label, env), command in runs:
-                    seconds[label].append(timed(command, env))
-            medians = [statistics.median(seconds[label]) for label in envs]
+            runs = {
+                label: lambda c=command, e=env: run_command(c, env=e)
+                for (label, env), command in zip(envs.items(), commands, strict=True)
+            }
+            timings = interleaved(runs, args.runs, warmup=1)  # warm-up: caches, bytecode
+            seconds = {label: timing.seconds for label, timing in timings.items()}
+            medians = [timing.median for timing in timings.values()]
             figures[name] = {"median_s": dict(zip(envs, medians, strict=True)), "runs": seconds}
             speedups = f"{medians[0] / medians[2]:.2f}x, {medians[1] / medians[2]:.2f}x"
-            cells = " | ".join(f"{m:.2f}" for m in medians)
-            print(f"| {name} | {args.images} | {cells} | {speedups} |", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(vars(args) | {"figures": figures}, default=str, indent=1))
+            cells = [name, args.images, *(f"{m:.2f}" for m in medians), speedups]
+            table.add(cells)
+    table.close(**vars(args), figures=figures)
 
 
 if __name__ == "__main__":

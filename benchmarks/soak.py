@@ -34,8 +34,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
-import torchvision
+from harness import Workload, report
 
 ARGS = [
     "--data",
@@ -193,6 +192,10 @@ def same_study(got: dict, want: dict) -> bool:
     return got == want
 
 
+def counts(counter: Counter) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counter.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -203,12 +206,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="repcompare-soak-"))
     started = time.perf_counter()
     try:
-        specs = []
-        for seed in (0, 1):
-            torch.manual_seed(seed)
-            checkpoint = root / f"resnet18-{seed}.pth"
-            torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
-            specs.append(f"torchvision:resnet18@{checkpoint}")
+        specs = Workload(["torchvision:resnet18"] * 2).checkpoints(root)  # init seeds 0, 1
         spec = specs[0]
         reference = root / "reference.h5"
         subprocess.run(
@@ -265,19 +263,23 @@ def main() -> None:
                 file=sys.stderr,
             )
         seconds = time.perf_counter() - started
-        print(
-            json.dumps(
-                {
-                    "runs": options.runs,
-                    "faults": dict(faults),
-                    "endings": dict(endings),
-                    "complete_results_checked": checked,
-                    "lost_or_mixed": lost,
-                    "wall_seconds": round(seconds),
-                },
-                indent=2,
-            )
-        )
+        figures = {
+            "runs": options.runs,
+            "faults": dict(faults),
+            "endings": dict(endings),
+            "complete_results_checked": checked,
+            "lost_or_mixed": lost,
+            "wall_seconds": round(seconds),
+        }
+        rows = [
+            {"measure": "faults drawn", "value": counts(faults)},
+            {"measure": "process endings", "value": counts(endings)},
+            {"measure": "complete results checked against the reference", "value": checked},
+            {"measure": "lost or mixed data", "value": lost},
+            {"measure": "wall time", "value": f"{seconds:.0f} s"},
+        ]
+        report(rows, f"Soak test: {options.runs} runs, seed {options.seed}", align="ll")
+        print("\n" + json.dumps(figures, indent=2))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

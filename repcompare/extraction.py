@@ -25,13 +25,13 @@ from repcompare.sides.batches import (
     stream_activations,
 )
 from repcompare.sides.plan import InputPlan
-from repcompare.store.layout import Layout, Settings
+from repcompare.store.file_format import FileSettings, FileShapes
 from repcompare.store.lock import lock_for_writing
 from repcompare.store.shards import (
     missing_shards,
     shard_attribute,
-    shard_layout,
     shard_path,
+    shard_shapes,
     stitch,
 )
 from repcompare.store.writer import ActivationWriter, Batch, prepare, rows_done
@@ -47,7 +47,7 @@ class ExtractResult:
     it holds, the run time and the bytes this run wrote."""
 
     path: Path
-    settings: Settings
+    settings: FileSettings
     layer_shapes: dict[str, list[int]]
     widths: tuple[int, ...]
     rows_before: int
@@ -68,7 +68,7 @@ class ExtractResult:
 
 def _settings(target: CaptureTarget, plan: InputPlan, prepared, dtype: str, compression: str):
     loaded = target.loaded
-    return Settings(
+    return FileSettings(
         model=str(loaded.spec),
         checkpoint_sha256=loaded.checkpoint_sha256 or "",
         pretrained=loaded.pretrained,
@@ -118,7 +118,7 @@ def extract(
         )
     prepared = prepare_inputs(plan, [target])
     settings = _settings(target, plan, prepared, dtype, compression)
-    layout = Layout(settings, tuple(target.widths()), target.layer_shapes())
+    shapes = FileShapes(settings, tuple(target.widths()), target.layer_shapes())
     provenance = {
         "model_spec": settings.model,
         "checkpoint_sha256": settings.checkpoint_sha256,
@@ -132,31 +132,31 @@ def extract(
     }
     capture = Capture(target, plan, prepared, device, console, job)
     if job.distributed:
-        return _extract_in_shards(capture, layout, provenance, out, force)
+        return _extract_in_shards(capture, shapes, provenance, out, force)
     with lock_for_writing(out) as lock:
-        rows_before = prepare(out, layout, provenance, force)
+        rows_before = prepare(out, shapes, provenance, force)
         lock.hold_inode()
-        return capture.run(layout, out, rows_before, range(layout.num_batches))
+        return capture.run(shapes, out, rows_before, range(shapes.num_batches))
 
 
 def _extract_in_shards(
-    capture: Capture, layout: Layout, provenance: dict, out: Path, force: bool
+    capture: Capture, shapes: FileShapes, provenance: dict, out: Path, force: bool
 ) -> ExtractResult:
     """This process's share of the batches into its shard; then ``out`` stitched by rank 0."""
     job = capture.job
-    total = ExtractResult(out, layout.settings, layout.layer_shapes, layout.widths, 0, 0, 0.0, 0)
-    done = out.exists() and not force and rows_done(out, layout) == layout.settings.num_samples
+    total = ExtractResult(out, shapes.settings, shapes.layer_shapes, shapes.widths, 0, 0, 0.0, 0)
+    done = out.exists() and not force and rows_done(out, shapes) == shapes.settings.num_samples
     if done and not missing_shards(out):
-        total.rows_before = layout.settings.num_samples
+        total.rows_before = shapes.settings.num_samples
         return total
-    batches = job.share(layout.num_batches)
+    batches = job.share(shapes.num_batches)
     shard = shard_path(out, job.rank, job.world)
-    shard_plan = shard_layout(layout, batches)
+    shard_plan = shard_shapes(shapes, batches)
     with lock_for_writing(shard) as lock:
         rows_before = prepare(
             shard,
             shard_plan,
-            provenance | {"shard": shard_attribute(layout, batches, job.rank, job.world)},
+            provenance | {"shard": shard_attribute(shapes, batches, job.rank, job.world)},
             force,
         )
         lock.hold_inode()
@@ -175,7 +175,7 @@ def _extract_in_shards(
                 "on a file system that every machine of the job shares, then rerun to resume"
             )
         with lock_for_writing(out):
-            stitch(out, layout, shards)
+            stitch(out, shapes, shards)
     job.wait_for_all()
     return total
 
@@ -191,19 +191,19 @@ class Capture:
     console: Console | None
     job: Job
 
-    def run(self, layout: Layout, out: Path, rows_before: int, batches: range) -> ExtractResult:
+    def run(self, shapes: FileShapes, out: Path, rows_before: int, batches: range) -> ExtractResult:
         """Capture ``batches`` (numbers in the whole sample order) into the prepared file
-        ``out`` of ``layout``, which holds their rows, from its row ``rows_before`` on."""
-        settings = layout.settings
+        ``out`` of ``shapes``, which holds their rows, from its row ``rows_before`` on."""
+        settings = shapes.settings
         result = ExtractResult(
-            out, settings, layout.layer_shapes, layout.widths, rows_before, 0, 0.0, 0
+            out, settings, shapes.layer_shapes, shapes.widths, rows_before, 0, 0.0, 0
         )
         already = sum(self.job.gather(rows_before))
         if rows_before >= settings.num_samples:
             return result
-        to_do = range(batches[0] + layout.first_batch(rows_before), batches.stop)
+        to_do = range(batches[0] + shapes.first_batch(rows_before), batches.stop)
         storage = getattr(torch, settings.dtype)
-        writer = ActivationWriter(out, layout)
+        writer = ActivationWriter(out, shapes)
         started = time.perf_counter()
         complete = False
         try:

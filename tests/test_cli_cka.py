@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from repcompare.cli import main
-from repcompare.store.layout import activation_path
+from repcompare.store.file_format import activation_path
 from tests.checkpoints import seeded_timm_resnet18
 from tests.similarity import numpy_reference as ref
 

@@ -18,7 +18,7 @@ import torchvision
 from repcompare.cli import main
 from repcompare.data.sources import open_source
 from repcompare.errors import InputError
-from repcompare.store.layout import activation_path
+from repcompare.store.file_format import activation_path
 from repcompare.store.reader import open_activations
 from tests.similarity.numpy_reference import minibatch_cka
 

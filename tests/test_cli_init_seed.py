@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from repcompare.cli import main
-from repcompare.store.layout import Settings, activation_path
+from repcompare.store.file_format import FileSettings, activation_path
 from repcompare.store.reader import open_activations
 from tests.checkpoints import seeded_timm_resnet18
 
@@ -13,7 +13,7 @@ COMMON = ["--data", "builtin:20:32", "--image-size", "32", "--crop-pct", "1.0", 
 EXTRACT = [*COMMON, "--layers", "layer1.0", "--batch-size", "10", "--dtype", "float32"]
 
 
-def stored(path) -> tuple[np.ndarray, Settings]:
+def stored(path) -> tuple[np.ndarray, FileSettings]:
     file = open_activations(path)
     try:
         return file.handle[activation_path(0, "layer1.0")][()], file.settings
@@ -46,9 +46,9 @@ def test_extract_uses_and_records_the_seed_and_refuses_to_resume_with_another(tm
 
 def test_files_written_before_the_field_existed_still_load():
     values = json.loads(
-        Settings(
+        FileSettings(
             "m", "", False, "d", 1, "random", 0, ("a",), "flatten", 1, "none", 0, "t", 1, "f", "n"
         ).to_json()
     )
     del values["init_seed"]
-    assert Settings.from_json(json.dumps(values)).init_seed is None
+    assert FileSettings.from_json(json.dumps(values)).init_seed is None

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
+from repcompare.analyses.run import Advance, run_pass
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.results.atlas import AtlasResult, AtlasSettings
-from repcompare.sides.aligned import AlignedBatch, aligned_batches
-from repcompare.sides.batches import for_each
+from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 from repcompare.similarity import MinibatchCKA
@@ -62,97 +62,111 @@ class AtlasOptions:
             raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
 
 
+class AtlasRun:
+    """The atlas of several sides as a ``Run`` (``repcompare.analyses.run``): checked at
+    construction; ``start`` sizes the accumulators and chooses how each measure is
+    computed over the stream's images."""
+
+    def __init__(
+        self, sides: list[Side], options: AtlasOptions, plan: InputPlan, device: torch.device
+    ):
+        if len(sides) < 2:
+            raise InputError("an atlas compares two models or more; give at least two")
+        if any(s.reduction == "tokens" for s in sides):
+            raise InputError("the atlas measures one row per image; drop --reduce tokens")
+        self.sides, self.options, self.plan, self.device = sides, options, plan, device
+        self.reference = _reference(sides, options.reference)
+        self.started = time.perf_counter()
+        self.names = [f"{s.label}: {layer}" for s in sides for layer in s.layers]
+        self.widths = [w for s in sides for w in s.widths()]
+        self.estimators: dict = {}
+        self.methods: dict[str, str] = {}
+        self.caveats: dict[str, str] = {}
+        self.sampled: list[FixedSampleMeasure] = []
+
+    def start(self, stream: AlignedStream) -> None:
+        names, widths, options = self.names, self.widths, self.options
+        total, batch = len(names), stream.batch_size
+        check_memory(
+            BYTES * (3 * total * total + total * batch * batch) + 4 * batch * sum(widths),
+            f"the atlas of {total} layers (an accumulator of {total} x {total} CKA terms, and "
+            f"every layer's activations of a batch of {batch})",
+            "use fewer models or --layers, a smaller --batch-size, or --reduce avgpool",
+        )
+        estimators = {STREAMED: MinibatchCKA(names, keep_batch_terms=False)}
+        methods = {STREAMED: f"minibatch linear CKA over all {stream.num_samples} images"}
+        budget = MEMORY_FRACTION * available_memory()
+        for name in options.measures:
+            if name != STREAMED:
+                estimators[name], methods[name] = measure_estimator(
+                    measure_spec(name),
+                    names,
+                    None,
+                    widths,
+                    None,
+                    options.sample,
+                    stream.num_samples,
+                    budget,
+                )
+        self.estimators = {name: estimators[name] for name in options.measures}
+        for name, estimator in self.estimators.items():
+            fixed = isinstance(estimator, FixedSampleMeasure)
+            caveat = sample_caveat(name, estimator.sample if fixed else stream.num_samples, widths)
+            if caveat is not None and caveat.refuse:
+                raise InputError(caveat.sentence)
+            if caveat is not None:
+                warnings.warn(caveat.sentence, RepcompareWarning, stacklevel=2)
+                self.caveats[name] = caveat.sentence
+                methods[name] = f"{methods[name]}; {caveat.short}"
+        self.methods = {name: methods[name] for name in options.measures}
+        self.sampled = [e for e in self.estimators.values() if isinstance(e, FixedSampleMeasure)]
+        if self.sampled:
+            check_memory(
+                sum(fixed_sample_bytes(e.spec, widths, e.sample) for e in self.sampled),
+                f"the fixed sample of {self.sampled[0].sample} images for "
+                f"{', '.join(e.spec.name for e in self.sampled)}",
+                "use a smaller --sample, fewer --layers, or --reduce avgpool",
+            )
+
+    def update(self, batch: AlignedBatch) -> None:
+        feats = [x for per_side in batch.feats for x in per_side[0]]
+        for estimator in self.estimators.values():
+            estimator.update(feats)
+
+    def result(self, stream: AlignedStream) -> AtlasResult:
+        matrices = {name: e.result().values for name, e in self.estimators.items()}
+        settings = AtlasSettings(
+            measures=list(self.options.measures),
+            methods=self.methods,
+            n_examples=stream.num_samples,
+            n_sample=self.sampled[0].sample if self.sampled else None,
+            batch_size=stream.batch_size,
+            seed=self.plan.seed,
+            device=str(self.device),
+            caveats=self.caveats,
+        )
+        return AtlasResult(
+            [s.label for s in self.sides],
+            [list(s.layers) for s in self.sides],
+            matrices,
+            settings,
+            {s.label: s.provenance() for s in self.sides},
+            self.reference,
+            time.perf_counter() - self.started,
+        )
+
+
 def draw_atlas(
     sides: list[Side],
     options: AtlasOptions,
     plan: InputPlan,
     device: torch.device,
-    progress=None,
+    advance: Advance | None = None,
 ) -> AtlasResult:
     """The atlas of ``sides`` over the planned images (see the module docstring).
-
-    ``progress(examples_done_now, total_examples)`` is called after each batch.
-    """
-    if len(sides) < 2:
-        raise InputError("an atlas compares two models or more; give at least two")
-    if any(s.reduction == "tokens" for s in sides):
-        raise InputError("the atlas measures one row per image; drop --reduce tokens")
-    reference = _reference(sides, options.reference)
-    started = time.perf_counter()
-    names = [f"{s.label}: {layer}" for s in sides for layer in s.layers]
-    total = len(names)
-    widths = [w for s in sides for w in s.widths()]
-    stream = aligned_batches(sides, plan, device)
-    batch = stream.batch_size
-    check_memory(
-        BYTES * (3 * total * total + total * batch * batch) + 4 * batch * sum(widths),
-        f"the atlas of {total} layers (an accumulator of {total} x {total} CKA terms, and "
-        f"every layer's activations of a batch of {batch})",
-        "use fewer models or --layers, a smaller --batch-size, or --reduce avgpool",
-    )
-    estimators = {STREAMED: MinibatchCKA(names, keep_batch_terms=False)}
-    methods = {STREAMED: f"minibatch linear CKA over all {stream.num_samples} images"}
-    budget = MEMORY_FRACTION * available_memory()
-    for name in options.measures:
-        if name != STREAMED:
-            estimators[name], methods[name] = measure_estimator(
-                measure_spec(name),
-                names,
-                None,
-                widths,
-                None,
-                options.sample,
-                stream.num_samples,
-                budget,
-            )
-    estimators = {name: estimators[name] for name in options.measures}
-    caveats = {}
-    for name, estimator in estimators.items():
-        seen = estimator.sample if isinstance(estimator, FixedSampleMeasure) else stream.num_samples
-        caveat = sample_caveat(name, seen, widths)
-        if caveat is not None and caveat.refuse:
-            raise InputError(caveat.sentence)
-        if caveat is not None:
-            warnings.warn(caveat.sentence, RepcompareWarning, stacklevel=2)
-            caveats[name] = caveat.sentence
-            methods[name] = f"{methods[name]}; {caveat.short}"
-    sampled = [e for e in estimators.values() if isinstance(e, FixedSampleMeasure)]
-    if sampled:
-        check_memory(
-            sum(fixed_sample_bytes(e.spec, widths, e.sample) for e in sampled),
-            f"the fixed sample of {sampled[0].sample} images for "
-            f"{', '.join(e.spec.name for e in sampled)}",
-            "use a smaller --sample, fewer --layers, or --reduce avgpool",
-        )
-
-    def add(batch: AlignedBatch) -> None:
-        feats = [x for per_side in batch.feats for x in per_side[0]]
-        for estimator in estimators.values():
-            estimator.update(feats)
-        if progress:
-            progress(len(batch.labels), stream.num_samples)
-
-    for_each(stream.batches, add)
-    matrices = {name: estimator.result().values for name, estimator in estimators.items()}
-    settings = AtlasSettings(
-        measures=list(options.measures),
-        methods={name: methods[name] for name in options.measures},
-        n_examples=stream.num_samples,
-        n_sample=sampled[0].sample if sampled else None,
-        batch_size=batch,
-        seed=plan.seed,
-        device=str(device),
-        caveats=caveats,
-    )
-    return AtlasResult(
-        [s.label for s in sides],
-        [list(s.layers) for s in sides],
-        matrices,
-        settings,
-        {s.label: s.provenance() for s in sides},
-        reference,
-        time.perf_counter() - started,
-    )
+    ``advance(examples_done_now, total_examples)`` after each batch."""
+    (result,), _ = run_pass([AtlasRun(sides, options, plan, device)], plan, device, advance=advance)
+    return result
 
 
 def _reference(sides: list[Side], wanted: str | None) -> str | None:

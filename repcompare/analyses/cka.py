@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
+from repcompare.analyses.run import Advance, run_pass
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.results.cka import CKAResult, CKASettings
-from repcompare.sides.aligned import AlignedBatch, aligned_batches
-from repcompare.sides.batches import for_each
+from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side, check_token_sides
 from repcompare.similarity import (
@@ -76,11 +76,18 @@ def _estimators_with(declared: Callable[[EstimatorSpec], bool]) -> str:
 
 
 class CKARun:
-    """One CKA comparison fed batch by batch, so that several analyses can share one pass
-    over the data (``repcompare study``): checked and set up at construction, then
-    ``check_memory``, ``update`` per batch and ``result``."""
+    """One CKA comparison as a ``Run`` (``repcompare.analyses.run``): the options are
+    checked at construction; ``symmetric`` compares ``a`` with itself (one side)."""
 
-    def __init__(self, a: Side, b: Side, options: CKAOptions, symmetric: bool = False):
+    def __init__(
+        self,
+        a: Side,
+        b: Side,
+        options: CKAOptions,
+        plan: InputPlan,
+        device: torch.device,
+        symmetric: bool = False,
+    ):
         spec = estimator_spec(options.estimator)
         if options.kernel not in KERNELS:
             raise InputError(f"unknown --kernel {options.kernel!r}; use linear or rbf")
@@ -107,6 +114,8 @@ class CKARun:
                 f"use --estimator {_estimators_with(lambda s: s.token_rows)}"
             )
         self.a, self.b, self.options, self.symmetric, self.spec = a, b, options, symmetric, spec
+        self.plan, self.device = plan, device
+        self.sides = [a] if symmetric else [a, b]
         self.started = time.perf_counter()
         self.method: str | None = None
         self.caveat: SampleCaveat | None = None
@@ -130,7 +139,12 @@ class CKARun:
             options.rbf_median,
         )
 
-    def check_memory(self, n_samples: int) -> None:
+    def start(self, stream: AlignedStream) -> None:
+        """Check the estimator against the stream's images and torchrun job."""
+        self._check_memory(stream.num_samples)
+        self._check_shares(stream.job)
+
+    def _check_memory(self, n_samples: int) -> None:
         """Refuse, with a sentence, an estimator that would not fit over ``n_samples``; for a
         measure beyond CKA, choose how it is computed: the shape metrics streamed over every
         image when their cross-covariances fit, else any measure on a fixed sample."""
@@ -175,11 +189,11 @@ class CKARun:
         warnings.warn(caveat.sentence, RepcompareWarning, stacklevel=2)
         self.caveat = caveat
 
-    def update(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor] | None) -> None:
-        """Add one batch: A's layers, and B's (None when symmetric)."""
-        self.estimator.update(feats_a, feats_b)
+    def update(self, batch: AlignedBatch) -> None:
+        """Add one batch: A's layers, and B's (none when symmetric)."""
+        self.estimator.update(batch.feats[0][0], None if self.symmetric else batch.feats[1][0])
 
-    def check_shares(self, job: Job) -> None:
+    def _check_shares(self, job: Job) -> None:
         """Refuse, with a sentence, an estimator whose shares of a torchrun job cannot be
         combined."""
         if job.distributed and not isinstance(self.estimator, Combinable):
@@ -193,20 +207,19 @@ class CKARun:
                 "process, or use --measure cka with --estimator minibatch, exact or debiased"
             )
 
-    def result(
-        self, plan: InputPlan, device: torch.device, batch_size: int, n_samples: int
-    ) -> CKAResult:
-        """The matrix (and its intervals) over every batch given."""
-        options = self.options
+    def result(self, stream: AlignedStream) -> CKAResult:
+        """The matrix (and its intervals) over every batch given, by every process."""
+        options, plan, n_samples = self.options, self.plan, stream.num_samples
+        stream.job.combine(self.estimator)
         matrix = self.estimator.result()
         low = high = None
         if options.bootstrap:
             low, high = self.estimator.bootstrap(options.bootstrap, options.seed)
         settings = CKASettings(
             **asdict(options),
-            batch_size=batch_size,
+            batch_size=stream.batch_size,
             n_examples=matrix.n_examples,
-            device=str(device),
+            device=str(self.device),
             reduce="tokens" if self.tokens else None,
             token_cap=plan.token_cap if self.tokens else None,
             n_images=n_samples if self.tokens else None,
@@ -237,25 +250,12 @@ def compare(
     plan: InputPlan,
     device: torch.device,
     symmetric: bool = False,
-    progress=None,
+    advance: Advance | None = None,
     job: Job = ONE_PROCESS,
 ) -> CKAResult:
     """CKA between ``a.layers`` and ``b.layers`` over the planned (or recorded) images; in a
     torchrun ``job`` each process takes its share of the batches and every process gets
-    the whole result.
-
-    ``progress(examples_done_now, total_examples)`` is called after each batch.
-    """
-    run = CKARun(a, b, options, symmetric)
-    stream = aligned_batches([a] if symmetric else [a, b], plan, device, job=job)
-    run.check_memory(stream.num_samples)
-    run.check_shares(job)
-
-    def add(batch: AlignedBatch) -> None:
-        run.update(batch.feats[0][0], None if symmetric else batch.feats[1][0])
-        if progress:
-            progress(len(batch.labels), stream.num_samples)
-
-    for_each(stream.batches, add)
-    job.combine(run.estimator)
-    return run.result(plan, device, stream.batch_size, stream.num_samples)
+    the whole result. ``advance(examples_done_now, total_examples)`` after each batch."""
+    run = CKARun(a, b, options, plan, device, symmetric)
+    (result,), _ = run_pass([run], plan, device, job=job, advance=advance)
+    return result

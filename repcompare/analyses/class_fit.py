@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from repcompare.analyses.memory import check_memory
+from repcompare.analyses.run import Advance, run_pass
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import (
     POOLED_AXES,
@@ -48,8 +49,7 @@ from repcompare.results.class_fit import (
     ClassFitResult,
     ClassFitSettings,
 )
-from repcompare.sides.aligned import AlignedBatch, AlignedStream, aligned_batches
-from repcompare.sides.batches import for_each
+from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 from repcompare.similarity import CrowdingStats, MinibatchCKA
@@ -183,11 +183,17 @@ def _check_pooled_memory(sides: list[Side], n: int, tokens: bool) -> None:
 
 
 class ClassFitRun:
-    """The class-fit measures of several sides fed batch by batch, so that several analyses
-    can share one pass over the data (``repcompare study``): checked at construction, then
-    ``start`` with the stream, ``update`` per batch and ``result``."""
+    """The class-fit measures of several sides as a ``Run`` (``repcompare.analyses.run``):
+    the options are checked at construction. Unless ``required``, unlabelled images make
+    the run skip itself (its result is None) instead of refusing."""
 
-    def __init__(self, sides: list[Side], options: ClassFitOptions):
+    def __init__(
+        self,
+        sides: list[Side],
+        options: ClassFitOptions,
+        device: torch.device,
+        required: bool = True,
+    ):
         for side in sides:
             if side.reduction == "tokens":
                 raise InputError(
@@ -209,13 +215,17 @@ class ClassFitRun:
                     "class-fit measures the images themselves; extract a file without "
                     "--augment, or give the MODEL spec"
                 )
-        self.sides, self.options = sides, options
+        self.sides, self.options, self.device, self.required = sides, options, device, required
         self.started = time.perf_counter()
         self.per_side: list[_SideMeasures] = []
         self.labels: list[torch.Tensor] = []
+        self.skipped = False
 
     def start(self, stream: AlignedStream) -> None:
         """Check that the images are labelled and the kept features fit; set up."""
+        if stream.num_classes is None and not self.required:
+            self.skipped = True
+            return
         if stream.num_classes is None:
             raise InputError(
                 "class-fit needs labelled images but this data set has none; use class "
@@ -235,18 +245,23 @@ class ClassFitRun:
             for s in self.sides
         ]
 
-    def update(self, labels: np.ndarray, feats: list[list[torch.Tensor]]) -> None:
-        """Add one batch: its labels and ``feats[side][layer]``."""
-        batch_labels = torch.from_numpy(labels)
+    def update(self, batch: AlignedBatch) -> None:
+        """Add one batch: its labels and every side's layers."""
+        if self.skipped:
+            return
+        feats = [per_side[0] for per_side in batch.feats]
+        batch_labels = torch.from_numpy(batch.labels)
         onehot = torch.nn.functional.one_hot(batch_labels, self.num_classes).float()
         for measures, side_feats in zip(self.per_side, feats, strict=True):
             measures.update(side_feats, batch_labels, onehot.to(side_feats[0].device))
         self.labels.append(batch_labels)
 
-    def result(self, stream: AlignedStream, device: torch.device) -> ClassFitResult:
+    def result(self, stream: AlignedStream) -> ClassFitResult | None:
         """Every measure of every side over the batches given (``stream``: their source; in a
-        torchrun job, over every process's batches)."""
-        options = self.options
+        torchrun job, over every process's batches); None when skipped."""
+        if self.skipped:
+            return None
+        options, device = self.options, self.device
         if stream.job.distributed:
             for measures in self.per_side:
                 measures.combine(stream.job)
@@ -279,26 +294,16 @@ def measure_class_fit(
     options: ClassFitOptions,
     plan: InputPlan,
     device: torch.device,
-    progress=None,
+    advance: Advance | None = None,
     job: Job = ONE_PROCESS,
 ) -> ClassFitResult:
     """Every measure of every selected layer of every side over the planned images; in a
     torchrun ``job`` each process takes its share of the batches and every process gets
-    the whole result.
-
-    ``progress(examples_done_now, total_examples)`` is called after each batch.
-    """
-    run = ClassFitRun(sides, options)
-    stream = aligned_batches(sides, plan, device, job=job)
-    run.start(stream)
-
-    def add(batch: AlignedBatch) -> None:
-        run.update(batch.labels, [feats[0] for feats in batch.feats])
-        if progress:
-            progress(len(batch.labels), stream.num_samples)
-
-    for_each(stream.batches, add)
-    return run.result(stream, device)
+    the whole result. ``advance(examples_done_now, total_examples)`` after each batch."""
+    (result,), _ = run_pass(
+        [ClassFitRun(sides, options, device)], plan, device, job=job, advance=advance
+    )
+    return result
 
 
 def _warn_undefined(measures: _SideMeasures) -> None:

@@ -23,13 +23,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from repcompare.analyses.run import Advance, run_pass
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.results.curves import LayerCurve
 from repcompare.results.invariance import InvarianceResult, InvarianceSettings
-from repcompare.sides.aligned import AlignedBatch, AlignedStream, aligned_batches
-from repcompare.sides.batches import for_each
+from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side, check_token_sides
 from repcompare.similarity import MinibatchCKA
@@ -94,59 +94,47 @@ def _passes(sides: list[Side], options: InvarianceOptions) -> list[tuple[str, in
     return [(first.augment, first.views)]
 
 
-def _feed_views(
-    stream: AlignedStream, accumulators: list[MinibatchCKA], progress, total: int
-) -> None:
-    """Every batch of ``stream`` into its side's accumulator, all views of a layer as
-    layers of one matrix; ``progress(examples, total)`` after each batch."""
+class InvarianceRun:
+    """The invariance of several sides to one augmentation as a ``Run``
+    (``repcompare.analyses.run``): every view of a layer is a layer of one minibatch CKA
+    accumulator per side; the result holds one curve per side."""
 
-    def add(batch: AlignedBatch) -> None:
-        for accumulator, per_view in zip(accumulators, batch.feats, strict=True):
-            accumulator.update([x for view in per_view for x in view])
-        if progress:
-            progress(len(batch.labels), total)
+    def __init__(
+        self,
+        sides: list[Side],
+        augmentation: str,
+        views: int,
+        options: InvarianceOptions,
+        plan: InputPlan,
+        device: torch.device,
+    ):
+        self.sides, self.augmentation, self.views = sides, augmentation, views
+        self.options, self.plan, self.device = options, plan, device
+        self.started = time.perf_counter()
+        self.accumulators: list[MinibatchCKA] = []
 
-    for_each(stream.batches, add)
-
-
-def measure_invariance(
-    sides: list[Side],
-    options: InvarianceOptions,
-    plan: InputPlan,
-    device: torch.device,
-    progress=None,
-    job: Job = ONE_PROCESS,
-) -> InvarianceResult:
-    """Invariance of every selected layer of every side, once per augmentation; in a
-    torchrun ``job`` each process takes its share of the batches and every process gets
-    the whole result.
-
-    ``progress(examples_done_now, total_examples)`` is called after each batch.
-    """
-    check_token_sides(sides)
-    started = time.perf_counter()
-    passes = _passes(sides, options)
-    curves, fingerprints, n_examples = [], {}, 0
-    for augmentation, views in passes:
-        run_plan = replace(plan, augment=augmentation, views=views)
-        stream = aligned_batches(sides, run_plan, device, views, job)
-        accumulators = [
+    def start(self, stream: AlignedStream) -> None:
+        self.accumulators = [
             MinibatchCKA(
-                [f"{layer} (view {v})" for v in range(views) for layer in s.layers],
-                keep_batch_terms=options.bootstrap > 0,
+                [f"{layer} (view {v})" for v in range(self.views) for layer in s.layers],
+                keep_batch_terms=self.options.bootstrap > 0,
             )
-            for s in sides
+            for s in self.sides
         ]
-        _feed_views(stream, accumulators, progress, stream.num_samples * len(passes))
-        for accumulator in accumulators:
-            job.combine(accumulator)
-        fingerprints[augmentation] = stream.fingerprint()
-        n_examples = stream.num_samples
-        for side, accumulator in zip(sides, accumulators, strict=True):
+
+    def update(self, batch: AlignedBatch) -> None:
+        for accumulator, per_view in zip(self.accumulators, batch.feats, strict=True):
+            accumulator.update([x for view in per_view for x in view])
+
+    def result(self, stream: AlignedStream) -> InvarianceResult:
+        """One curve per side over every batch given, by every process."""
+        options, views, curves = self.options, self.views, []
+        for side, accumulator in zip(self.sides, self.accumulators, strict=True):
+            stream.job.combine(accumulator)
             layers = len(side.layers)
             curve = LayerCurve(
                 side.label,
-                augmentation,
+                self.augmentation,
                 list(side.layers),
                 view_pair_mean(accumulator.result().values, layers, views),
             )
@@ -156,23 +144,47 @@ def measure_invariance(
                     view_pair_mean(resampled, layers, views)
                 )
             curves.append(curve)
-    files = [s.file for s in sides if s.is_file]
-    tokens = sides[0].reduction == "tokens"
-    settings = InvarianceSettings(
-        augmentations=list(fingerprints),
-        views=passes[0][1],
-        view_seed=files[0].settings.seed if files else plan.seed,
-        bootstrap=options.bootstrap,
-        batch_size=stream.batch_size,
-        n_examples=n_examples,
-        device=str(device),
-        reduce="tokens" if tokens else None,
-        token_cap=plan.token_cap if tokens else None,
-    )
-    return InvarianceResult(
-        curves,
-        fingerprints,
-        settings,
-        {s.label: s.provenance() for s in sides},
-        time.perf_counter() - started,
-    )
+        files = [s.file for s in self.sides if s.is_file]
+        tokens = self.sides[0].reduction == "tokens"
+        settings = InvarianceSettings(
+            augmentations=[self.augmentation],
+            views=views,
+            view_seed=files[0].settings.seed if files else self.plan.seed,
+            bootstrap=options.bootstrap,
+            batch_size=stream.batch_size,
+            n_examples=stream.num_samples,
+            device=str(self.device),
+            reduce="tokens" if tokens else None,
+            token_cap=self.plan.token_cap if tokens else None,
+        )
+        return InvarianceResult(
+            curves,
+            {self.augmentation: stream.fingerprint()},
+            settings,
+            {s.label: s.provenance() for s in self.sides},
+            time.perf_counter() - self.started,
+        )
+
+
+def measure_invariance(
+    sides: list[Side],
+    options: InvarianceOptions,
+    plan: InputPlan,
+    device: torch.device,
+    advance: Advance | None = None,
+    job: Job = ONE_PROCESS,
+) -> InvarianceResult:
+    """Invariance of every selected layer of every side, one pass per augmentation; in a
+    torchrun ``job`` each process takes its share of the batches and every process gets
+    the whole result. ``advance(examples_done_now, total_examples)`` after each batch."""
+    check_token_sides(sides)
+    passes = _passes(sides, options)
+    result = None
+    for augmentation, views in passes:
+        run_plan = replace(plan, augment=augmentation, views=views)
+        run = InvarianceRun(sides, augmentation, views, options, run_plan, device)
+        (found,), _ = run_pass(
+            [run], run_plan, device, views=views, job=job, advance=advance, passes=len(passes)
+        )
+        result = found if result is None else result.merged(found)
+    return result

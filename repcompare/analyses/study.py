@@ -30,14 +30,14 @@ import torch
 from repcompare.analyses.cka import CKAOptions, CKARun
 from repcompare.analyses.class_fit import ClassFitOptions, ClassFitRun
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
+from repcompare.analyses.run import run_pass
 from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
 from repcompare.results.cka import CKAResult
 from repcompare.results.class_fit import ClassFitResult
 from repcompare.results.invariance import InvarianceResult
 from repcompare.results.study import StudyModel, StudyResult, StudySettings
-from repcompare.sides.aligned import AlignedBatch, aligned_batches
-from repcompare.sides.batches import for_each, input_fingerprint
+from repcompare.sides.batches import input_fingerprint
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 from repcompare.store.writer import package_versions
@@ -46,7 +46,7 @@ STUDY_AUGMENTATIONS = ("simclr", "crop", "color", "flip")
 STUDY_PRESET = "paper"  # block outputs and residual branches (Grigg et al. 2021)
 PARTS_FOLDER = ".study-parts"
 
-# progress(part) -> a context giving advance(done_now, total), or None
+# bars(part) -> a context giving advance(done_now, total), or None
 ProgressBars = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
 
 
@@ -156,36 +156,16 @@ def _plain_pass(
 ) -> tuple[dict[str, CKAResult | ClassFitResult], str]:
     """CKA within A, within B and A vs B, and the class fit of both, from one stream."""
     runs = {
-        "within_a": CKARun(a, a, options.cka(plan.seed, 0), symmetric=True),
-        "within_b": CKARun(b, b, options.cka(plan.seed, 0), symmetric=True),
-        "across": CKARun(a, b, options.cka(plan.seed, options.bootstrap)),
+        "within_a": CKARun(a, a, options.cka(plan.seed, 0), plan, device, symmetric=True),
+        "within_b": CKARun(b, b, options.cka(plan.seed, 0), plan, device, symmetric=True),
+        "across": CKARun(a, b, options.cka(plan.seed, options.bootstrap), plan, device),
     }
-    fit = ClassFitRun([a, b], options.fit(plan.seed)) if options.class_fit is not False else None
-    stream = aligned_batches([a, b], plan, device)
-    for run in runs.values():
-        run.check_memory(stream.num_samples)
-    if fit is not None and (stream.num_classes is not None or options.class_fit):
-        fit.start(stream)  # asked for on unlabelled images: says so
-    else:
-        fit = None
-
-    def add(batch: AlignedBatch) -> None:
-        feats_a, feats_b = batch.feats[0][0], batch.feats[1][0]
-        runs["within_a"].update(feats_a, None)
-        runs["within_b"].update(feats_b, None)
-        runs["across"].update(feats_a, feats_b)
-        if fit is not None:
-            fit.update(batch.labels, [feats_a, feats_b])
-        if advance:
-            advance(len(batch.labels), stream.num_samples)
-
-    for_each(stream.batches, add)
-    results: dict[str, CKAResult | ClassFitResult] = {
-        name: run.result(plan, device, stream.batch_size, stream.num_samples)
-        for name, run in runs.items()
-    }
-    if fit is not None:
-        results["class_fit"] = fit.result(stream, device)
+    if options.class_fit is not False:  # None: where the images have labels
+        runs["class_fit"] = ClassFitRun(
+            [a, b], options.fit(plan.seed), device, required=bool(options.class_fit)
+        )
+    found, stream = run_pass(list(runs.values()), plan, device, advance=advance)
+    results = {name: r for name, r in zip(runs, found, strict=True) if r is not None}
     return results, stream.fingerprint()
 
 
@@ -196,7 +176,7 @@ def run_study(
     plan: InputPlan,
     device: torch.device,
     parts: StudyParts | None = None,
-    progress: ProgressBars | None = None,
+    bars: ProgressBars | None = None,
 ) -> StudyResult:
     """Every analysis of the study over the planned images, reusing the passes ``parts``
     kept from an earlier run with the same key and images."""
@@ -221,7 +201,7 @@ def run_study(
         if kept and kept["fingerprint"] == input_fingerprint(part_plan):
             reused.append(name)
             return {k: load[k](d) for k, d in kept["documents"].items()}, kept["fingerprint"]
-        with progress(name) if progress else nullcontext() as advance:
+        with bars(name) if bars else nullcontext() as advance:
             results, fingerprint = compute(advance)
         if parts:
             parts.save(name, key, fingerprint, {k: r.to_dict() for k, r in results.items()})

@@ -1,9 +1,9 @@
 """What every result offers beyond its numbers, through the one registry of renderers.
 
 A result is plain data; ``repcompare.report`` registers, for each result type, how its
-report model is built, written and drawn (``RENDERERS``), and is loaded on first use. ``Reported.report``/``save``/
-``plot`` look them up here, so ``results/`` never imports ``report/`` and ``report/``
-imports ``results/`` with typed parameters.
+report model is built, written and drawn (``RENDERERS``), and is loaded on first use.
+``Reported.report``/``save``/``plot`` look them up here, so ``results/`` never imports
+``report/`` and ``report/`` imports ``results/`` with typed parameters.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from repcompare.errors import InputError
 from repcompare.sides.batches import StreamedBatch, prepare_inputs, stream_activations
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side, check_files_aligned, plan_from_file
-from repcompare.store.layout import data_fingerprint
+from repcompare.store.file_format import data_fingerprint
 from repcompare.store.reader import ActivationFile
 
 READ_AHEAD = 2

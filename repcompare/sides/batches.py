@@ -32,7 +32,7 @@ from repcompare.data.transforms import (
 )
 from repcompare.errors import InputError
 from repcompare.sides.plan import InputPlan
-from repcompare.store.layout import data_fingerprint
+from repcompare.store.file_format import data_fingerprint
 
 T = TypeVar("T")
 

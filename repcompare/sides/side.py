@@ -16,7 +16,7 @@ from repcompare.errors import InputError
 from repcompare.results.provenance import Provenance
 from repcompare.sides.batches import CaptureTarget
 from repcompare.sides.plan import InputPlan
-from repcompare.store.layout import activation_path
+from repcompare.store.file_format import activation_path
 from repcompare.store.reader import ActivationFile
 
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
-from repcompare.store.layout import (
+from repcompare.store.file_format import (
     FORMAT_NAME,
-    Settings,
+    FileSettings,
     activation_path,
     completion_digest,
     dataset_names,
@@ -27,7 +27,7 @@ class ActivationFile:
     """A complete activation file opened for reading."""
 
     path: Path
-    settings: Settings
+    settings: FileSettings
     attrs: dict
     labels: np.ndarray
     sample_index: np.ndarray
@@ -109,7 +109,7 @@ def _checked(path: Path, handle: h5py.File, lock: FileLock) -> ActivationFile:
     if attrs.get("format") != FORMAT_NAME:
         raise InputError(f"{path} is not a repcompare activation file (no '{FORMAT_NAME}' format)")
     try:
-        settings = Settings.from_json(attrs["settings"])
+        settings = FileSettings.from_json(attrs["settings"])
     except (KeyError, ValueError, TypeError, AttributeError):
         raise damaged(path, "its 'settings' attribute is missing or not valid") from None
     _check_datasets(path, handle, settings)
@@ -134,7 +134,7 @@ def _checked(path: Path, handle: h5py.File, lock: FileLock) -> ActivationFile:
     )
 
 
-def _check_datasets(path: Path, handle: h5py.File, s: Settings) -> None:
+def _check_datasets(path: Path, handle: h5py.File, s: FileSettings) -> None:
     """Every dataset the settings call for is there, one row per sample."""
     for name in dataset_names(s):
         if not isinstance(handle.get(name), h5py.Dataset):

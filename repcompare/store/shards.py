@@ -23,7 +23,12 @@ import h5py
 import numpy as np
 
 from repcompare.errors import InputError
-from repcompare.store.layout import Layout, completion_digest, data_fingerprint, dataset_names
+from repcompare.store.file_format import (
+    FileShapes,
+    completion_digest,
+    data_fingerprint,
+    dataset_names,
+)
 
 FILL = {"f": np.nan, "i": -1, "u": 0}  # what a row of a missing shard reads as, by dtype kind
 STACKED_ALONG = {"input_digest": 1}  # the datasets not stacked along their first axis
@@ -34,26 +39,26 @@ def shard_path(out: Path, rank: int, world: int) -> Path:
     return out.with_name(f"{out.name}.shards") / f"rank{rank}-of-{world}.h5"
 
 
-def shard_layout(layout: Layout, batches: range) -> Layout:
-    """The layout of the file holding the rows of ``batches`` of ``layout``."""
-    start, stop = layout.bounds[batches[0]][0], layout.bounds[batches[-1]][1]
-    return replace(layout, settings=replace(layout.settings, num_samples=stop - start))
+def shard_shapes(shapes: FileShapes, batches: range) -> FileShapes:
+    """The shapes of the file holding the rows of ``batches`` of ``shapes``."""
+    start, stop = shapes.bounds[batches[0]][0], shapes.bounds[batches[-1]][1]
+    return replace(shapes, settings=replace(shapes.settings, num_samples=stop - start))
 
 
-def shard_attribute(layout: Layout, batches: range, rank: int, world: int) -> str:
+def shard_attribute(shapes: FileShapes, batches: range, rank: int, world: int) -> str:
     """The ``shard`` attribute of a shard: its rank and its first row and batch in ``out``."""
-    first_row = layout.bounds[batches[0]][0]
+    first_row = shapes.bounds[batches[0]][0]
     return json.dumps(
         {"rank": rank, "world": world, "first_row": first_row, "first_batch": batches[0]}
     )
 
 
-def stitch(out: Path, layout: Layout, shards: list[Path]) -> None:
-    """Write ``out`` as the complete file of ``layout`` whose datasets read the complete
+def stitch(out: Path, shapes: FileShapes, shards: list[Path]) -> None:
+    """Write ``out`` as the complete file of ``shapes`` whose datasets read the complete
     ``shards`` in order (see module docstring); ``out`` appears only once whole."""
     staging = out.with_name(f".{out.name}.stitching")
     relative = [str(shard.relative_to(out.parent)) for shard in shards]
-    names = [n for n in dataset_names(layout.settings) if n != "rows_done"]
+    names = [n for n in dataset_names(shapes.settings) if n != "rows_done"]
     with ExitStack() as stack:  # each shard read once; closed before the virtual file reads it
         opened = [stack.enter_context(h5py.File(shard, "r")) for shard in shards]
         attrs = {k: v for k, v in opened[0].attrs.items() if k != "shard"}
@@ -63,12 +68,12 @@ def stitch(out: Path, layout: Layout, shards: list[Path]) -> None:
         for name in names:
             virtual = _virtual_layout(name, shapes[name], dtypes[name], relative)
             f.create_virtual_dataset(name, virtual, fillvalue=FILL[virtual.dtype.kind])
-        f.create_dataset("rows_done", data=np.int64(layout.settings.num_samples))
+        f.create_dataset("rows_done", data=np.int64(shapes.settings.num_samples))
         digests = f["input_digest"][()]
         f.attrs.update(attrs)
         f.attrs.update(
             {
-                "settings": layout.settings.to_json(),
+                "settings": shapes.settings.to_json(),
                 "data_fingerprint": np.bytes_(data_fingerprint(digests)),
                 "shards": json.dumps(relative),
                 "complete": True,
@@ -82,7 +87,7 @@ def _virtual_layout(
     name: str, shapes: list[tuple[int, ...]], dtype: np.dtype, files: list[str]
 ) -> h5py.VirtualLayout:
     """``name`` of every one of ``files`` (of ``shapes``), stacked in order, as a virtual
-    layout."""
+    shapes."""
     axis = STACKED_ALONG.get(name, 0)
     total = list(shapes[0])
     total[axis] = sum(shape[axis] for shape in shapes)

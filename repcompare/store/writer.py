@@ -45,13 +45,13 @@ import numpy as np
 import torch
 
 from repcompare.errors import InputError, RunError
-from repcompare.store.layout import (
+from repcompare.store.file_format import (
     DIGEST_BYTES,
     FORMAT_NAME,
     FORMAT_VERSION,
     PENDING_FINGERPRINT,
-    Layout,
-    Settings,
+    FileSettings,
+    FileShapes,
     activation_path,
     completion_digest,
     data_fingerprint,
@@ -133,16 +133,16 @@ def reserve(path: Path, size: int) -> None:
         os.close(fd)
 
 
-def _size_bound(layout: Layout) -> int:
-    """More bytes than the file of ``layout`` will take: its data plus generous metadata."""
-    s = layout.settings
+def _size_bound(shapes: FileShapes) -> int:
+    """More bytes than the file of ``shapes`` will take: its data plus generous metadata."""
+    s = shapes.settings
     itemsize = np.dtype(s.dtype).itemsize
-    data = s.views * s.num_samples * sum(layout.widths) * itemsize + 2 * 8 * s.num_samples
+    data = s.views * s.num_samples * sum(shapes.widths) * itemsize + 2 * 8 * s.num_samples
     datasets = s.views * len(s.layers) + 4
-    chunks = datasets * layout.num_batches * 2
+    chunks = datasets * shapes.num_batches * 2
     return (
         data
-        + s.views * layout.num_batches * DIGEST_BYTES
+        + s.views * shapes.num_batches * DIGEST_BYTES
         + 16384 * datasets
         + 96 * chunks
         + (1 << 20)
@@ -170,10 +170,10 @@ def _abandon(file: h5py.File) -> None:
         sys.unraisablehook = hook
 
 
-def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
-    """Write a new, empty file of ``layout`` (truncating ``path``) and reserve its blocks."""
-    reserve(path, _size_bound(layout))  # the space check, before HDF5 writes anything
-    s = layout.settings
+def _create(path: Path, shapes: FileShapes, provenance: dict[str, str]) -> None:
+    """Write a new, empty file of ``shapes`` (truncating ``path``) and reserve its blocks."""
+    reserve(path, _size_bound(shapes))  # the space check, before HDF5 writes anything
+    s = shapes.settings
     compression = None if s.compression == "none" else s.compression
     f = h5py.File(path, "w")
     try:
@@ -182,12 +182,12 @@ def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
             f.create_dataset(name, shape=(s.num_samples,), dtype="int64", dcpl=_early_allocation())
         f.create_dataset(
             "input_digest",
-            shape=(s.views, layout.num_batches, DIGEST_BYTES),
+            shape=(s.views, shapes.num_batches, DIGEST_BYTES),
             dtype="uint8",
             dcpl=_early_allocation(),
         )
         for view in range(s.views):
-            for layer, width in zip(s.layers, layout.widths, strict=True):
+            for layer, width in zip(s.layers, shapes.widths, strict=True):
                 f.create_dataset(
                     activation_path(view, layer),
                     shape=(s.num_samples, width),
@@ -205,7 +205,7 @@ def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
                 "completion_sha256": np.bytes_(PENDING_FINGERPRINT),
                 "settings": s.to_json(),
                 "layers": json.dumps(list(s.layers)),
-                "layer_shapes": json.dumps(layout.layer_shapes),
+                "layer_shapes": json.dumps(shapes.layer_shapes),
                 "package_versions": json.dumps(package_versions()),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **provenance,
@@ -219,20 +219,20 @@ def _create(path: Path, layout: Layout, provenance: dict[str, str]) -> None:
     reserve(path, path.stat().st_size)
 
 
-def rows_done(path: Path, layout: Layout) -> int:
-    """The rows of the existing file ``path`` already done for ``layout``: all of them when
+def rows_done(path: Path, shapes: FileShapes) -> int:
+    """The rows of the existing file ``path`` already done for ``shapes``: all of them when
     it is complete. A file that is not a repcompare activation file, or has other settings
     or an older batch plan, is an InputError that suggests ``--force``."""
     try:
         with h5py.File(path, "r") as f:
-            stored = Settings.from_json(f.attrs["settings"])
+            stored = FileSettings.from_json(f.attrs["settings"])
             done, complete = int(f["rows_done"][()]), bool(f.attrs["complete"])
     except (OSError, KeyError, ValueError, TypeError):
         raise InputError(
             f"{path} exists but is not a readable repcompare activation file; "
             "pass --force to overwrite it or choose another --out"
         ) from None
-    differences = layout.settings.differences(stored)
+    differences = shapes.settings.differences(stored)
     if differences:
         state = "a complete" if complete else "an incomplete"
         raise InputError(
@@ -240,8 +240,8 @@ def rows_done(path: Path, layout: Layout) -> int:
             "pass --force to overwrite it or choose another --out"
         )
     if complete:
-        return layout.settings.num_samples
-    if done not in [start for start, _ in layout.bounds]:
+        return shapes.settings.num_samples
+    if done not in [start for start, _ in shapes.bounds]:
         raise InputError(
             f"{path} was begun with an older batch plan ({done} rows done); "
             "pass --force to recompute it or choose another --out"
@@ -249,7 +249,7 @@ def rows_done(path: Path, layout: Layout) -> int:
     return done
 
 
-def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool) -> int:
+def prepare(path: Path, shapes: FileShapes, provenance: dict[str, str], force: bool) -> int:
     """Create ``path`` or check it for resuming; return the number of rows already done.
 
     A complete file with the same settings is left as it is (all rows done); a
@@ -258,10 +258,10 @@ def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool)
     module docstring).
     """
     if path.exists() and not force:
-        return rows_done(path, layout)
+        return rows_done(path, shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _create(path, layout, provenance)
+        _create(path, shapes, provenance)
     except RunError:
         path.unlink(missing_ok=True)  # nothing was done yet: the rerun starts afresh
         raise
@@ -271,16 +271,16 @@ def prepare(path: Path, layout: Layout, provenance: dict[str, str], force: bool)
 class ActivationWriter:
     """Background writer of batches into a prepared file (see module docstring)."""
 
-    def __init__(self, path: Path, layout: Layout):
+    def __init__(self, path: Path, shapes: FileShapes):
         self.path = path
-        self.layout = layout
+        self.shapes = shapes
         self.bytes_written = 0
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._error: BaseException | None = None
         reserve(path, path.stat().st_size)  # a file from an older run may have holes
         self._file = h5py.File(path, "r+", rdcc_nbytes=0)  # writes go to disk at once
         # open once: a dataset closed after a failed write would complain as it goes
-        self._datasets = {name: self._file[name] for name in dataset_names(layout.settings)}
+        self._datasets = {name: self._file[name] for name in dataset_names(shapes.settings)}
         self._thread = threading.Thread(target=self._run, name="repcompare-writer", daemon=True)
         self._thread.start()
 
@@ -304,8 +304,8 @@ class ActivationWriter:
                 pass
 
     def _write(self, batch: Batch) -> None:
-        s, d = self.layout.settings, self._datasets
-        start, stop = self.layout.bounds[batch.number]
+        s, d = self.shapes.settings, self._datasets
+        start, stop = self.shapes.bounds[batch.number]
         for view, layers in enumerate(batch.activations):
             for layer, tensor in zip(s.layers, layers, strict=True):
                 values = _storable(tensor, layer)

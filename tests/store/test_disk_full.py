@@ -6,19 +6,19 @@ import sys
 import h5py
 import numpy as np
 
-from repcompare.store.layout import activation_path
+from repcompare.store.file_format import activation_path
 from tests.store.test_writer_reader import settings, write
 
 WRITE_UNDER_A_LIMIT = """
 import resource, signal, sys
 from pathlib import Path
 from repcompare.store.writer import ActivationWriter, prepare
-from tests.store.test_writer_reader import batches, layout, settings
+from tests.store.test_writer_reader import batches, shapes, settings
 
 s = settings(num_samples=400, batch_size=16)
 path = Path(sys.argv[1])
-prepare(path, layout(s), {}, force=False)
-writer = ActivationWriter(path, layout(s))
+prepare(path, shapes(s), {}, force=False)
+writer = ActivationWriter(path, shapes(s))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 limit = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))

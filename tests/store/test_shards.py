@@ -8,24 +8,24 @@ import pytest
 
 from repcompare.distributed import Job
 from repcompare.errors import InputError
-from repcompare.store.layout import activation_path
+from repcompare.store.file_format import activation_path
 from repcompare.store.reader import open_activations
-from repcompare.store.shards import shard_layout, shard_path, stitch
+from repcompare.store.shards import shard_path, shard_shapes, stitch
 from repcompare.store.writer import ActivationWriter, prepare
 from tests.faults.support import datasets
-from tests.store.test_writer_reader import batches, layout, settings
+from tests.store.test_writer_reader import batches, settings, shapes
 
 SETTINGS = settings(num_samples=18)  # batches of 4, 4, 4 and 6 rows: the last one merged
 
 
 def write_shards(out, world: int) -> list:
     """Each rank's share of the batches written into its shard, numbered within it."""
-    whole = layout(SETTINGS)
+    whole = shapes(SETTINGS)
     every = list(batches(SETTINGS))
     shards = []
     for rank in range(world):
         share = Job(rank, world).share(whole.num_batches)
-        part, path = shard_layout(whole, share), shard_path(out, rank, world)
+        part, path = shard_shapes(whole, share), shard_path(out, rank, world)
         assert prepare(path, part, {"model_spec": SETTINGS.model}, force=False) == 0
         writer = ActivationWriter(path, part)
         for batch in every[share.start : share.stop]:
@@ -38,8 +38,8 @@ def write_shards(out, world: int) -> list:
 @pytest.fixture
 def one_process(tmp_path):
     path = tmp_path / "one.h5"
-    prepare(path, layout(SETTINGS), {"model_spec": SETTINGS.model}, force=False)
-    writer = ActivationWriter(path, layout(SETTINGS))
+    prepare(path, shapes(SETTINGS), {"model_spec": SETTINGS.model}, force=False)
+    writer = ActivationWriter(path, shapes(SETTINGS))
     for batch in batches(SETTINGS):
         writer.submit(batch)
     writer.close(complete=True)
@@ -52,7 +52,7 @@ def test_the_stitched_datasets_equal_the_one_process_file_byte_for_byte(
 ):
     out = tmp_path / "out" / "stitched.h5"
     shards = write_shards(out, world)
-    stitch(out, layout(SETTINGS), shards)
+    stitch(out, shapes(SETTINGS), shards)
     got, want = datasets(out), datasets(one_process)
     assert sorted(got) == sorted(want)
     for name, values in want.items():
@@ -68,7 +68,7 @@ def test_the_stitched_datasets_equal_the_one_process_file_byte_for_byte(
 
 def test_a_stitched_file_moves_with_its_shards_and_refuses_to_read_without_them(tmp_path):
     out = tmp_path / "a" / "stitched.h5"
-    stitch(out, layout(SETTINGS), write_shards(out, 2))
+    stitch(out, shapes(SETTINGS), write_shards(out, 2))
     moved = tmp_path / "b"
     (tmp_path / "a").rename(moved)
     with open_activations(moved / "stitched.h5") as f:

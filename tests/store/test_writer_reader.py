@@ -5,12 +5,12 @@ import torch
 
 from repcompare.data.batches import batch_bounds
 from repcompare.errors import InputError
-from repcompare.store.layout import Layout, Settings, activation_path
+from repcompare.store.file_format import FileSettings, FileShapes, activation_path
 from repcompare.store.reader import open_activations
 from repcompare.store.writer import ActivationWriter, Batch, prepare
 
 
-def settings(**changes) -> Settings:
+def settings(**changes) -> FileSettings:
     values = dict(
         model="timm:resnet18",
         checkpoint_sha256="",
@@ -29,14 +29,14 @@ def settings(**changes) -> Settings:
         dtype="float32",
         compression="none",
     )
-    return Settings(**(values | changes))
+    return FileSettings(**(values | changes))
 
 
-def layout(s: Settings) -> Layout:
-    return Layout(s, (3, 5), {"layer1.0": [3, 2, 2], "fc": [5]})
+def shapes(s: FileSettings) -> FileShapes:
+    return FileShapes(s, (3, 5), {"layer1.0": [3, 2, 2], "fc": [5]})
 
 
-def batches(s: Settings):
+def batches(s: FileSettings):
     gen = torch.Generator().manual_seed(0)
     for number, (start, stop) in enumerate(batch_bounds(s.num_samples, s.batch_size)):
         rows = stop - start
@@ -50,10 +50,10 @@ def batches(s: Settings):
         )
 
 
-def write(path, s: Settings, stop_after: int | None = None) -> list[Batch]:
-    first = layout(s).first_batch(prepare(path, layout(s), {"model_spec": s.model}, force=False))
+def write(path, s: FileSettings, stop_after: int | None = None) -> list[Batch]:
+    first = shapes(s).first_batch(prepare(path, shapes(s), {"model_spec": s.model}, force=False))
     written = list(batches(s))
-    writer = ActivationWriter(path, layout(s))
+    writer = ActivationWriter(path, shapes(s))
     for batch in written[first:stop_after]:
         writer.submit(batch)
     writer.close(complete=stop_after is None)
@@ -92,10 +92,10 @@ def test_incomplete_file_is_refused_and_resumes_to_the_same_content(tmp_path):
 def test_other_settings_need_force_and_same_settings_are_done(tmp_path):
     path = tmp_path / "a.h5"
     write(path, settings())
-    assert prepare(path, layout(settings()), {}, force=False) == 10
+    assert prepare(path, shapes(settings()), {}, force=False) == 10
     with pytest.raises(InputError, match=r"complete file made with other settings \(seed: 0 -> 1"):
-        prepare(path, layout(settings(seed=1)), {}, force=False)
-    assert prepare(path, layout(settings(seed=1)), {}, force=True) == 0
+        prepare(path, shapes(settings(seed=1)), {}, force=False)
+    assert prepare(path, shapes(settings(seed=1)), {}, force=True) == 0
 
 
 def test_foreign_and_missing_files_are_input_errors(tmp_path):
@@ -107,7 +107,7 @@ def test_foreign_and_missing_files_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_activations(tmp_path / "none.h5")
     with pytest.raises(InputError, match="not a readable repcompare activation file"):
-        prepare(other, layout(settings()), {}, force=False)
+        prepare(other, shapes(settings()), {}, force=False)
 
 
 def test_a_file_begun_with_the_old_batch_plan_is_not_resumed(tmp_path):
@@ -116,4 +116,4 @@ def test_a_file_begun_with_the_old_batch_plan_is_not_resumed(tmp_path):
     with h5py.File(path, "r+") as f:
         f["rows_done"][()] = 8  # batches of 4, 4 and 2 before short batches were merged
     with pytest.raises(InputError, match=r"older batch plan \(8 rows done\); pass --force"):
-        prepare(path, layout(s), {}, force=False)
+        prepare(path, shapes(s), {}, force=False)

@@ -1,4 +1,4 @@
-"""The layout of a repcompare activation file (see docs/hdf5-format.md).
+"""The shapes of a repcompare activation file (see docs/hdf5-format.md).
 
 /activations/view{v}/{layer}   (N, D) float16|float32, one chunk = one batch of one layer
 /labels                        (N,) int64, -1 when the data set has no labels
@@ -42,7 +42,7 @@ def data_fingerprint(digests: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest()
 
 
-def dataset_names(s: Settings) -> list[str]:
+def dataset_names(s: FileSettings) -> list[str]:
     """Every dataset of a file with settings ``s``."""
     layers = [activation_path(v, layer) for v in range(s.views) for layer in s.layers]
     return [*layers, "labels", "sample_index", "input_digest", "rows_done"]
@@ -58,7 +58,7 @@ def completion_digest(handle) -> str:
 
 
 @dataclass(frozen=True)
-class Settings:
+class FileSettings:
     """Everything that determines a file's content; a resumed run must match it exactly."""
 
     model: str
@@ -83,22 +83,22 @@ class Settings:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> Settings:
+    def from_json(cls, text: str) -> FileSettings:
         values = json.loads(text)
         values["layers"] = tuple(values["layers"])
         return cls(**values)
 
-    def differences(self, other: Settings) -> list[str]:
+    def differences(self, other: FileSettings) -> list[str]:
         """``name: ours -> theirs`` for every setting that differs."""
         ours, theirs = asdict(self), asdict(other)
         return [f"{k}: {theirs[k]!r} -> {ours[k]!r}" for k in ours if ours[k] != theirs[k]]
 
 
 @dataclass(frozen=True)
-class Layout:
+class FileShapes:
     """Shapes of a file: one (N, width) dataset per layer and view."""
 
-    settings: Settings
+    settings: FileSettings
     widths: tuple[int, ...]
     layer_shapes: dict[str, list[int]] = field(default_factory=dict)
 
