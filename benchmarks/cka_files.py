@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from harness import (
     SPARE_CORES,
+    Stopwatch,
     Workload,
     add_workload_arguments,
     device_name,
@@ -117,16 +118,14 @@ def read_speed(folder: Path, size: int) -> dict:
     write = write_test_file(path, size, BLOCK)
     accepted, resident = drop_from_cache(path)
     buffer = bytearray(BLOCK)
-    start = time.perf_counter()
     total = 0
-    with open(path, "rb", buffering=0) as handle:
+    with Stopwatch() as watch, open(path, "rb", buffering=0) as handle:
         while chunk := handle.readinto(buffer):
             total += chunk
-    seconds = time.perf_counter() - start
     path.unlink()
     return {
         "bytes": total,
-        "read": total / seconds,
+        "read": total / watch.seconds,
         "write": write,
         "accepted": accepted,
         "resident": resident,

@@ -54,7 +54,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -191,9 +190,10 @@ def run_repcompare(work: Workload) -> tuple[np.ndarray, list[str]]:
 
     model_a, model_b = work.models
     size = (3, work.image_size, work.image_size)
-    had_timm, start = "timm" in sys.modules, time.perf_counter()
-    graph_a, graph_b = discover(model_a, size), discover(model_b, size)
-    discovery = f"of which discover() {time.perf_counter() - start:.2f} s"
+    had_timm = "timm" in sys.modules
+    with Stopwatch() as watch:
+        graph_a, graph_b = discover(model_a, size), discover(model_b, size)
+    discovery = f"of which discover() {watch.seconds:.2f} s"
     if not had_timm and "timm" in sys.modules:
         discovery += " (it imported timm)"
     names_a = select_layers(graph_a, [work.preset])

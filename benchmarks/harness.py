@@ -317,13 +317,12 @@ def write_test_file(path: Path, size: int, block: int = 16 << 20) -> float:
     import numpy as np
 
     data = np.random.default_rng(0).integers(0, 255, block, dtype=np.uint8).tobytes()
-    start = time.perf_counter()
-    with open(path, "wb") as handle:
+    with Stopwatch() as watch, open(path, "wb") as handle:
         for _ in range(max(1, size // block)):
             handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    return path.stat().st_size / (time.perf_counter() - start)
+    return path.stat().st_size / watch.seconds
 
 
 # --- subprocesses ------------------------------------------------------------------------------
@@ -362,9 +361,8 @@ def spawn_job(command: Sequence[str], result: Path) -> dict:
     ``result`` as JSON: those figures with ``wall`` (its start-to-exit seconds) added, or
     ``{"error": one line}`` if it failed."""
     result.unlink(missing_ok=True)
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
+    with Stopwatch() as wall:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode < 0:
         return {"error": f"killed by signal {-done.returncode} (out of memory?)"}
     if done.returncode != 0:
@@ -373,7 +371,7 @@ def spawn_job(command: Sequence[str], result: Path) -> dict:
             return {"error": f"not installed or import failed: {message}"}
         return {"error": f"failed: {message}"}
     report = json.loads(result.read_text()) if result.exists() else {}
-    return report | {"wall": wall}
+    return report | {"wall": wall.seconds}
 
 
 # --- the report --------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def extract(
         dtype=dtype,
         compression=compression,
         force=force,
-        console=feedback.console,
+        feedback=feedback,
         job=job,
     )
 

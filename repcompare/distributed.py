@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 
 from repcompare.errors import InputError, RunError
-from repcompare.progress import ProgressCallback, torchrun_world
+from repcompare.progress import Advance, torchrun_world
 from repcompare.similarity.shares import Combinable
 
 
@@ -110,7 +110,7 @@ class Job:
             with _peers_told():
                 dist.barrier()
 
-    def progress(self, callback: ProgressCallback | None) -> ProgressCallback | None:
+    def progress(self, callback: Advance | None) -> Advance | None:
         """``callback(done_now, total)`` counting every process's examples (through the job's
         key-value store, which no process waits on); give the callback on rank 0 and None
         on the others, which then only count."""

@@ -10,12 +10,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from repcompare.data.sources import absolute_spec
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RunError
+from repcompare.progress import SILENT, Feedback
 from repcompare.sides.batches import (
     CaptureTarget,
     PreparedInputs,
@@ -98,7 +97,7 @@ def extract(
     dtype: str = "float16",
     compression: str = "none",
     force: bool = False,
-    console=None,
+    feedback: Feedback = SILENT,
     job: Job = ONE_PROCESS,
 ) -> ExtractResult:
     """Capture ``target``'s layers over the planned inputs into ``out`` (resuming if possible).
@@ -130,7 +129,7 @@ def extract(
         "layer_roles": json.dumps(target.graph.layer_roles()),
         "layer_layouts": json.dumps(target.layer_layouts()),
     }
-    capture = Capture(target, plan, prepared, device, console, job)
+    capture = Capture(target, plan, prepared, device, feedback, job)
     if job.distributed:
         return _extract_in_shards(capture, shapes, provenance, out, force)
     with lock_for_writing(out) as lock:
@@ -188,7 +187,7 @@ class Capture:
     plan: InputPlan
     prepared: PreparedInputs
     device: torch.device
-    console: Console | None
+    feedback: Feedback
     job: Job
 
     def run(self, shapes: FileShapes, out: Path, rows_before: int, batches: range) -> ExtractResult:
@@ -235,38 +234,16 @@ class Capture:
 
     @contextmanager
     def _bar(self, already: int) -> Iterator[Callable[[int, int], None]]:
-        """``advance(images, bytes_written)`` of a bar over every process's images (shown on
-        rank 0 when there is a console): the count and speed are the job's, the megabytes
-        this process's."""
-        columns = (
-            TextColumn("[bold]extract"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} images"),
-            TextColumn("{task.fields[speed]:.0f} img/s"),
-            TextColumn("{task.fields[megabytes]:.0f} MB"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
+        """``advance(images, bytes_written)`` of the bar over every process's images (shown
+        on rank 0): the count and rate are the job's, the megabytes this process's."""
         total = self.prepared.indices.size
-        shown = self.console is not None and self.job.main
-        with Progress(*columns, console=self.console, disable=not shown) as progress:
-            task = progress.add_task(
-                "extract", total=total, completed=already, speed=0.0, megabytes=0.0
-            )
-            started, images_done = time.perf_counter(), 0
-            megabytes = 0.0
-
-            def show(done_now: int, _total: int) -> None:
-                nonlocal images_done
-                images_done += done_now
-                speed = images_done / (time.perf_counter() - started)
-                progress.update(task, advance=done_now, speed=speed, megabytes=megabytes)
-
-            counted = self.job.progress(show)
+        with self.feedback.bar("extract", completed=already) as bar:
+            counted = self.job.progress(bar)
 
             def advance(images: int, bytes_written: int) -> None:
-                nonlocal megabytes
-                megabytes = bytes_written / 1e6
-                counted(images, total)
+                if bar is not None:
+                    bar.info = f"{bytes_written / 1e6:.0f} MB"
+                if counted is not None:
+                    counted(images, total)
 
             yield advance

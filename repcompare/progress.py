@@ -6,6 +6,7 @@ rank is told."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ def failure_console() -> tuple[Console, str]:
     return Console(stderr=True, highlight=False, soft_wrap=True), f"rank {rank}: "
 
 
-ProgressCallback = Callable[[int, int], None]
+# advance(done_now, total): what a progress bar is given after each batch
+Advance = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -44,24 +46,58 @@ class Feedback:
 
     shown: bool = False
 
-    @property
-    def console(self) -> Console | None:
-        """The stderr console to draw on, or None when silent."""
-        return STDERR if self.shown else None
-
     def note(self, text: str, style: str = "dim") -> None:
         """One line of information (rich markup) about what is being loaded or done."""
         if self.shown:
             STDERR.print(f"[{style}]{text}[/]")
 
     @contextmanager
-    def bar(self, description: str) -> Iterator[ProgressCallback | None]:
-        """A transient progress bar; yields ``progress(done_now, total)`` (None when silent)."""
+    def bar(
+        self, description: str, *, completed: int = 0, unit: str = "images"
+    ) -> Iterator[Bar | None]:
+        """A transient progress bar with the count, the rate and an ``info`` text; yields a
+        ``Bar``, ``bar(done_now, total)`` (None when silent). ``completed``: done before."""
         if not self.shown:
             yield None
             return
-        from rich.progress import Progress
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        with Progress(console=STDERR, transient=True) as bar:
-            task = bar.add_task(description, total=None)
-            yield lambda done, total: bar.update(task, advance=done, total=total)
+        columns = (
+            TextColumn(f"[bold]{description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=STDERR, transient=True) as progress:
+            task = progress.add_task(description, total=None, completed=completed, rate="", info="")
+            yield Bar(progress, task, unit)
+
+
+class Bar:
+    """A shown progress bar: ``bar(done_now, total)`` advances it; ``info`` is shown beside
+    the rate (extract: the megabytes written)."""
+
+    def __init__(self, progress, task, unit: str):
+        self.progress, self.task, self.unit = progress, task, unit
+        self.started, self.done, self.info = time.perf_counter(), 0, ""
+
+    def __call__(self, done_now: int, total: int) -> None:
+        self.done += done_now
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        self.progress.update(
+            self.task, advance=done_now, total=total, rate=f"{rate:.0f}/s", info=self.info
+        )
+
+
+SILENT = Feedback()

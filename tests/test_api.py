@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import repcompare
 from repcompare.cli import main
-from tests.checkpoints import seeded_torchvision_resnet18
+from tests.support.checkpoints import seeded_torchvision_resnet18
 
 LAYERS = "layer2.1,layer3.1,layer4.1"
 DATA = {"data": "builtin:40:32", "image_size": 32, "crop_pct": 1.0, "workers": 0}

@@ -10,8 +10,8 @@ import torchvision
 
 from repcompare.cli import main
 from repcompare.store.file_format import activation_path
-from tests.checkpoints import seeded_timm_resnet18
-from tests.similarity import numpy_reference as ref
+from tests.support import numpy_reference as ref
+from tests.support.checkpoints import seeded_timm_resnet18
 
 LAYERS = "layer2.1,layer3.1,layer4.1"
 NAMES = LAYERS.split(",")

@@ -10,7 +10,7 @@ from PIL import Image
 from repcompare.cli import main
 from repcompare.report.class_fit import PLOTS
 from repcompare.results.class_fit import MEASURES
-from tests.checkpoints import seeded_timm_resnet18
+from tests.support.checkpoints import seeded_timm_resnet18
 
 DATA = ["--data", "builtin:60:32", "--image-size", "32", "--workers", "0", "--batch-size", "20"]
 LAYERS = ["--layers", "layer2,layer3,layer4"]

@@ -20,7 +20,7 @@ from repcompare.data.sources import open_source
 from repcompare.errors import InputError
 from repcompare.store.file_format import activation_path
 from repcompare.store.reader import open_activations
-from tests.similarity.numpy_reference import minibatch_cka
+from tests.support.numpy_reference import minibatch_cka
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 from repcompare.cli import main
 from repcompare.store.file_format import FileSettings, activation_path
 from repcompare.store.reader import open_activations
-from tests.checkpoints import seeded_timm_resnet18
+from tests.support.checkpoints import seeded_timm_resnet18
 
 COMMON = ["--data", "builtin:20:32", "--image-size", "32", "--crop-pct", "1.0", "--workers", "0"]
 EXTRACT = [*COMMON, "--layers", "layer1.0", "--batch-size", "10", "--dtype", "float32"]

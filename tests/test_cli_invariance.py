@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from repcompare.cli import main
-from tests.checkpoints import seeded_timm_resnet18
+from tests.support.checkpoints import seeded_timm_resnet18
 
 DATA = ["--data", "builtin:40:32", "--image-size", "32", "--workers", "0", "--batch-size", "20"]
 LAYERS = ["--layers", "layer1,layer2,layer3"]

@@ -19,7 +19,7 @@ import pytest
 
 from repcompare.store.reader import open_activations
 from repcompare.store.shards import shard_path
-from tests.faults.support import assert_same_datasets, rows_done
+from tests.support.faults import assert_same_datasets, rows_done
 
 ONE_THREAD = os.environ | {"OMP_NUM_THREADS": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from repcompare.cli import main
-from tests.checkpoints import seeded_torchvision_resnet18
+from tests.support.checkpoints import seeded_torchvision_resnet18
 
 GOLDEN = Path(__file__).parent / "golden" / "output_digests.json"
 COMPARED = (".csv", ".json", ".md", ".png")

@@ -15,7 +15,7 @@ import repcompare
 from repcompare.analyses.study import PARTS_FOLDER
 from repcompare.cli import main
 from repcompare.report.model import format_value
-from tests.checkpoints import seeded_torchvision_resnet18
+from tests.support.checkpoints import seeded_torchvision_resnet18
 
 DATA = {"data": "builtin:48:32", "image_size": 32, "crop_pct": 1.0, "workers": 0}
 RUN = {**DATA, "batch_size": 12, "bootstrap": 10}

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import torch
 
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
-from repcompare.analyses.run import Advance, run_pass
+from repcompare.analyses.run import run_pass
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.progress import Advance
 from repcompare.results.atlas import AtlasResult, AtlasSettings
 from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
-from repcompare.analyses.run import Advance, run_pass
+from repcompare.analyses.run import run_pass
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.progress import Advance
 from repcompare.results.cka import CKAResult, CKASettings
 from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from repcompare.analyses.memory import check_memory
-from repcompare.analyses.run import Advance, run_pass
+from repcompare.analyses.run import run_pass
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import (
     POOLED_AXES,
@@ -43,6 +43,7 @@ from repcompare.capture.reduce import (
 )
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.progress import Advance
 from repcompare.results.class_fit import (
     TOKEN_FEATURES,
     ClassFit,

@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from repcompare.analyses.run import Advance, run_pass
+from repcompare.analyses.run import run_pass
 from repcompare.data.augment import AUGMENTATIONS
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
+from repcompare.progress import Advance
 from repcompare.results.curves import LayerCurve
 from repcompare.results.invariance import InvarianceResult, InvarianceSettings
 from repcompare.sides.aligned import AlignedBatch, AlignedStream

@@ -10,19 +10,17 @@ class fit from one stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
 
 from repcompare.distributed import ONE_PROCESS, Job
+from repcompare.progress import Advance
 from repcompare.sides.aligned import AlignedBatch, AlignedStream, aligned_batches
 from repcompare.sides.batches import for_each
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
-
-# advance(examples_done_now, total_examples): what a progress bar is given after each batch
-Advance = Callable[[int, int], None]
 
 
 class Run(Protocol):

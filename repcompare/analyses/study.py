@@ -33,6 +33,7 @@ from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.run import run_pass
 from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
+from repcompare.progress import Advance
 from repcompare.results.cka import CKAResult
 from repcompare.results.class_fit import ClassFitResult
 from repcompare.results.invariance import InvarianceResult
@@ -46,8 +47,8 @@ STUDY_AUGMENTATIONS = ("simclr", "crop", "color", "flip")
 STUDY_PRESET = "paper"  # block outputs and residual branches (Grigg et al. 2021)
 PARTS_FOLDER = ".study-parts"
 
-# bars(part) -> a context giving advance(done_now, total), or None
-ProgressBars = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
+# bars(part) -> a context giving advance(done_now, total), or None (``Feedback.bar``)
+ProgressBars = Callable[[str], AbstractContextManager[Advance | None]]
 
 
 @dataclass(frozen=True)

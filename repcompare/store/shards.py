@@ -62,11 +62,11 @@ def stitch(out: Path, shapes: FileShapes, shards: list[Path]) -> None:
     with ExitStack() as stack:  # each shard read once; closed before the virtual file reads it
         opened = [stack.enter_context(h5py.File(shard, "r")) for shard in shards]
         attrs = {k: v for k, v in opened[0].attrs.items() if k != "shard"}
-        shapes = {name: [shard[name].shape for shard in opened] for name in names}
+        dataset_shapes = {name: [shard[name].shape for shard in opened] for name in names}
         dtypes = {name: opened[0][name].dtype for name in names}
     with h5py.File(staging, "w") as f:
         for name in names:
-            virtual = _virtual_layout(name, shapes[name], dtypes[name], relative)
+            virtual = _virtual_layout(name, dataset_shapes[name], dtypes[name], relative)
             f.create_virtual_dataset(name, virtual, fillvalue=FILL[virtual.dtype.kind])
         f.create_dataset("rows_done", data=np.int64(shapes.settings.num_samples))
         digests = f["input_digest"][()]
@@ -87,7 +87,7 @@ def _virtual_layout(
     name: str, shapes: list[tuple[int, ...]], dtype: np.dtype, files: list[str]
 ) -> h5py.VirtualLayout:
     """``name`` of every one of ``files`` (of ``shapes``), stacked in order, as a virtual
-    shapes."""
+    layout."""
     axis = STACKED_ALONG.get(name, 0)
     total = list(shapes[0])
     total[axis] = sum(shape[axis] for shape in shapes)

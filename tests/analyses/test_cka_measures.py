@@ -12,7 +12,7 @@ import repcompare
 from repcompare.analyses import cka as cka_module
 from repcompare.cli import main
 from repcompare.similarity import MEASURES
-from tests.checkpoints import seeded_torchvision_resnet18
+from tests.support.checkpoints import seeded_torchvision_resnet18
 
 DATA = {"data": "builtin:40:32", "image_size": 32, "crop_pct": 1.0, "workers": 0}
 LAYERS = "layer1.0,layer3.1,layer4.1"

@@ -7,8 +7,8 @@ import torch
 from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
 from repcompare.errors import InputError
 from repcompare.sides.plan import InputPlan
-from tests.analyses.models import CLASS_STEP, Coded, side_of
-from tests.similarity import numpy_reference as ref
+from tests.support import numpy_reference as ref
+from tests.support.models import CLASS_STEP, Coded, side_of
 
 CLASSES, N, SIZE, BATCH = 10, 400, 8, 50
 

@@ -11,8 +11,8 @@ from repcompare.data.augment import augmentation, augmented_view
 from repcompare.data.sources import open_source
 from repcompare.errors import InputError
 from repcompare.sides.plan import InputPlan
-from tests.analyses.models import Pixels, side_of
-from tests.similarity import numpy_reference as ref
+from tests.support import numpy_reference as ref
+from tests.support.models import Pixels, side_of
 
 DATA, N, SIZE, BATCH, SEED = "builtin:60:16", 60, 16, 20, 5
 CPU = torch.device("cpu")

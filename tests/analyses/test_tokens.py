@@ -15,8 +15,8 @@ from repcompare.sides.batches import prepare_inputs, stream_activations
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 from repcompare.store.reader import open_activations
-from tests.analyses.models import CLASS_STEP, ClassToken, Patches, patchify, side_of
-from tests.similarity import numpy_reference as ref
+from tests.support import numpy_reference as ref
+from tests.support.models import CLASS_STEP, ClassToken, Patches, patchify, side_of
 
 N, SIZE, BATCH, CAP, SEED = 48, 8, 16, 100, 3
 POSITIONS = (SIZE // 2) ** 2

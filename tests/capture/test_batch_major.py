@@ -12,7 +12,7 @@ from repcompare.capture.capture import capture_layers
 from repcompare.capture.graph import discover
 from repcompare.capture.select import select_layers
 from repcompare.errors import InputError
-from tests.capture.test_capture import hooked
+from tests.support.hooks import hooked
 
 # model, input size, an attention module, its points whose first axis is not the batch
 CASES = {

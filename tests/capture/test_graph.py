@@ -8,7 +8,7 @@ import torchvision
 from repcompare.capture.capture import capture_layers
 from repcompare.capture.graph import discover
 from repcompare.capture.select import select_layers
-from tests.capture.test_capture import hooked
+from tests.support.hooks import hooked
 
 
 def resnet_names(depths: list[int], branch: str) -> tuple[list[str], list[str]]:

@@ -11,7 +11,7 @@ from repcompare.capture.graph import discover
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import pool, reduced_width
 from repcompare.errors import InputError
-from tests.capture.test_capture import hooked
+from tests.support.hooks import hooked
 
 
 def captured(model, size: int, names: list[str], how: str, mode: str = "auto"):

@@ -6,7 +6,7 @@ import torchvision
 
 from repcompare.capture.graph import discover
 from repcompare.capture.select import select_layers
-from tests.capture.test_capture import check_capture, module_outputs
+from tests.support.hooks import check_capture, module_outputs
 
 CASES = {
     "vgg11": (

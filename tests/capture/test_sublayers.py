@@ -13,7 +13,7 @@ from repcompare.capture.capture import capture_layers
 from repcompare.capture.graph import discover
 from repcompare.capture.select import select_layers
 from repcompare.errors import InputError
-from tests.capture.test_capture import hooked
+from tests.support.hooks import hooked
 
 ANY = None  # a name the test does not fix (a node inside the block); its value is checked
 

@@ -17,8 +17,8 @@ import pytest
 from repcompare.cli import main
 from repcompare.errors import InputError
 from repcompare.store.reader import open_activations
-from tests.checkpoints import seeded_torchvision_resnet18
-from tests.faults.support import (
+from tests.support.checkpoints import seeded_torchvision_resnet18
+from tests.support.faults import (
     LONG,
     assert_same_datasets,
     cli,

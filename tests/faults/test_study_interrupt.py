@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.checkpoints import seeded_torchvision_resnet18
-from tests.faults.support import command
+from tests.support.checkpoints import seeded_torchvision_resnet18
+from tests.support.faults import command
 
 pytestmark = pytest.mark.slow
 

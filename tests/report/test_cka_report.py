@@ -15,8 +15,8 @@ from repcompare.report.files import write_report
 from repcompare.report.markdown import render_markdown
 from repcompare.report.model import format_value, report_figures
 from repcompare.report.terminal import report_table
-from tests.report.render import markdown_rows, terminal_rows, terminal_text
-from tests.report.results import DEAD, NAMES_A, NAMES_B, cka_result
+from tests.support.render import markdown_rows, terminal_rows, terminal_text
+from tests.support.results import DEAD, NAMES_A, NAMES_B, cka_result
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from repcompare.report.files import write_report
 from repcompare.report.model import format_value, report_figures
 from repcompare.report.terminal import report_table
 from repcompare.results.class_fit import MEASURES, TOKEN_MEASURES
-from tests.report.render import markdown_rows, terminal_rows, terminal_text
-from tests.report.results import class_fit_result
+from tests.support.render import markdown_rows, terminal_rows, terminal_text
+from tests.support.results import class_fit_result
 
 
 def layer_values(result):

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import repcompare
-from tests.checkpoints import seeded_torchvision_resnet18
+from tests.support.checkpoints import seeded_torchvision_resnet18
 
 pytestmark = pytest.mark.slow
 

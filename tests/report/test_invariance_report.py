@@ -12,8 +12,8 @@ from repcompare.report.files import write_report
 from repcompare.report.invariance import OWNED_FILES, columns, invariance_report
 from repcompare.report.model import format_value, report_figures
 from repcompare.report.terminal import report_table
-from tests.report.render import markdown_rows, terminal_rows, terminal_text
-from tests.report.results import invariance_result
+from tests.support.render import markdown_rows, terminal_rows, terminal_text
+from tests.support.results import invariance_result
 
 
 def expected_rows(result):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from repcompare.similarity import DegenerateRepresentationError, canonical_correlations, cca
-from tests.similarity.conftest import related_pair
+from tests.support.layers import related_pair
 
 
 def inverse_sqrt(s: np.ndarray, rtol: float = 1e-10) -> np.ndarray:

@@ -8,8 +8,8 @@ from repcompare.similarity import (
     cka,
     cka_from_grams,
 )
-from tests.similarity import numpy_reference as ref
-from tests.similarity.conftest import related_pair
+from tests.support import numpy_reference as ref
+from tests.support.layers import related_pair
 
 SETTINGS = [("linear", False), ("linear", True), ("rbf", False), ("rbf", True)]
 

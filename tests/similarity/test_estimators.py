@@ -13,7 +13,7 @@ from repcompare.similarity import (
     DebiasedCKA,
     estimator_spec,
 )
-from tests.similarity import numpy_reference as ref
+from tests.support import numpy_reference as ref
 
 N, BATCH = 90, 32  # two full batches and a partial one of 26
 

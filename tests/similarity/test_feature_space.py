@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from repcompare.similarity import ExactLinearCKA, NonFiniteActivationError, cka
-from tests.similarity import numpy_reference as ref
-from tests.similarity.test_minibatch import layers, run
+from tests.support import numpy_reference as ref
+from tests.support.layers import layers, run
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e4])

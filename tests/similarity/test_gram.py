@@ -12,7 +12,7 @@ from repcompare.similarity.gram import (
     rbf_sigma_squared,
     squared_distances,
 )
-from tests.similarity import numpy_reference as ref
+from tests.support import numpy_reference as ref
 
 
 def test_linear_gram_is_the_double_centred_gram(rng):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from repcompare.similarity.hsic import hsic_biased, hsic_unbiased, u_centre
-from tests.similarity import numpy_reference as ref
-from tests.similarity.conftest import related_pair
+from tests.support import numpy_reference as ref
+from tests.support.layers import related_pair
 
 
 @pytest.mark.parametrize("n", [4, 7, 50])

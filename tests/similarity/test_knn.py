@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from repcompare.similarity import DegenerateRepresentationError, knn_indices, mutual_knn
-from tests.similarity.conftest import related_pair
+from tests.support.layers import related_pair
 
 
 def reference_neighbours(x: np.ndarray, k: int) -> list[set[int]]:

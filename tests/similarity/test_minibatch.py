@@ -3,29 +3,8 @@ import pytest
 import torch
 
 from repcompare.similarity import BatchShapeError, MinibatchCKA, NonFiniteActivationError
-from tests.similarity import numpy_reference as ref
-
-
-def layers(rng, n: int, widths: list[int]) -> list[torch.Tensor]:
-    """Layers sharing a common signal in different amounts, so every pair differs."""
-    base = rng.normal(size=(n, 16))
-    out = []
-    for i, width in enumerate(widths):
-        mix = base @ rng.normal(size=(16, width))
-        out.append(torch.from_numpy(np.tanh(mix) + 0.3 * (i + 1) * rng.normal(size=(n, width))))
-    return out
-
-
-def batches(x: torch.Tensor, size: int) -> list[torch.Tensor]:
-    return list(torch.split(x, size))
-
-
-def run(acc: MinibatchCKA, feats_a, feats_b, size: int):
-    split_a = [batches(x, size) for x in feats_a]
-    split_b = None if feats_b is None else [batches(y, size) for y in feats_b]
-    for i in range(len(split_a[0])):
-        acc.update([s[i] for s in split_a], None if split_b is None else [s[i] for s in split_b])
-    return acc.result()
+from tests.support import numpy_reference as ref
+from tests.support.layers import batches, layers, run
 
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])

@@ -13,7 +13,7 @@ from repcompare.similarity import (
     procrustes_distance,
     shape_alignment,
 )
-from tests.similarity.conftest import related_pair
+from tests.support.layers import related_pair
 
 SHAPES = [(40, 6, 6), (40, 5, 11), (50, 12, 3), (15, 30, 8), (12, 40, 25)]  # incl. p > n
 

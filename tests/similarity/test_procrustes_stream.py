@@ -13,7 +13,7 @@ from repcompare.similarity import (
     procrustes_stream_bytes,
     procrustes_streamable,
 )
-from tests.similarity.conftest import related_pair
+from tests.support.layers import related_pair
 
 
 def fed(x: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> StreamingProcrustes:

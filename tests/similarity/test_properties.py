@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repcompare.similarity import ExactLinearCKA, MinibatchCKA, cka
-from tests.similarity import numpy_reference as ref
-from tests.similarity.test_minibatch import batches, layers, run
+from tests.support import numpy_reference as ref
+from tests.support.layers import batches, layers, run
 
 shapes = st.fixed_dictionaries(
     {

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from repcompare.similarity import canonical_correlations, pwcca
-from tests.similarity.conftest import related_pair
+from tests.support.layers import related_pair
 
 
 def reference_pwcca(x, y) -> float:

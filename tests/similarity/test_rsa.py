@@ -12,7 +12,7 @@ from repcompare.similarity import (
     rsa_from_rdms,
     spearman,
 )
-from tests.similarity.conftest import related_pair
+from tests.support.layers import related_pair
 
 
 def reference_ranks(v: np.ndarray) -> np.ndarray:

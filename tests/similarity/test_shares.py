@@ -13,7 +13,7 @@ import torch
 
 from repcompare.similarity import CrowdingStats, DebiasedCKA, ExactLinearCKA, MinibatchCKA
 from repcompare.similarity.shares import Combinable
-from tests.similarity.test_minibatch import layers
+from tests.support.layers import layers
 
 
 class Collectives:

@@ -7,13 +7,13 @@ import h5py
 import numpy as np
 
 from repcompare.store.file_format import activation_path
-from tests.store.test_writer_reader import settings, write
+from tests.support.activation_files import settings, write
 
 WRITE_UNDER_A_LIMIT = """
 import resource, signal, sys
 from pathlib import Path
 from repcompare.store.writer import ActivationWriter, prepare
-from tests.store.test_writer_reader import batches, shapes, settings
+from tests.support.activation_files import batches, shapes, settings
 
 s = settings(num_samples=400, batch_size=16)
 path = Path(sys.argv[1])

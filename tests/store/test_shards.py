@@ -12,8 +12,8 @@ from repcompare.store.file_format import activation_path
 from repcompare.store.reader import open_activations
 from repcompare.store.shards import shard_path, shard_shapes, stitch
 from repcompare.store.writer import ActivationWriter, prepare
-from tests.faults.support import datasets
-from tests.store.test_writer_reader import batches, settings, shapes
+from tests.support.activation_files import batches, settings, shapes
+from tests.support.faults import datasets
 
 SETTINGS = settings(num_samples=18)  # batches of 4, 4, 4 and 6 rows: the last one merged
 
