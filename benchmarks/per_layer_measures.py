@@ -22,13 +22,14 @@ from dataclasses import replace
 from harness import Stopwatch, Workload, add_workload_arguments, report, synchronise
 
 import repcompare.analyses.class_fit as class_fit_module
-from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
+from repcompare.analyses.class_fit import measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.capture.graph import discover
 from repcompare.capture.models import load_model
 from repcompare.capture.select import select_layers
 from repcompare.capture.spec import parse_spec
 from repcompare.data.transforms import TransformOverrides
+from repcompare.options import ClassFitOptions
 from repcompare.sides.aligned import aligned_batches
 from repcompare.sides.batches import CaptureTarget
 from repcompare.sides.plan import InputPlan

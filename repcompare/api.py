@@ -25,7 +25,7 @@ import torch
 
 from repcompare.analyses.atlas import AtlasOptions, draw_atlas
 from repcompare.analyses.cka import CKAOptions, compare
-from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
+from repcompare.analyses.class_fit import measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.study import (
     PARTS_FOLDER,
@@ -41,7 +41,7 @@ from repcompare.distributed import current_job, one_process
 from repcompare.errors import InputError
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
-from repcompare.options import split_options
+from repcompare.options import ClassFitOptions, split_options
 from repcompare.progress import Feedback
 from repcompare.report.outdir import out_dir_lock, staged_outputs
 from repcompare.results.atlas import AtlasResult
@@ -231,10 +231,10 @@ def class_fit(
     *models: Model,
     layers: list[str] | str | None = None,
     reduce: str = "flatten",
-    knn_k: int = 20,
-    test_fraction: float = 0.2,
-    probe_l2: float = 1e-3,
-    tokens: bool = False,
+    knn_k: int = ClassFitOptions.knn_k,
+    test_fraction: float = ClassFitOptions.test_fraction,
+    probe_l2: float = ClassFitOptions.probe_l2,
+    tokens: bool = ClassFitOptions.tokens,
     bootstrap: int = 0,
     batch_size: int | None = None,
     progress: bool = False,
@@ -297,9 +297,9 @@ def study(
     estimator: str = "minibatch",
     kernel: str = "linear",
     rbf_sigma: float = 0.8,
-    knn_k: int = 20,
-    test_fraction: float = 0.2,
-    probe_l2: float = 1e-3,
+    knn_k: int = ClassFitOptions.knn_k,
+    test_fraction: float = ClassFitOptions.test_fraction,
+    probe_l2: float = ClassFitOptions.probe_l2,
     class_fit: bool | None = None,
     batch_size: int | None = None,
     view_size: int | None = None,

@@ -7,6 +7,7 @@ so ``--help`` and argument errors answer at once.
 from __future__ import annotations
 
 import atexit
+import inspect
 import json
 import math
 import os
@@ -15,15 +16,16 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 from rich.markup import escape
 
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
+from repcompare.options import ClassFitOptions, DataOptions, ModelOptions, option_fields
 from repcompare.progress import STDERR, failure_console, process_rank, torchrun_world
 
 app = typer.Typer(
@@ -63,6 +65,39 @@ def interrupt_says(message: str) -> Iterator[None]:
         raise Interrupted(SIGNAL_EXIT_CODES[name]) from None
 
 
+def with_options(
+    *groups: type, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+) -> Callable:
+    """Add to the decorated command a Typer option for every option field of the dataclass
+    ``groups`` (``repcompare.options.option``: default, flag, help), but ``exclude`` (or
+    ``only`` these); the command takes them as ``**options`` and hands ``ctx.params`` to
+    the API."""
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = []
+        for group in groups:
+            hints = get_type_hints(group)
+            for f in option_fields(group):
+                if f.name in exclude or (only is not None and f.name not in only):
+                    continue
+                kind = f.metadata["cli_type"] or hints[f.name]
+                flag = typer.Option(f.metadata["flag"], help=f.metadata["help"])
+                added.append(
+                    inspect.Parameter(
+                        f.name,
+                        inspect.Parameter.KEYWORD_ONLY,
+                        default=f.default,
+                        annotation=Annotated[kind, flag],
+                    )
+                )
+        command.__signature__ = signature.replace(parameters=[*own, *added])
+        return command
+
+    return decorate
+
+
 @app.callback()
 def root(
     debug: bool = typer.Option(
@@ -95,76 +130,17 @@ ReduceOpt = Annotated[
         "invariance on the fly: every patch token of every image is an example).",
     ),
 ]
-TokenCapOpt = Annotated[
-    int,
-    typer.Option(
-        "--token-cap",
-        help="With --reduce tokens: token rows kept per batch, a seeded random subset, the same "
-        "for every layer, model and view.",
-    ),
-]
-PretrainedOpt = Annotated[
-    bool, typer.Option("--pretrained", help="Use the library's published weights (online).")
-]
-InitSeedOpt = Annotated[
-    int,
-    typer.Option(
-        "--init-seed", help="Seed of the random initialisation (models built without weights)."
-    ),
-]
-EncoderOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--encoder",
-        help="Which encoder of a checkpoint holding several: teacher, student, base, momentum, "
-        "online, target, model or ema. Default: the one each method evaluates (DINO teacher, "
-        "MoCo base, BYOL online, I-JEPA/MSN target, the model rather than its EMA copy); the "
-        "load report says which.",
-    ),
-]
-KeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--key", help="Load the checkpoint's weights under this key prefix (e.g. student)."
-    ),
-]
-ModelKwargsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model-kwargs",
-        help="key=value,... for the model constructor (values are Python literals, else "
-        "strings), e.g. global_pool=avg.",
-    ),
-]
-AllowMissingOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-missing",
-        help="Load a checkpoint that does not cover the model exactly: weights it lacks stay "
-        "random, layers the model lacks are ignored.",
-    ),
-]
-ImageSizeOpt = Annotated[
-    int | None, typer.Option("--image-size", help="Input size N (NxN) instead of the model's.")
-]
-TracerOpt = Annotated[str, typer.Option("--tracer", help="auto (fx, else hooks), fx or hooks.")]
 
 
 @app.command()
+@with_options(ModelOptions)
 def layers(
     ctx: typer.Context,
     model: ModelArg,
     layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
-    pretrained: PretrainedOpt = False,
-    init_seed: InitSeedOpt = 0,
-    encoder: EncoderOpt = None,
-    key: KeyOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    allow_missing: AllowMissingOpt = False,
-    image_size: ImageSizeOpt = None,
-    tracer: TracerOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    **options: Any,
 ) -> None:
     """List the capture points of MODEL with output shapes and reduced widths."""
     from repcompare import api
@@ -183,22 +159,6 @@ def api_arguments(ctx: typer.Context, *cli_only: str) -> dict:
     return {k: v for k, v in ctx.params.items() if k not in cli_only}
 
 
-DataOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--data",
-        help="builtin[:N[:SIZE]] (default), an image folder, cifar10:PATH, cifar100:PATH, "
-        "or a .npz with images and labels.",
-    ),
-]
-NumSamplesOpt = Annotated[
-    int | None, typer.Option("--num-samples", help="Use this many images (a seeded subset).")
-]
-OrderOpt = Annotated[
-    str,
-    typer.Option("--order", help="random (seeded permutation, default) or stored (source order)."),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the sample order and the views.")]
 ViewsOpt = Annotated[
     int, typer.Option("--views", help="Augmented views per image (needs --augment).")
 ]
@@ -213,54 +173,26 @@ ViewSizeOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
-WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", help="Data-loading processes (default: cores - 1).")
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-CropOpt = Annotated[
-    float | None, typer.Option("--crop-pct", help="Centre-crop fraction (1.0 = no crop margin).")
-]
-MeanOpt = Annotated[str | None, typer.Option("--mean", help="Normalisation mean R,G,B.")]
-StdOpt = Annotated[str | None, typer.Option("--std", help="Normalisation std R,G,B.")]
-InterpolationOpt = Annotated[
-    str | None, typer.Option("--interpolation", help="bilinear, bicubic or nearest.")
-]
 
 
 @app.command()
+@with_options(ModelOptions, DataOptions, exclude=("token_cap",))
 def extract(
     ctx: typer.Context,
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="The HDF5 file to write.")],
-    data: DataOpt = None,
     layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
     views: ViewsOpt = 1,
     augment: AugmentOpt = None,
     view_size: ViewSizeOpt = None,
     batch_size: BatchOpt = 64,
-    num_samples: NumSamplesOpt = None,
-    order: OrderOpt = "random",
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="float16 or float32.")] = "float16",
     compression: Annotated[str, typer.Option("--compression", help="none, lzf or gzip.")] = "none",
-    image_size: ImageSizeOpt = None,
-    crop_pct: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpolationOpt = None,
-    workers: WorkersOpt = None,
-    pretrained: PretrainedOpt = False,
-    init_seed: InitSeedOpt = 0,
-    encoder: EncoderOpt = None,
-    key: KeyOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    allow_missing: AllowMissingOpt = False,
-    tracer: TracerOpt = "auto",
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing file made with other settings.")
     ] = False,
+    **options: Any,
 ) -> None:
     """Capture layer activations of MODEL on a data set into a chunked, resumable HDF5 file.
 
@@ -333,6 +265,7 @@ def warn_constant(label: str, layers) -> None:
 
 
 @app.command()
+@with_options(ModelOptions, DataOptions)
 def cka(
     ctx: typer.Context,
     a: Annotated[str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")],
@@ -373,10 +306,6 @@ def cka(
     ] = 1024,
     bootstrap: BootstrapOpt = 0,
     batch_size: MinibatchOpt = None,
-    data: DataOpt = None,
-    num_samples: NumSamplesOpt = None,
-    order: OrderOpt = "random",
-    seed: SeedOpt = 0,
     reduce: ReduceOpt = "flatten",
     reduce_a: Annotated[
         str | None, typer.Option("--reduce-a", help="Reduction of model A (default: --reduce).")
@@ -384,21 +313,7 @@ def cka(
     reduce_b: Annotated[
         str | None, typer.Option("--reduce-b", help="Reduction of model B (default: --reduce).")
     ] = None,
-    token_cap: TokenCapOpt = 1024,
-    device: DeviceOpt = "auto",
-    image_size: ImageSizeOpt = None,
-    crop_pct: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpolationOpt = None,
-    workers: WorkersOpt = None,
-    pretrained: PretrainedOpt = False,
-    init_seed: InitSeedOpt = 0,
-    encoder: EncoderOpt = None,
-    key: KeyOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    allow_missing: AllowMissingOpt = False,
-    tracer: TracerOpt = "auto",
+    **options: Any,
 ) -> None:
     """Streaming CKA between every layer of A and every layer of B (files or MODEL specs).
 
@@ -416,6 +331,7 @@ def cka(
 
 
 @app.command()
+@with_options(ModelOptions, DataOptions)
 def invariance(
     ctx: typer.Context,
     models: ModelsArg,
@@ -434,28 +350,10 @@ def invariance(
     ] = None,
     layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
-    token_cap: TokenCapOpt = 1024,
     bootstrap: BootstrapOpt = 0,
     batch_size: MinibatchOpt = None,
-    data: DataOpt = None,
-    num_samples: NumSamplesOpt = None,
-    order: OrderOpt = "random",
-    seed: SeedOpt = 0,
     view_size: ViewSizeOpt = None,
-    device: DeviceOpt = "auto",
-    image_size: ImageSizeOpt = None,
-    crop_pct: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpolationOpt = None,
-    workers: WorkersOpt = None,
-    pretrained: PretrainedOpt = False,
-    init_seed: InitSeedOpt = 0,
-    encoder: EncoderOpt = None,
-    key: KeyOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    allow_missing: AllowMissingOpt = False,
-    tracer: TracerOpt = "auto",
+    **options: Any,
 ) -> None:
     """Per-layer CKA between augmented views of the same images, for one or more models.
 
@@ -474,48 +372,16 @@ def invariance(
 
 
 @app.command(name="class-fit")
+@with_options(ClassFitOptions, ModelOptions, DataOptions, exclude=("token_cap",))
 def class_fit(
     ctx: typer.Context,
     models: ModelsArg,
     out: OutDirOpt,
     layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
-    knn_k: Annotated[int, typer.Option("--knn-k", help="Neighbours of the kNN vote.")] = 20,
-    test_fraction: Annotated[
-        float,
-        typer.Option("--test-fraction", help="Share of each class held out for kNN and probe."),
-    ] = 0.2,
-    probe_l2: Annotated[
-        float, typer.Option("--probe-l2", help="L2 penalty of the linear probe.")
-    ] = 1e-3,
-    tokens: Annotated[
-        bool,
-        typer.Option(
-            "--tokens",
-            help="Also kNN and probe accuracy from the class token, the mean of the patch "
-            "tokens and the centre patch token of each layer (ViTs; needs --reduce flatten).",
-        ),
-    ] = False,
     bootstrap: BootstrapOpt = 0,
     batch_size: MinibatchOpt = None,
-    data: DataOpt = None,
-    num_samples: NumSamplesOpt = None,
-    order: OrderOpt = "random",
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    image_size: ImageSizeOpt = None,
-    crop_pct: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpolationOpt = None,
-    workers: WorkersOpt = None,
-    pretrained: PretrainedOpt = False,
-    init_seed: InitSeedOpt = 0,
-    encoder: EncoderOpt = None,
-    key: KeyOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    allow_missing: AllowMissingOpt = False,
-    tracer: TracerOpt = "auto",
+    **options: Any,
 ) -> None:
     """Per-layer class structure: CKA with the labels, crowding, kNN and linear probe.
 
@@ -535,6 +401,7 @@ def class_fit(
 
 
 @app.command()
+@with_options(ModelOptions, DataOptions, exclude=("token_cap",))
 def atlas(
     ctx: typer.Context,
     models: Annotated[
@@ -561,24 +428,7 @@ def atlas(
     layers: LayersOpt = None,
     reduce: ReduceOpt = "flatten",
     batch_size: MinibatchOpt = None,
-    data: DataOpt = None,
-    num_samples: NumSamplesOpt = None,
-    order: OrderOpt = "random",
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    image_size: ImageSizeOpt = None,
-    crop_pct: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpolationOpt = None,
-    workers: WorkersOpt = None,
-    pretrained: PretrainedOpt = False,
-    init_seed: InitSeedOpt = 0,
-    encoder: EncoderOpt = None,
-    key: KeyOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    allow_missing: AllowMissingOpt = False,
-    tracer: TracerOpt = "auto",
+    **options: Any,
 ) -> None:
     """Many models, many measures: every layer of every model against every other.
 
@@ -596,6 +446,7 @@ def atlas(
 
 
 @app.command()
+@with_options(ClassFitOptions, ModelOptions, DataOptions, exclude=("token_cap", "tokens"))
 def study(
     ctx: typer.Context,
     a: Annotated[str, typer.Argument(metavar="A", help="A MODEL spec.")],
@@ -624,14 +475,6 @@ def study(
         float,
         typer.Option("--rbf-sigma", help="RBF bandwidth as a fraction of the median distance."),
     ] = 0.8,
-    knn_k: Annotated[int, typer.Option("--knn-k", help="Neighbours of the kNN vote.")] = 20,
-    test_fraction: Annotated[
-        float,
-        typer.Option("--test-fraction", help="Share of each class held out for kNN and probe."),
-    ] = 0.2,
-    probe_l2: Annotated[
-        float, typer.Option("--probe-l2", help="L2 penalty of the linear probe.")
-    ] = 1e-3,
     class_fit: Annotated[
         bool | None,
         typer.Option(
@@ -641,24 +484,7 @@ def study(
     ] = None,
     batch_size: MinibatchOpt = None,
     view_size: ViewSizeOpt = None,
-    data: DataOpt = None,
-    num_samples: NumSamplesOpt = None,
-    order: OrderOpt = "random",
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    image_size: ImageSizeOpt = None,
-    crop_pct: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpolationOpt = None,
-    workers: WorkersOpt = None,
-    pretrained: PretrainedOpt = False,
-    init_seed: InitSeedOpt = 0,
-    encoder: EncoderOpt = None,
-    key: KeyOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    allow_missing: AllowMissingOpt = False,
-    tracer: TracerOpt = "auto",
+    **options: Any,
 ) -> None:
     """Every analysis of Grigg et al. 2021 on two models, and one self-contained report.html.
 
@@ -693,6 +519,7 @@ def report_study(result, out: Path) -> None:
 
 
 @app.command()
+@with_options(DataOptions, only=("device",))
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and results.")] = Path(
         "repcompare-demo"
@@ -701,7 +528,7 @@ def demo(
         int, typer.Option("--images", help="Built-in images to train on, and to analyse.")
     ] = 1000,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of each model.")] = 8,
-    device: DeviceOpt = "auto",
+    **options: Any,
 ) -> None:
     """Train a supervised and a SimCLR ResNet-18 on built-in images, then study them: every
     analysis and report.html (about 3 minutes on 2 CPU cores; checkpoints and finished
@@ -711,6 +538,7 @@ def demo(
     from repcompare.sides.batches import resolve_device
 
     one_process("demo")
+    device = options["device"]
     if images < 64 or epochs < 1:
         raise InputError("the demo needs --images 64 or more and --epochs 1 or more")
     target = resolve_device(device)

@@ -1,27 +1,40 @@
 """The options every command shares, typed: how models are built (``ModelOptions``) and
 which images they see, how prepared and loaded (``DataOptions``).
 
-The Python API takes them as keyword arguments named like the CLI's options
-(``image_size=32``, ``data="builtin:256:32"``); ``split_options`` sorts them into
-the two dataclasses and refuses a name that is neither.
+Each option is declared once, as a dataclass field made by ``option``: its default, its
+command-line flag and its help text. The command line's parameters are generated from
+these fields (``repcompare.cli``), and the Python API takes them as keyword arguments
+named like the fields (``image_size=32``, ``data="builtin:256:32"``); ``split_options``
+sorts them into the two dataclasses and refuses a name that is neither. An analysis's
+own options (``ClassFitOptions``, ...) are declared the same way.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from repcompare.capture.models import DEFAULT_INIT_SEED
-from repcompare.capture.reduce import DEFAULT_TOKEN_CAP
 from repcompare.capture.spec import parse_model_kwargs
-from repcompare.data.transforms import MAX_IMAGE_SIZE
 from repcompare.errors import InputError
+from repcompare.limits import DEFAULT_INIT_SEED, DEFAULT_TOKEN_CAP, MAX_IMAGE_SIZE
 
 TRACERS = ("auto", "fx", "hooks")
 MAX_DEFAULT_WORKERS = 8
+
+
+def option(default: Any, flag: str, help: str, cli_type: Any = None) -> Any:
+    """A dataclass field that is also a command option: its ``default``, its ``flag`` and
+    ``help`` text, and the type the command line parses it as when the field's own type is
+    wider (a Python object, or a mapping the CLI gives as text)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "cli_type": cli_type})
+
+
+def option_fields(group: type) -> list[Field]:
+    """The fields of dataclass ``group`` that are command options, in declaration order."""
+    return [f for f in fields(group) if "flag" in f.metadata]
 
 
 @dataclass(frozen=True)
@@ -32,14 +45,42 @@ class ModelOptions:
     CLI's ``key=value,...`` text), the input size ``image_size`` (N x N; None: the model's
     own) and the ``tracer`` that finds its capture points (auto, fx or hooks)."""
 
-    pretrained: bool = False
-    init_seed: int = DEFAULT_INIT_SEED
-    encoder: str | None = None
-    key: str | None = None
-    model_kwargs: str | Mapping[str, Any] | None = None
-    allow_missing: bool = False
-    image_size: int | None = None
-    tracer: str = "auto"
+    pretrained: bool = option(
+        False, "--pretrained", "Use the library's published weights (online)."
+    )
+    init_seed: int = option(
+        DEFAULT_INIT_SEED,
+        "--init-seed",
+        "Seed of the random initialisation (models built without weights).",
+    )
+    encoder: str | None = option(
+        None,
+        "--encoder",
+        "Which encoder of a checkpoint holding several: teacher, student, base, momentum, "
+        "online, target, model or ema. Default: the one each method evaluates (DINO teacher, "
+        "MoCo base, BYOL online, I-JEPA/MSN target, the model rather than its EMA copy); the "
+        "load report says which.",
+    )
+    key: str | None = option(
+        None, "--key", "Load the checkpoint's weights under this key prefix (e.g. student)."
+    )
+    model_kwargs: str | Mapping[str, Any] | None = option(
+        None,
+        "--model-kwargs",
+        "key=value,... for the model constructor (values are Python literals, else strings), "
+        "e.g. global_pool=avg.",
+        cli_type=str | None,
+    )
+    allow_missing: bool = option(
+        False,
+        "--allow-missing",
+        "Load a checkpoint that does not cover the model exactly: weights it lacks stay "
+        "random, layers the model lacks are ignored.",
+    )
+    image_size: int | None = option(
+        None, "--image-size", "Input size N (NxN) instead of the model's."
+    )
+    tracer: str = option("auto", "--tracer", "auto (fx, else hooks), fx or hooks.")
 
     def __post_init__(self) -> None:
         if self.tracer not in TRACERS:
@@ -69,17 +110,38 @@ class DataOptions:
     ``device`` (auto, cpu or cuda); with ``reduce="tokens"`` at most ``token_cap`` token
     rows per batch."""
 
-    data: Any = None
-    num_samples: int | None = None
-    order: str = "random"
-    seed: int = 0
-    crop_pct: float | None = None
-    mean: str | Sequence[float] | None = None
-    std: str | Sequence[float] | None = None
-    interpolation: str | None = None
-    workers: int | None = None
-    device: str = "auto"
-    token_cap: int = DEFAULT_TOKEN_CAP
+    data: Any = option(
+        None,
+        "--data",
+        "builtin[:N[:SIZE]] (default), an image folder, cifar10:PATH, cifar100:PATH, or a "
+        ".npz with images and labels.",
+        cli_type=str | None,
+    )
+    num_samples: int | None = option(
+        None, "--num-samples", "Use this many images (a seeded subset)."
+    )
+    order: str = option(
+        "random", "--order", "random (seeded permutation, default) or stored (source order)."
+    )
+    seed: int = option(0, "--seed", "Seed of the sample order and the views.")
+    crop_pct: float | None = option(
+        None, "--crop-pct", "Centre-crop fraction (1.0 = no crop margin)."
+    )
+    mean: str | Sequence[float] | None = option(
+        None, "--mean", "Normalisation mean R,G,B.", cli_type=str | None
+    )
+    std: str | Sequence[float] | None = option(
+        None, "--std", "Normalisation std R,G,B.", cli_type=str | None
+    )
+    interpolation: str | None = option(None, "--interpolation", "bilinear, bicubic or nearest.")
+    workers: int | None = option(None, "--workers", "Data-loading processes (default: cores - 1).")
+    device: str = option("auto", "--device", "auto, cpu or cuda.")
+    token_cap: int = option(
+        DEFAULT_TOKEN_CAP,
+        "--token-cap",
+        "With --reduce tokens: token rows kept per batch, a seeded random subset, the same "
+        "for every layer, model and view.",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.data, Path):
@@ -103,6 +165,36 @@ class DataOptions:
         if self.workers is not None:
             return self.workers
         return max(0, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+@dataclass(frozen=True)
+class ClassFitOptions:
+    """How ``class-fit`` (and a study's class fit) splits, votes and probes: the kNN vote of
+    ``knn_k`` neighbours and the linear probe (L2 penalty ``probe_l2``) on a stratified
+    split holding out ``test_fraction`` of each class; ``bootstrap`` resamples of the class
+    CKA, ``seed`` (the data's) for the split; ``tokens``: also from token features."""
+
+    knn_k: int = option(20, "--knn-k", "Neighbours of the kNN vote.")
+    test_fraction: float = option(
+        0.2, "--test-fraction", "Share of each class held out for kNN and probe."
+    )
+    probe_l2: float = option(1e-3, "--probe-l2", "L2 penalty of the linear probe.")
+    bootstrap: int = 0
+    seed: int = 0
+    tokens: bool = option(
+        False,
+        "--tokens",
+        "Also kNN and probe accuracy from the class token, the mean of the patch tokens and "
+        "the centre patch token of each layer (ViTs; needs --reduce flatten).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.knn_k < 1:
+            raise InputError(f"--knn-k {self.knn_k} must be at least 1")
+        if not 0 < self.test_fraction < 1:
+            raise InputError(f"--test-fraction {self.test_fraction} must lie between 0 and 1")
+        if self.probe_l2 < 0:
+            raise InputError(f"--probe-l2 {self.probe_l2} must not be negative")
 
 
 def _triple(value: str | Sequence[float] | None, option: str) -> tuple[float, ...] | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -34,15 +34,10 @@ import torch
 from repcompare.analyses.memory import check_memory
 from repcompare.analyses.run import run_pass
 from repcompare.capture.layout import Layout
-from repcompare.capture.reduce import (
-    POOLED_AXES,
-    centre_position,
-    pool,
-    pooled_width,
-    token_grid,
-)
+from repcompare.capture.reduce import POOLED_AXES, centre_position, pool, pooled_width, token_grid
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.options import ClassFitOptions
 from repcompare.progress import Advance
 from repcompare.results.class_fit import (
     TOKEN_FEATURES,
@@ -57,24 +52,6 @@ from repcompare.similarity import CrowdingStats, MinibatchCKA
 from repcompare.similarity.probes import knn_accuracy, linear_probe_accuracy, stratified_split
 
 LABELS = "labels (one-hot)"
-
-
-@dataclass(frozen=True)
-class ClassFitOptions:
-    knn_k: int = 20
-    test_fraction: float = 0.2
-    probe_l2: float = 1e-3
-    bootstrap: int = 0
-    seed: int = 0
-    tokens: bool = False
-
-    def __post_init__(self) -> None:
-        if self.knn_k < 1:
-            raise InputError(f"--knn-k {self.knn_k} must be at least 1")
-        if not 0 < self.test_fraction < 1:
-            raise InputError(f"--test-fraction {self.test_fraction} must lie between 0 and 1")
-        if self.probe_l2 < 0:
-            raise InputError(f"--probe-l2 {self.probe_l2} must not be negative")
 
 
 def token_features(

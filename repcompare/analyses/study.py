@@ -28,11 +28,12 @@ from typing import Any
 import torch
 
 from repcompare.analyses.cka import CKAOptions, CKARun
-from repcompare.analyses.class_fit import ClassFitOptions, ClassFitRun
+from repcompare.analyses.class_fit import ClassFitRun
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.run import run_pass
 from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
+from repcompare.options import ClassFitOptions
 from repcompare.progress import Advance
 from repcompare.results.cka import CKAResult
 from repcompare.results.class_fit import ClassFitResult
@@ -63,9 +64,9 @@ class StudyOptions:
     bootstrap: int = 100
     augmentations: tuple[str, ...] = STUDY_AUGMENTATIONS
     views: int = 2
-    knn_k: int = 20
-    test_fraction: float = 0.2
-    probe_l2: float = 1e-3
+    knn_k: int = ClassFitOptions.knn_k
+    test_fraction: float = ClassFitOptions.test_fraction
+    probe_l2: float = ClassFitOptions.probe_l2
     class_fit: bool | None = None
 
     def __post_init__(self) -> None:

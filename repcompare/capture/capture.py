@@ -8,8 +8,9 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 from repcompare.capture.graph import CallNames, LayerGraph, fx_tracer
-from repcompare.capture.reduce import DEFAULT_TOKEN_CAP, reduce, sample_token_rows, token_positions
+from repcompare.capture.reduce import reduce, sample_token_rows, token_positions
 from repcompare.errors import RunError
+from repcompare.limits import DEFAULT_TOKEN_CAP
 
 Capture = Callable[..., list[torch.Tensor]]
 

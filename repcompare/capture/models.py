@@ -20,8 +20,8 @@ from repcompare.capture.checkpoint import (
 )
 from repcompare.capture.spec import ModelSpec
 from repcompare.errors import InputError
+from repcompare.limits import DEFAULT_INIT_SEED
 
-DEFAULT_INIT_SEED = 0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -31,7 +31,6 @@ from repcompare.capture.layout import Layout
 from repcompare.errors import InputError
 
 REDUCTIONS = ("flatten", "avgpool", "cls", "mean", "tokens")
-DEFAULT_TOKEN_CAP = 1024
 # per kind: the per-example axes averaged by avgpool, and the channel axis
 POOLED_AXES = {"NCHW": ((1, 2), 0), "NHWC": ((0, 1), 2), "NCL": ((1,), 0), "tokens": ((0,), 1)}
 

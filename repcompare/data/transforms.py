@@ -20,7 +20,6 @@ from repcompare.capture.models import DataConfig
 from repcompare.errors import InputError
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-MAX_IMAGE_SIZE = 4096  # 4096 x 4096 x 3 float32 is 200 MB an image, far past any model's
 
 
 @dataclass(frozen=True)

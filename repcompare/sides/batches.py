@@ -24,12 +24,7 @@ from repcompare.capture.reduce import reduced_width
 from repcompare.data.batches import InputsDataset, batch_bounds, default_view_size, make_loader
 from repcompare.data.order import sample_order
 from repcompare.data.sources import ImageSource, open_source
-from repcompare.data.transforms import (
-    Preprocess,
-    eval_transform,
-    resolve_config,
-    view_transform,
-)
+from repcompare.data.transforms import Preprocess, eval_transform, resolve_config, view_transform
 from repcompare.errors import InputError
 from repcompare.sides.plan import InputPlan
 from repcompare.store.file_format import data_fingerprint

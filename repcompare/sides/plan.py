@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from repcompare.capture.reduce import DEFAULT_TOKEN_CAP
-from repcompare.data.transforms import MAX_IMAGE_SIZE, TransformOverrides
+from repcompare.data.transforms import TransformOverrides
 from repcompare.errors import InputError
+from repcompare.limits import DEFAULT_TOKEN_CAP, MAX_IMAGE_SIZE
 
 MAX_VIEWS = 64
 

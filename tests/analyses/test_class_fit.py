@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from repcompare.analyses.class_fit import ClassFitOptions, measure_class_fit
+from repcompare.analyses.class_fit import measure_class_fit
 from repcompare.errors import InputError
+from repcompare.options import ClassFitOptions
 from repcompare.sides.plan import InputPlan
 from tests.support import numpy_reference as ref
 from tests.support.models import CLASS_STEP, Coded, side_of

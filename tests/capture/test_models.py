@@ -7,9 +7,10 @@ import timm
 import torch
 import torchvision
 
-from repcompare.capture.models import DEFAULT_INIT_SEED, load_model
+from repcompare.capture.models import load_model
 from repcompare.capture.spec import parse_spec
 from repcompare.errors import InputError
+from repcompare.limits import DEFAULT_INIT_SEED
 
 
 def test_checkpoint_in_the_spec_is_loaded_with_provenance(tmp_path):
