@@ -297,7 +297,8 @@ def cka(
         str,
         typer.Option(
             "--measure",
-            help="cka (default), procrustes, angular, svcca, pwcca, mutual-knn or rsa.",
+            help="cka (default) or another measure of the registry: procrustes, angular, ... "
+            "(docs/cka.md; an unknown name lists them all).",
         ),
     ] = "cka",
     sample: Annotated[
@@ -413,7 +414,8 @@ def atlas(
         list[str] | None,
         typer.Option(
             "--measure",
-            help="cka (default), procrustes, angular, svcca, pwcca, mutual-knn or rsa; "
+            help="cka (default) or other measures of the registry: procrustes, angular, ... "
+            "(docs/atlas.md; an unknown name lists them all); "
             "comma-separated or repeated.",
         ),
     ] = None,
