@@ -41,7 +41,13 @@ from repcompare.distributed import current_job, one_process
 from repcompare.errors import InputError
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
-from repcompare.options import ClassFitOptions, split_options
+from repcompare.options import (
+    ClassFitOptions,
+    DataOptions,
+    ModelOptions,
+    model_and_data,
+    split_options,
+)
 from repcompare.progress import Feedback
 from repcompare.report.outdir import out_dir_lock, staged_outputs
 from repcompare.results.atlas import AtlasResult
@@ -74,7 +80,7 @@ def layers(
 ) -> LayersResult:
     """The capture points of ``model`` (``layers``: presets, globs or names; default all)
     with output shapes, layouts and widths after ``reduce``."""
-    model_options, _ = split_options("layers", options)
+    model_options, _ = model_and_data("layers", options)
     loaded, graph = open_model(model, model_options, Feedback(progress))
     names = select_layers(graph, _listed(layers) or ["all"])
     return LayersResult(
@@ -105,7 +111,7 @@ def extract(
     """Capture ``model``'s ``layers`` (default: block outputs) over the data into the
     chunked, resumable HDF5 file ``out``; rerunning after an interruption continues from
     the last complete batch, and an existing complete file is left as it is."""
-    model_options, data_options = split_options("extract", options)
+    model_options, data_options = model_and_data("extract", options)
     if Path(out).is_dir():
         raise InputError(
             f"--out {out} is a folder; give the activation file's path, e.g. {Path(out) / 'a.h5'}"
@@ -163,7 +169,7 @@ def cka(
     within-model matrix, computed once); ``layers_b`` defaults to ``layers_a`` then.
     Models are captured on the fly on the same images in the same order.
     """
-    model_options, data_options = split_options("cka", options)
+    model_options, data_options = model_and_data("cka", options)
     job = current_job()
     feedback = Feedback(progress and job.main)
     side_a, side_b, symmetric = cka_sides(
@@ -208,7 +214,7 @@ def invariance(
     """Per-layer CKA between augmented views of the same images, for every model: one curve
     per augmentation (``augment``: one name or several; default simclr) with ``views``
     views (default 2). Activation files bring their own views."""
-    model_options, data_options = split_options("invariance", options)
+    model_options, data_options = model_and_data("invariance", options)
     job = current_job()
     feedback = Feedback(progress and job.main)
     augmentations = _listed(augment)
@@ -231,24 +237,23 @@ def class_fit(
     *models: Model,
     layers: list[str] | str | None = None,
     reduce: str = "flatten",
-    knn_k: int = ClassFitOptions.knn_k,
-    test_fraction: float = ClassFitOptions.test_fraction,
-    probe_l2: float = ClassFitOptions.probe_l2,
-    tokens: bool = ClassFitOptions.tokens,
     bootstrap: int = 0,
     batch_size: int | None = None,
     progress: bool = False,
     **options: Any,
 ) -> ClassFitResult:
     """Per-layer class structure of every model over labelled images: CKA with the one-hot
-    labels, crowding, kNN and linear-probe accuracy (``tokens``: also from the class token,
-    the mean patch token and the centre patch token)."""
-    model_options, data_options = split_options("class_fit", options)
+    labels, crowding, kNN and linear-probe accuracy. Besides the shared options it takes
+    those of ``repcompare.options.ClassFitOptions`` by name (``knn_k``, ``test_fraction``,
+    ``probe_l2``; ``tokens``: also from the class token, the mean patch token and the
+    centre patch token)."""
+    model, data, fit = split_options(
+        "class_fit", options, ModelOptions, DataOptions, ClassFitOptions
+    )
+    model_options, data_options = ModelOptions(**model), DataOptions(**data)
     job = current_job()
     feedback = Feedback(progress and job.main)
-    settings = ClassFitOptions(
-        knn_k, test_fraction, probe_l2, bootstrap=bootstrap, seed=data_options.seed, tokens=tokens
-    )
+    settings = ClassFitOptions(**fit, bootstrap=bootstrap, seed=data_options.seed)
     sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
     plan = input_plan(data_options, model_options.image_size, batch_size, sides)
     device = job.device(resolve_device(data_options.device))
@@ -273,7 +278,7 @@ def atlas(
     images; ``reference`` (a model's label or position from 1) adds curves of every other
     model against it."""
     one_process("atlas")
-    model_options, data_options = split_options("atlas", options)
+    model_options, data_options = model_and_data("atlas", options)
     feedback = Feedback(progress)
     names = [m.strip() for item in _listed(measure) or [] for m in item.split(",") if m.strip()]
     settings = AtlasOptions(tuple(names) or AtlasOptions.measures, sample, reference)
@@ -297,9 +302,6 @@ def study(
     estimator: str = "minibatch",
     kernel: str = "linear",
     rbf_sigma: float = 0.8,
-    knn_k: int = ClassFitOptions.knn_k,
-    test_fraction: float = ClassFitOptions.test_fraction,
-    probe_l2: float = ClassFitOptions.probe_l2,
     class_fit: bool | None = None,
     batch_size: int | None = None,
     view_size: int | None = None,
@@ -310,14 +312,18 @@ def study(
     the paper preset), on the same images, seeds and views: CKA within each and between
     them (bootstrap intervals), their invariance to each of ``augment`` (default simclr,
     crop, color, flip) and, on labelled images (or ``class_fit=True``), their class fit;
-    written into ``out`` with ``report.html``, ``report.md`` and ``study.json``.
+    written into ``out`` with ``report.html``, ``report.md`` and ``study.json``. Besides
+    the shared options it takes those of ``ClassFitOptions`` (but ``tokens``) by name.
 
     Both models run forward together: one plain pass feeds every CKA and the class fit,
     one pass per augmentation the invariance. Each finished pass is kept in ``out``, so
     rerunning an interrupted study computes only what is missing.
     """
     one_process("study")
-    model_options, data_options = split_options("study", options)
+    model, data, fit = split_options(
+        "study", options, ModelOptions, DataOptions, ClassFitOptions, exclude=("tokens",)
+    )
+    model_options, data_options = ModelOptions(**model), DataOptions(**data)
     feedback = Feedback(progress)
     out = Path(out)
     augmentations = _listed(augment)
@@ -328,9 +334,7 @@ def study(
         bootstrap=bootstrap,
         augmentations=tuple(augmentations) if augmentations else STUDY_AUGMENTATIONS,
         views=views,
-        knn_k=knn_k,
-        test_fraction=test_fraction,
-        probe_l2=probe_l2,
+        class_fit_options=ClassFitOptions(**fit),
         class_fit=class_fit,
     )
     with out_dir_lock(out):

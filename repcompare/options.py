@@ -210,19 +210,27 @@ def _triple(value: str | Sequence[float] | None, option: str) -> tuple[float, ..
     return values
 
 
-MODEL_OPTIONS = tuple(f.name for f in fields(ModelOptions))
-DATA_OPTIONS = tuple(f.name for f in fields(DataOptions))
-
-
-def split_options(command: str, options: Mapping[str, Any]) -> tuple[ModelOptions, DataOptions]:
-    """The shared keyword arguments of ``command`` as typed options; an unknown name is a
-    TypeError, as for any Python function."""
-    unknown = sorted(set(options) - set(MODEL_OPTIONS) - set(DATA_OPTIONS))
+def split_options(
+    command: str,
+    options: Mapping[str, Any],
+    *groups: type,
+    exclude: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], ...]:
+    """The keyword arguments of ``command`` sorted by the option groups they belong to (the
+    option fields of each dataclass in ``groups``, but ``exclude``): one dict per group. A
+    name that is in none is a TypeError, as for any Python function."""
+    names = [[f.name for f in option_fields(g) if f.name not in exclude] for g in groups]
+    accepted = [name for group in names for name in group]
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise TypeError(
             f"{command}() got an unexpected keyword argument {unknown[0]!r}; the shared options "
-            f"are {', '.join(MODEL_OPTIONS + DATA_OPTIONS)}"
+            f"are {', '.join(accepted)}"
         )
-    model = ModelOptions(**{k: v for k, v in options.items() if k in MODEL_OPTIONS})
-    data = DataOptions(**{k: v for k, v in options.items() if k in DATA_OPTIONS})
-    return model, data
+    return tuple({k: v for k, v in options.items() if k in group} for group in names)
+
+
+def model_and_data(command: str, options: Mapping[str, Any]) -> tuple[ModelOptions, DataOptions]:
+    """The shared keyword arguments of ``command`` as typed model and data options."""
+    model, data = split_options(command, options, ModelOptions, DataOptions)
+    return ModelOptions(**model), DataOptions(**data)

@@ -1,16 +1,20 @@
 """Every shared option is declared once (``repcompare.options.option``) and each command's
 flag, default and help come from that declaration; the API's defaults read the same fields."""
 
-import inspect
 from dataclasses import fields
 
 import pytest
 import typer.main
 
-from repcompare import api
 from repcompare.analyses.study import StudyOptions
 from repcompare.cli import app
-from repcompare.options import ClassFitOptions, DataOptions, ModelOptions, option_fields
+from repcompare.options import (
+    ClassFitOptions,
+    DataOptions,
+    ModelOptions,
+    option_fields,
+    split_options,
+)
 
 COMMANDS = typer.main.get_command(app).commands
 GROUPS = {
@@ -57,18 +61,21 @@ def test_options_without_a_flag_are_not_offered_twice():
     } == {"bootstrap", "seed"}
 
 
-@pytest.mark.parametrize("function", [api.class_fit, api.study])
-def test_the_api_reads_its_defaults_from_the_declarations(function):
-    parameters = inspect.signature(function).parameters
-    for declared in option_fields(ClassFitOptions):
-        if declared.name in parameters:
-            assert parameters[declared.name].default == declared.default
-
-
-def test_a_study_class_fit_defaults_to_the_class_fit_options():
-    study, fit = StudyOptions(), ClassFitOptions()
-    assert (study.knn_k, study.test_fraction, study.probe_l2) == (
-        fit.knn_k,
-        fit.test_fraction,
-        fit.probe_l2,
+def test_the_api_takes_every_declared_option_by_name_and_refuses_others():
+    model, data, fit = split_options(
+        "class_fit",
+        {"knn_k": 5, "seed": 3, "image_size": 32},
+        ModelOptions,
+        DataOptions,
+        ClassFitOptions,
     )
+    assert (model, data, fit) == ({"image_size": 32}, {"seed": 3}, {"knn_k": 5})
+    with pytest.raises(TypeError, match="'tokens'"):
+        split_options("study", {"tokens": True}, ClassFitOptions, exclude=("tokens",))
+    with pytest.raises(TypeError, match="'bootstrap'"):  # the command's own keyword
+        split_options("class_fit", {"bootstrap": 3}, ClassFitOptions)
+
+
+def test_a_study_class_fit_is_the_class_fit_options_with_its_bootstrap_and_seed():
+    fit = StudyOptions(bootstrap=7).fit(seed=3)
+    assert fit == ClassFitOptions(bootstrap=7, seed=3)

@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ ProgressBars = Callable[[str], AbstractContextManager[Advance | None]]
 class StudyOptions:
     """What a study computes beyond the data plan: the CKA estimator and kernel, bootstrap
     resamples (A vs B, invariance, class CKA), the augmentations and views, the class-fit
-    settings, and whether to measure class structure (None: when the images are labelled)."""
+    options (their bootstrap and seed are the study's), and whether to measure class
+    structure (None: when the images are labelled)."""
 
     estimator: str = "minibatch"
     kernel: str = "linear"
@@ -64,9 +65,7 @@ class StudyOptions:
     bootstrap: int = 100
     augmentations: tuple[str, ...] = STUDY_AUGMENTATIONS
     views: int = 2
-    knn_k: int = ClassFitOptions.knn_k
-    test_fraction: float = ClassFitOptions.test_fraction
-    probe_l2: float = ClassFitOptions.probe_l2
+    class_fit_options: ClassFitOptions = field(default_factory=ClassFitOptions)
     class_fit: bool | None = None
 
     def __post_init__(self) -> None:
@@ -82,9 +81,7 @@ class StudyOptions:
         return InvarianceOptions((augmentation,), self.views, self.bootstrap, seed)
 
     def fit(self, seed: int) -> ClassFitOptions:
-        return ClassFitOptions(
-            self.knn_k, self.test_fraction, self.probe_l2, bootstrap=self.bootstrap, seed=seed
-        )
+        return replace(self.class_fit_options, bootstrap=self.bootstrap, seed=seed)
 
 
 class StudyParts:
