@@ -37,8 +37,8 @@ from repcompare.capture.models import load_model
 from repcompare.capture.select import select_layers
 from repcompare.capture.spec import parse_spec
 from repcompare.data.batches import InputsDataset, make_loader
-from repcompare.data.transforms import TransformOverrides
 from repcompare.extraction import extract
+from repcompare.options import DataOptions
 from repcompare.sides.batches import CaptureTarget, prepare_inputs
 from repcompare.sides.plan import InputPlan
 
@@ -94,10 +94,9 @@ def main() -> None:
     graph = discover(loaded.module.to(device), size)
     layers = select_layers(graph, [work.layers])
     plan = InputPlan(  # the model's preprocessing at the size the layers were discovered at
-        data=work.data,
-        overrides=TransformOverrides(image_size=work.image_size),
+        DataOptions(data=work.data, workers=work.workers),
+        image_size=work.image_size,
         batch_size=work.batch_size,
-        workers=work.workers,
     )
     title = (
         f"{work.models[0]}, {len(layers)} layers ({work.layers}), {work.images} images at "

@@ -28,8 +28,7 @@ from repcompare.capture.graph import discover
 from repcompare.capture.models import load_model
 from repcompare.capture.select import select_layers
 from repcompare.capture.spec import parse_spec
-from repcompare.data.transforms import TransformOverrides
-from repcompare.options import ClassFitOptions
+from repcompare.options import ClassFitOptions, DataOptions
 from repcompare.sides.aligned import aligned_batches
 from repcompare.sides.batches import CaptureTarget
 from repcompare.sides.plan import InputPlan
@@ -75,10 +74,9 @@ def main() -> None:
     device = work.device
     sides = [side(s, work.image_size, work.reduce) for s in work.models]
     plan = InputPlan(
-        data=work.data,
-        overrides=TransformOverrides(image_size=work.image_size, crop_pct=1.0),
+        DataOptions(data=work.data, crop_pct=1.0, workers=work.workers),
+        image_size=work.image_size,
         batch_size=work.batch_size,
-        workers=work.workers,
     )
     views_plan = replace(plan, augment="simclr", views=2)
     layers = sum(len(s.layers) for s in sides)

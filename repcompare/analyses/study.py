@@ -142,7 +142,7 @@ def _model(side: Side, plan: InputPlan) -> StudyModel:
 
 def _plan_key(plan: InputPlan) -> dict:
     data = plan.data if isinstance(plan.data, (str, type(None))) else type(plan.data).__name__
-    return asdict(replace(plan, data=None, workers=0)) | {"data": data}
+    return asdict(replace(plan, inputs=replace(plan.inputs, data=None, workers=0))) | {"data": data}
 
 
 def _plain_pass(

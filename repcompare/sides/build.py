@@ -258,23 +258,4 @@ def input_plan(
     files = [s.file for s in sides if s.is_file]
     if batch_size is None:
         batch_size = files[0].settings.batch_size if files else DEFAULT_BATCH_SIZE
-    overrides = TransformOverrides(
-        image_size=image_size,
-        crop_pct=data.crop_pct,
-        mean=data.mean,
-        std=data.std,
-        interpolation=data.interpolation,
-    )
-    return InputPlan(
-        data=data.data,
-        num_samples=data.num_samples,
-        order=data.order,
-        seed=data.seed,
-        overrides=overrides,
-        batch_size=batch_size,
-        workers=data.loader_workers(),
-        token_cap=data.token_cap,
-        views=views,
-        augment=augment,
-        view_size=view_size,
-    )
+    return InputPlan(data, image_size, batch_size, views, augment, view_size)

@@ -8,27 +8,57 @@ from typing import Any
 
 from repcompare.data.transforms import TransformOverrides
 from repcompare.errors import InputError
-from repcompare.limits import DEFAULT_TOKEN_CAP, MAX_IMAGE_SIZE
+from repcompare.limits import MAX_IMAGE_SIZE
+from repcompare.options import DataOptions
 
 MAX_VIEWS = 64
 
 
 @dataclass(frozen=True)
 class InputPlan:
-    """Which images, in which order, how many views and how they are augmented; with
-    ``--reduce tokens``, at most ``token_cap`` token rows per batch (drawn from seed, batch)."""
+    """Which images, in which order, how each model prepares them (``inputs``: the data
+    options as given, and ``image_size``), in batches of ``batch_size``, with ``views``
+    views augmented by ``augment`` at ``view_size``; with ``--reduce tokens``, at most
+    ``token_cap`` token rows per batch (drawn from seed, batch)."""
 
-    data: Any = None  # a --data spec string, or a torch Dataset or DataLoader (None: builtin)
-    num_samples: int | None = None
-    order: str = "random"
-    seed: int = 0
+    inputs: DataOptions = field(default_factory=DataOptions)
+    image_size: int | None = None
+    batch_size: int = 64
     views: int = 1
     augment: str | None = None
     view_size: int | None = None
-    overrides: TransformOverrides = field(default_factory=TransformOverrides)
-    batch_size: int = 64
-    workers: int = 0
-    token_cap: int = DEFAULT_TOKEN_CAP
+
+    @property
+    def data(self) -> Any:
+        """A --data spec string, or a torch Dataset or DataLoader (None: builtin)."""
+        return self.inputs.data
+
+    @property
+    def num_samples(self) -> int | None:
+        return self.inputs.num_samples
+
+    @property
+    def order(self) -> str:
+        return self.inputs.order
+
+    @property
+    def seed(self) -> int:
+        return self.inputs.seed
+
+    @property
+    def token_cap(self) -> int:
+        return self.inputs.token_cap
+
+    @property
+    def workers(self) -> int:
+        """Data-loading processes (``DataOptions.loader_workers``)."""
+        return self.inputs.loader_workers()
+
+    @property
+    def overrides(self) -> TransformOverrides:
+        """The changes to each model's own preprocessing."""
+        d = self.inputs
+        return TransformOverrides(self.image_size, d.crop_pct, d.mean, d.std, d.interpolation)
 
     def __post_init__(self) -> None:
         if not 1 <= self.views <= MAX_VIEWS:

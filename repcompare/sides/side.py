@@ -121,12 +121,16 @@ def plan_from_file(file: ActivationFile, plan: InputPlan) -> InputPlan:
             f"{file.path} was extracted from {recorded}, which is not there any more; "
             "pass --data pointing at the same images"
         )
-    return replace(
-        plan,
+    inputs = replace(
+        plan.inputs,
         data=recorded if plan.data is None else plan.data,
         num_samples=s.num_samples,
         order=s.order,
         seed=s.seed,
+    )
+    return replace(
+        plan,
+        inputs=inputs,
         views=s.views,
         augment=s.augment if s.view_size else None,
         view_size=s.view_size or None,

@@ -6,7 +6,7 @@ import torch
 
 from repcompare.analyses.class_fit import measure_class_fit
 from repcompare.errors import InputError
-from repcompare.options import ClassFitOptions
+from repcompare.options import ClassFitOptions, DataOptions
 from repcompare.sides.plan import InputPlan
 from tests.support import numpy_reference as ref
 from tests.support.models import CLASS_STEP, Coded, side_of
@@ -30,7 +30,7 @@ def coded_data(tmp_path_factory):
 
 def run(path, **options):
     side = side_of(Coded(CLASSES), "coded", ["onehot", "noise"], SIZE)
-    plan = InputPlan(data=str(path), batch_size=BATCH, order="stored")
+    plan = InputPlan(DataOptions(data=str(path), order="stored", workers=0), batch_size=BATCH)
     return measure_class_fit([side], ClassFitOptions(**options), plan, torch.device("cpu"))
 
 

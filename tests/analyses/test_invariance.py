@@ -10,6 +10,7 @@ from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.data.augment import augmentation, augmented_view
 from repcompare.data.sources import open_source
 from repcompare.errors import InputError
+from repcompare.options import DataOptions
 from repcompare.sides.plan import InputPlan
 from tests.support import numpy_reference as ref
 from tests.support.models import Pixels, side_of
@@ -19,7 +20,7 @@ CPU = torch.device("cpu")
 
 
 def plan(seed: int = SEED) -> InputPlan:
-    return InputPlan(data=DATA, order="stored", seed=seed, batch_size=BATCH)
+    return InputPlan(DataOptions(data=DATA, order="stored", seed=seed, workers=0), batch_size=BATCH)
 
 
 def pixels(label: str = "pixels"):

@@ -11,7 +11,7 @@ from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.capture.layout import Layout
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.extraction import extract
-from repcompare.options import ClassFitOptions
+from repcompare.options import ClassFitOptions, DataOptions
 from repcompare.sides.batches import prepare_inputs, stream_activations
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
@@ -38,8 +38,10 @@ def images(tmp_path_factory):
 
 
 def plan(path, **changes) -> InputPlan:
-    settings = dict(data=str(path), order="stored", seed=SEED, batch_size=BATCH, token_cap=CAP)
-    return InputPlan(**(settings | changes))
+    """The test plan; ``changes`` of the plan's own fields (views, augment) or its inputs."""
+    own = {k: changes.pop(k) for k in ("views", "augment") if k in changes}
+    inputs = dict(data=str(path), order="stored", seed=SEED, token_cap=CAP, workers=0)
+    return InputPlan(DataOptions(**(inputs | changes)), batch_size=BATCH, **own)
 
 
 def patches(layers: list[str], label: str = "patches") -> Side:
@@ -140,7 +142,7 @@ def labelled(tmp_path_factory):
 
 def test_only_the_class_token_predicts_a_label_only_it_carries(labelled):
     side = side_of(ClassToken(CLASSES, SIZE), "vit", ["patches", "tokens", "first_token"], SIZE)
-    run = InputPlan(data=str(labelled), order="stored", batch_size=50)
+    run = InputPlan(DataOptions(data=str(labelled), order="stored", workers=0), batch_size=50)
     with pytest.warns(RepcompareWarning) as warned:
         result = measure_class_fit([side], ClassFitOptions(tokens=True), run, CPU)
     m = result.fits[0].measures

@@ -4,7 +4,7 @@ import torch
 import torchvision
 
 import repcompare
-from repcompare.options import ModelOptions
+from repcompare.options import DataOptions, ModelOptions
 from repcompare.progress import Feedback
 from repcompare.sides import batches as activations
 from repcompare.sides.batches import prepare_inputs, stream_activations
@@ -21,7 +21,7 @@ def test_every_model_runs_on_the_device_asked_for():
         capture_target(spec, ["blocks"], "flatten", options, Feedback())
         for spec in ("torchvision:resnet18", "timm:resnet18")
     ]
-    plan = InputPlan(data="builtin:8:32", batch_size=4)
+    plan = InputPlan(DataOptions(data="builtin:8:32", workers=0), batch_size=4)
     batch = next(
         stream_activations(targets, plan, prepare_inputs(plan, targets), torch.device("meta"))
     )
