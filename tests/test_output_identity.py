@@ -24,7 +24,7 @@ from tests.support.checkpoints import seeded_torchvision_resnet18
 GOLDEN = Path(__file__).parent / "golden" / "output_digests.json"
 COMPARED = (".csv", ".json", ".md", ".png")
 LAYERS = "layer1.0,layer2.1,layer3.1,layer4.1"
-DATA = ["--data", "builtin:48:32", "--image-size", "32", "--crop-pct", "1.0", "--workers", "0"]
+DATA = "--data builtin:48:32 --image-size 32 --crop-pct 1.0 --workers 0"
 SHA256 = re.compile(rb"\b[0-9a-f]{64}\b")
 SECONDS = re.compile(rb'"seconds": [0-9.e+-]+|\| run time \| [0-9.]+ s')
 
@@ -49,8 +49,9 @@ def _digests(root: Path, folder: str) -> dict[str, str]:
     }
 
 
-def _run(*args: str) -> None:
-    assert main([*args]) == 0, args
+def _run(command: str) -> None:
+    """Run one command line (its words split on spaces) and check that it succeeded."""
+    assert main(command.split()) == 0, command
 
 
 @pytest.fixture(scope="module")
@@ -58,126 +59,25 @@ def outputs(tmp_path_factory) -> Path:
     """Every command on two seeded ResNet-18s and a third model's file, then the demo."""
     root = tmp_path_factory.mktemp("identity")
     a, b = (seeded_torchvision_resnet18(root / f"net{seed}.pth", seed) for seed in (0, 1))
-    common = [*DATA, "--batch-size", "16"]
-    _run(
-        "extract",
-        "timm:resnet18",
-        "--init-seed",
-        "2",
-        "--out",
-        str(root / "c.h5"),
-        "--layers",
-        LAYERS,
-        "--reduce",
-        "avgpool",
-        "--dtype",
-        "float32",
-        *common,
-    )
-    _run(
-        "cka",
-        a,
-        b,
-        "--layers-a",
-        LAYERS,
-        "--layers-b",
-        LAYERS,
-        "--bootstrap",
-        "20",
-        "--reduce",
-        "avgpool",
-        "--out",
-        str(root / "cka"),
-        *common,
-    )
-    _run(
-        "cka",
-        a,
-        str(root / "c.h5"),
-        "--layers-a",
-        LAYERS,
-        "--kernel",
-        "rbf",
-        "--rbf-sigma",
-        "0.5",
-        "--reduce",
-        "avgpool",
-        "--out",
-        str(root / "cka_file"),
-        *common,
-    )
-    _run(
-        "cka",
-        a,
-        b,
-        "--layers-a",
-        LAYERS,
-        "--layers-b",
-        LAYERS,
-        "--measure",
-        "procrustes",
-        "--sample",
-        "32",
-        "--reduce",
-        "avgpool",
-        "--out",
-        str(root / "procrustes"),
-        *common,
-    )
-    _run(
-        "invariance",
-        a,
-        b,
-        "--layers",
-        LAYERS,
-        "--augment",
-        "crop",
-        "--augment",
-        "flip",
-        "--views",
-        "2",
-        "--bootstrap",
-        "10",
-        "--out",
-        str(root / "invariance"),
-        *common,
-    )
-    _run(
-        "class-fit",
-        a,
-        b,
-        "--layers",
-        LAYERS,
-        "--knn-k",
-        "5",
-        "--bootstrap",
-        "10",
-        "--out",
-        str(root / "class_fit"),
-        *common,
-    )
-    _run(
-        "atlas",
-        a,
-        b,
-        str(root / "c.h5"),
-        "--layers",
-        LAYERS,
-        "--measure",
-        "cka",
-        "--measure",
-        "rsa",
-        "--sample",
-        "32",
-        "--reference",
-        "1",
-        "--reduce",
-        "avgpool",
-        "--out",
-        str(root / "atlas"),
-        *common,
-    )
-    _run("demo", "--out", str(root / "demo"), "--images", "64", "--epochs", "1")
+    common = f"{DATA} --batch-size 16"
+    pooled = f"--reduce avgpool {common}"
+    both = f"--layers-a {LAYERS} --layers-b {LAYERS}"
+    for command in (
+        f"extract timm:resnet18 --init-seed 2 --out {root / 'c.h5'} --layers {LAYERS} "
+        f"--dtype float32 {pooled}",
+        f"cka {a} {b} {both} --bootstrap 20 --out {root / 'cka'} {pooled}",
+        f"cka {a} {root / 'c.h5'} --layers-a {LAYERS} --kernel rbf --rbf-sigma 0.5 "
+        f"--out {root / 'cka_file'} {pooled}",
+        f"cka {a} {b} {both} --measure procrustes --sample 32 --out {root / 'procrustes'} {pooled}",
+        f"invariance {a} {b} --layers {LAYERS} --augment crop --augment flip --views 2 "
+        f"--bootstrap 10 --out {root / 'invariance'} {common}",
+        f"class-fit {a} {b} --layers {LAYERS} --knn-k 5 --bootstrap 10 "
+        f"--out {root / 'class_fit'} {common}",
+        f"atlas {a} {b} {root / 'c.h5'} --layers {LAYERS} --measure cka --measure rsa "
+        f"--sample 32 --reference 1 --out {root / 'atlas'} {pooled}",
+        f"demo --out {root / 'demo'} --images 64 --epochs 1",
+    ):
+        _run(command)
     return root
 
 
