@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from repcompare.analyses.atlas import AtlasOptions, draw_atlas
-from repcompare.analyses.cka import CKAOptions, compare
+from repcompare.analyses.cka import compare
 from repcompare.analyses.class_fit import measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.study import (
@@ -42,6 +42,8 @@ from repcompare.errors import InputError
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
 from repcompare.options import (
+    STUDY_EXCLUDES,
+    CKAOptions,
     ClassFitOptions,
     DataOptions,
     ModelOptions,
@@ -147,12 +149,6 @@ def cka(
     *,
     layers_a: list[str] | str | None = None,
     layers_b: list[str] | str | None = None,
-    kernel: str = "linear",
-    rbf_sigma: float = 0.8,
-    rbf_median: str = "all",
-    estimator: str = "minibatch",
-    measure: str = "cka",
-    sample: int = DEFAULT_SAMPLE,
     bootstrap: int = 0,
     batch_size: int | None = None,
     reduce: str = "flatten",
@@ -164,12 +160,15 @@ def cka(
     """CKA between every layer of ``a`` (rows) and every layer of ``b`` (columns), or another
     ``measure`` (``repcompare.similarity.MEASURES``: the shape metrics streamed when their
     cross-covariances fit, else every measure on a fixed sample of ``sample`` images).
+    Besides the shared options it takes those of ``repcompare.options.CKAOptions`` by name
+    (``kernel``, ``rbf_sigma``, ``rbf_median``, ``estimator``, ``measure``, ``sample``).
 
     The same model given twice with the same layers and reduction is one model (the
     within-model matrix, computed once); ``layers_b`` defaults to ``layers_a`` then.
     Models are captured on the fly on the same images in the same order.
     """
-    model_options, data_options = model_and_data("cka", options)
+    model, data, chosen = split_options("cka", options, ModelOptions, DataOptions, CKAOptions)
+    model_options, data_options = ModelOptions(**model), DataOptions(**data)
     job = current_job()
     feedback = Feedback(progress and job.main)
     side_a, side_b, symmetric = cka_sides(
@@ -182,16 +181,7 @@ def cka(
         feedback,
     )
     plan = input_plan(data_options, model_options.image_size, batch_size, [side_a, side_b])
-    settings = CKAOptions(
-        kernel=kernel,
-        rbf_fraction=rbf_sigma,
-        estimator=estimator,
-        bootstrap=bootstrap,
-        seed=data_options.seed,
-        rbf_median=rbf_median,
-        measure=measure,
-        sample=sample,
-    )
+    settings = CKAOptions(**chosen, bootstrap=bootstrap, seed=data_options.seed)
     device = job.device(resolve_device(data_options.device))
     with feedback.bar("cka") as advance:
         return compare(
@@ -299,9 +289,6 @@ def study(
     augment: list[str] | str | None = None,
     views: int = 2,
     bootstrap: int = 100,
-    estimator: str = "minibatch",
-    kernel: str = "linear",
-    rbf_sigma: float = 0.8,
     class_fit: bool | None = None,
     batch_size: int | None = None,
     view_size: int | None = None,
@@ -313,24 +300,29 @@ def study(
     them (bootstrap intervals), their invariance to each of ``augment`` (default simclr,
     crop, color, flip) and, on labelled images (or ``class_fit=True``), their class fit;
     written into ``out`` with ``report.html``, ``report.md`` and ``study.json``. Besides
-    the shared options it takes those of ``ClassFitOptions`` (but ``tokens``) by name.
+    the shared options it takes those of ``CKAOptions`` (``estimator``, ``kernel``,
+    ``rbf_sigma``) and of ``ClassFitOptions`` (but ``tokens``) by name.
 
     Both models run forward together: one plain pass feeds every CKA and the class fit,
     one pass per augmentation the invariance. Each finished pass is kept in ``out``, so
     rerunning an interrupted study computes only what is missing.
     """
     one_process("study")
-    model, data, fit = split_options(
-        "study", options, ModelOptions, DataOptions, ClassFitOptions, exclude=("tokens",)
+    model, data, chosen, fit = split_options(
+        "study",
+        options,
+        ModelOptions,
+        DataOptions,
+        CKAOptions,
+        ClassFitOptions,
+        exclude=STUDY_EXCLUDES,
     )
     model_options, data_options = ModelOptions(**model), DataOptions(**data)
     feedback = Feedback(progress)
     out = Path(out)
     augmentations = _listed(augment)
     settings = StudyOptions(
-        estimator=estimator,
-        kernel=kernel,
-        rbf_fraction=rbf_sigma,
+        cka_options=CKAOptions(**chosen),
         bootstrap=bootstrap,
         augmentations=tuple(augmentations) if augmentations else STUDY_AUGMENTATIONS,
         views=views,

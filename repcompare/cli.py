@@ -25,7 +25,14 @@ import typer
 from rich.markup import escape
 
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
-from repcompare.options import ClassFitOptions, DataOptions, ModelOptions, option_fields
+from repcompare.options import (
+    STUDY_EXCLUDES,
+    CKAOptions,
+    ClassFitOptions,
+    DataOptions,
+    ModelOptions,
+    option_fields,
+)
 from repcompare.progress import STDERR, failure_console, process_rank, torchrun_world
 
 app = typer.Typer(
@@ -265,7 +272,7 @@ def warn_constant(label: str, layers) -> None:
 
 
 @app.command()
-@with_options(ModelOptions, DataOptions)
+@with_options(CKAOptions, ModelOptions, DataOptions)
 def cka(
     ctx: typer.Context,
     a: Annotated[str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")],
@@ -277,34 +284,6 @@ def cka(
     layers_b: Annotated[
         list[str] | None, typer.Option("--layers-b", help="Layers of B (default: blocks).")
     ] = None,
-    kernel: Annotated[str, typer.Option("--kernel", help="linear or rbf.")] = "linear",
-    rbf_sigma: Annotated[
-        float,
-        typer.Option("--rbf-sigma", help="RBF bandwidth as a fraction of the median distance."),
-    ] = 0.8,
-    rbf_median: Annotated[
-        str,
-        typer.Option(
-            "--rbf-median",
-            help="RBF bandwidth median: all (n x n squared distances, Kornblith et al.'s "
-            "reference, default) or distinct (pairs i < j).",
-        ),
-    ] = "all",
-    estimator: Annotated[
-        str, typer.Option("--estimator", help="minibatch (unbiased HSIC_1), exact or debiased.")
-    ] = "minibatch",
-    measure: Annotated[
-        str,
-        typer.Option(
-            "--measure",
-            help="cka (default) or another measure of the registry: procrustes, angular, ... "
-            "(docs/cka.md; an unknown name lists them all).",
-        ),
-    ] = "cka",
-    sample: Annotated[
-        int,
-        typer.Option("--sample", help="Images of the fixed sample for measures other than cka."),
-    ] = 1024,
     bootstrap: BootstrapOpt = 0,
     batch_size: MinibatchOpt = None,
     reduce: ReduceOpt = "flatten",
@@ -448,7 +427,7 @@ def atlas(
 
 
 @app.command()
-@with_options(ClassFitOptions, ModelOptions, DataOptions, exclude=("token_cap", "tokens"))
+@with_options(CKAOptions, ClassFitOptions, ModelOptions, DataOptions, exclude=STUDY_EXCLUDES)
 def study(
     ctx: typer.Context,
     a: Annotated[str, typer.Argument(metavar="A", help="A MODEL spec.")],
@@ -469,14 +448,6 @@ def study(
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="Resamples of minibatches for 95% intervals.")
     ] = 100,
-    estimator: Annotated[
-        str, typer.Option("--estimator", help="CKA estimator: minibatch (unbiased HSIC_1).")
-    ] = "minibatch",
-    kernel: Annotated[str, typer.Option("--kernel", help="linear or rbf.")] = "linear",
-    rbf_sigma: Annotated[
-        float,
-        typer.Option("--rbf-sigma", help="RBF bandwidth as a fraction of the median distance."),
-    ] = 0.8,
     class_fit: Annotated[
         bool | None,
         typer.Option(

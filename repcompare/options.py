@@ -19,7 +19,14 @@ from typing import Any
 
 from repcompare.capture.spec import parse_model_kwargs
 from repcompare.errors import InputError
-from repcompare.limits import DEFAULT_INIT_SEED, DEFAULT_TOKEN_CAP, MAX_IMAGE_SIZE
+from repcompare.limits import (
+    DEFAULT_INIT_SEED,
+    DEFAULT_RBF_FRACTION,
+    DEFAULT_RBF_MEDIAN,
+    DEFAULT_SAMPLE,
+    DEFAULT_TOKEN_CAP,
+    MAX_IMAGE_SIZE,
+)
 
 TRACERS = ("auto", "fx", "hooks")
 MAX_DEFAULT_WORKERS = 8
@@ -168,6 +175,54 @@ class DataOptions:
 
 
 @dataclass(frozen=True)
+class CKAOptions:
+    """How ``cka`` (and a study's CKA) compares two sides: the CKA ``estimator`` with its
+    ``kernel`` (RBF: bandwidth ``rbf_sigma`` times the median distance, over ``rbf_median``
+    distances), or another ``measure`` on a fixed ``sample``; ``bootstrap`` resamples of
+    the minibatches and their ``seed`` (the data's)."""
+
+    kernel: str = option("linear", "--kernel", "linear or rbf.")
+    rbf_sigma: float = option(
+        DEFAULT_RBF_FRACTION,
+        "--rbf-sigma",
+        "RBF bandwidth as a fraction of the median distance.",
+    )
+    estimator: str = option(
+        "minibatch", "--estimator", "minibatch (unbiased HSIC_1), exact or debiased."
+    )
+    bootstrap: int = 0
+    seed: int = 0
+    rbf_median: str = option(
+        DEFAULT_RBF_MEDIAN,
+        "--rbf-median",
+        "RBF bandwidth median: all (n x n squared distances, Kornblith et al.'s reference, "
+        "default) or distinct (pairs i < j).",
+    )
+    measure: str = option(
+        "cka",
+        "--measure",
+        "cka (default) or another measure of the registry: procrustes, angular, ... "
+        "(docs/cka.md; an unknown name lists them all).",
+    )
+    sample: int = option(
+        DEFAULT_SAMPLE, "--sample", "Images of the fixed sample for measures other than cka."
+    )
+
+    def __post_init__(self) -> None:
+        if not self.rbf_sigma > 0:  # also refuses NaN
+            raise InputError(
+                f"--rbf-sigma {self.rbf_sigma} must be a positive fraction of the median "
+                "distance; the usual value is 0.8"
+            )
+        if self.bootstrap < 0:
+            raise InputError(f"--bootstrap {self.bootstrap} must be 0 (none) or more")
+        if self.seed < 0:
+            raise InputError(f"--seed {self.seed} must be 0 or more")
+        if self.sample < 10:
+            raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
+
+
+@dataclass(frozen=True)
 class ClassFitOptions:
     """How ``class-fit`` (and a study's class fit) splits, votes and probes: the kNN vote of
     ``knn_k`` neighbours and the linear probe (L2 penalty ``probe_l2``) on a stratified
@@ -195,6 +250,11 @@ class ClassFitOptions:
             raise InputError(f"--test-fraction {self.test_fraction} must lie between 0 and 1")
         if self.probe_l2 < 0:
             raise InputError(f"--probe-l2 {self.probe_l2} must not be negative")
+
+
+# options of the groups that a study does not take: it compares images by CKA (no other
+# measure, the default median), pools every layer (no token probes, no token rows)
+STUDY_EXCLUDES = ("measure", "sample", "rbf_median", "tokens", "token_cap")
 
 
 def _triple(value: str | Sequence[float] | None, option: str) -> tuple[float, ...] | None:

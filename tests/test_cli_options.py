@@ -9,6 +9,8 @@ import typer.main
 from repcompare.analyses.study import StudyOptions
 from repcompare.cli import app
 from repcompare.options import (
+    STUDY_EXCLUDES,
+    CKAOptions,
     ClassFitOptions,
     DataOptions,
     ModelOptions,
@@ -20,17 +22,16 @@ COMMANDS = typer.main.get_command(app).commands
 GROUPS = {
     "layers": (ModelOptions,),
     "extract": (ModelOptions, DataOptions),
-    "cka": (ModelOptions, DataOptions),
+    "cka": (CKAOptions, ModelOptions, DataOptions),
     "invariance": (ModelOptions, DataOptions),
     "class-fit": (ClassFitOptions, ModelOptions, DataOptions),
     "atlas": (ModelOptions, DataOptions),
-    "study": (ClassFitOptions, ModelOptions, DataOptions),
+    "study": (CKAOptions, ClassFitOptions, ModelOptions, DataOptions),
     "demo": (DataOptions,),
 }
 NOT_ON = {  # options a command does not offer, and why
     "token_cap": {"extract", "class-fit", "atlas", "study"},  # --reduce tokens is refused there
-    "tokens": {"study"},  # a study's class fit pools every layer
-}
+} | {name: {"study"} for name in STUDY_EXCLUDES if name != "token_cap"}
 ONLY = {"demo": {"device"}}  # the demo fixes its data and models
 
 
@@ -76,6 +77,7 @@ def test_the_api_takes_every_declared_option_by_name_and_refuses_others():
         split_options("class_fit", {"bootstrap": 3}, ClassFitOptions)
 
 
-def test_a_study_class_fit_is_the_class_fit_options_with_its_bootstrap_and_seed():
-    fit = StudyOptions(bootstrap=7).fit(seed=3)
-    assert fit == ClassFitOptions(bootstrap=7, seed=3)
+def test_a_study_runs_the_declared_options_with_its_own_bootstrap_and_seed():
+    study = StudyOptions(bootstrap=7, cka_options=CKAOptions(kernel="rbf"))
+    assert study.fit(seed=3) == ClassFitOptions(bootstrap=7, seed=3)
+    assert study.cka(seed=3, bootstrap=0) == CKAOptions(kernel="rbf", seed=3)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 
@@ -20,6 +20,7 @@ from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_
 from repcompare.analyses.run import run_pass
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.options import CKAOptions
 from repcompare.progress import Advance
 from repcompare.results.cka import CKAResult, CKASettings
 from repcompare.sides.aligned import AlignedBatch, AlignedStream
@@ -27,14 +28,12 @@ from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side, check_token_sides
 from repcompare.similarity import (
     CKA_ESTIMATORS,
-    DEFAULT_RBF_MEDIAN,
     RBF_MEDIANS,
     EstimatorSpec,
     estimator_spec,
 )
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.sampled import (
-    DEFAULT_SAMPLE,
     FixedSampleMeasure,
     fixed_sample_bytes,
     measure_estimator,
@@ -44,31 +43,6 @@ from repcompare.similarity.small_sample import SampleCaveat, sample_caveat
 
 ESTIMATORS = tuple(CKA_ESTIMATORS)
 KERNELS = ("linear", "rbf")
-
-
-@dataclass(frozen=True)
-class CKAOptions:
-    kernel: str = "linear"
-    rbf_fraction: float = 0.8
-    estimator: str = "minibatch"
-    bootstrap: int = 0
-    seed: int = 0
-    rbf_median: str = DEFAULT_RBF_MEDIAN
-    measure: str = "cka"
-    sample: int = DEFAULT_SAMPLE
-
-    def __post_init__(self) -> None:
-        if not self.rbf_fraction > 0:  # also refuses NaN
-            raise InputError(
-                f"--rbf-sigma {self.rbf_fraction} must be a positive fraction of the median "
-                "distance; the usual value is 0.8"
-            )
-        if self.bootstrap < 0:
-            raise InputError(f"--bootstrap {self.bootstrap} must be 0 (none) or more")
-        if self.seed < 0:
-            raise InputError(f"--seed {self.seed} must be 0 or more")
-        if self.sample < 10:
-            raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
 
 
 def _estimators_with(declared: Callable[[EstimatorSpec], bool]) -> str:
@@ -135,7 +109,7 @@ class CKARun:
             a.layers,
             None if symmetric else b.layers,
             options.kernel,
-            options.rbf_fraction,
+            options.rbf_sigma,
             options.bootstrap > 0,
             options.rbf_median,
         )
@@ -216,8 +190,10 @@ class CKARun:
         low = high = None
         if options.bootstrap:
             low, high = self.estimator.bootstrap(options.bootstrap, options.seed)
+        chosen = asdict(options)
+        chosen["rbf_fraction"] = chosen.pop("rbf_sigma")  # the name cka.json has always used
         settings = CKASettings(
-            **asdict(options),
+            **chosen,
             batch_size=stream.batch_size,
             n_examples=matrix.n_examples,
             device=str(self.device),

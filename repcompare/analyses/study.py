@@ -27,13 +27,13 @@ from typing import Any
 
 import torch
 
-from repcompare.analyses.cka import CKAOptions, CKARun
+from repcompare.analyses.cka import CKARun
 from repcompare.analyses.class_fit import ClassFitRun
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.run import run_pass
 from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
-from repcompare.options import ClassFitOptions
+from repcompare.options import CKAOptions, ClassFitOptions
 from repcompare.progress import Advance
 from repcompare.results.cka import CKAResult
 from repcompare.results.class_fit import ClassFitResult
@@ -54,14 +54,12 @@ ProgressBars = Callable[[str], AbstractContextManager[Advance | None]]
 
 @dataclass(frozen=True)
 class StudyOptions:
-    """What a study computes beyond the data plan: the CKA estimator and kernel, bootstrap
+    """What a study computes beyond the data plan: the CKA options (estimator, kernel), bootstrap
     resamples (A vs B, invariance, class CKA), the augmentations and views, the class-fit
     options (their bootstrap and seed are the study's), and whether to measure class
     structure (None: when the images are labelled)."""
 
-    estimator: str = "minibatch"
-    kernel: str = "linear"
-    rbf_fraction: float = 0.8
+    cka_options: CKAOptions = field(default_factory=CKAOptions)
     bootstrap: int = 100
     augmentations: tuple[str, ...] = STUDY_AUGMENTATIONS
     views: int = 2
@@ -75,7 +73,7 @@ class StudyOptions:
             self.invariance(augmentation, 0)
 
     def cka(self, seed: int, bootstrap: int) -> CKAOptions:
-        return CKAOptions(self.kernel, self.rbf_fraction, self.estimator, bootstrap, seed)
+        return replace(self.cka_options, bootstrap=bootstrap, seed=seed)
 
     def invariance(self, augmentation: str, seed: int) -> InvarianceOptions:
         return InvarianceOptions((augmentation,), self.views, self.bootstrap, seed)
@@ -239,8 +237,8 @@ def run_study(
         order=plan.order,
         seed=plan.seed,
         batch_size=across.settings.batch_size,
-        estimator=options.estimator,
-        kernel=options.kernel,
+        estimator=options.cka_options.estimator,
+        kernel=options.cka_options.kernel,
         bootstrap=options.bootstrap,
         augmentations=list(options.augmentations),
         views=options.views,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-DEFAULT_RBF_FRACTION = 0.8
+from repcompare.limits import DEFAULT_RBF_FRACTION, DEFAULT_RBF_MEDIAN
+
 RBF_MEDIANS = ("all", "distinct")
-DEFAULT_RBF_MEDIAN = "all"
 
 
 def working_dtype(x: torch.Tensor) -> torch.dtype:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from repcompare.limits import DEFAULT_SAMPLE
 from repcompare.similarity.checks import DegenerateRepresentationError, check_sides
 from repcompare.similarity.measures import MeasureSpec
 from repcompare.similarity.procrustes import rotate_to_rows
@@ -27,7 +28,6 @@ from repcompare.similarity.result import SimilarityMatrix
 from repcompare.similarity.rsa import rdm, rsa_from_rdms
 
 SHAPE_METRICS = ("procrustes", "angular")
-DEFAULT_SAMPLE = 1024  # images of a fixed sample
 
 
 def fixed_sample_form(spec: MeasureSpec, x: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from repcompare.analyses.cka import CKAOptions, compare
+from repcompare.analyses.cka import compare
 from repcompare.analyses.class_fit import measure_class_fit, token_features
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.capture.layout import Layout
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.extraction import extract
-from repcompare.options import ClassFitOptions, DataOptions
+from repcompare.options import CKAOptions, ClassFitOptions, DataOptions
 from repcompare.sides.batches import prepare_inputs, stream_activations
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
