@@ -104,7 +104,7 @@ class CKARun:
                 raise InputError(
                     f"--measure {options.measure} compares images; drop --reduce tokens"
                 )
-            return  # the estimator is chosen by ``check_memory``, which knows N
+            return  # the estimator is chosen by ``_check_memory``, which knows N
         self.estimator = spec.build(
             a.layers,
             None if symmetric else b.layers,

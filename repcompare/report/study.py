@@ -15,7 +15,6 @@ from repcompare.report.findings import (
 from repcompare.report.model import Report, Table, report_figures
 from repcompare.results.cka import CKAResult
 from repcompare.results.invariance import InvarianceResult
-from repcompare.results.rendering import Reported
 from repcompare.results.study import StudyResult
 
 if TYPE_CHECKING:
@@ -121,9 +120,9 @@ def invariance_table(result: InvarianceResult) -> Table:
     return Table(list(rows.values()), columns, title="Invariance", section_by="model")
 
 
-def _section(key: str, heading: str, result: Reported, table: Table) -> StudySection:
+def _section(key: str, heading: str, report: Report, table: Table) -> StudySection:
     guide = GUIDES["within" if key.startswith("within") else key]
-    return StudySection(key, heading, guide, result.report(), table)
+    return StudySection(key, heading, guide, report, table)
 
 
 def _file(key: str, stem: str) -> str:
@@ -171,11 +170,17 @@ def _provenance(study: StudyResult) -> list[tuple[str, str]]:
 def study_report(study: StudyResult) -> StudyReport:
     """The report of a ``StudyResult``."""
     a, b = (m.label for m in study.models)
+    across = study.across.report()
     sections = [
-        _section("across", f"{a} vs {b}", study.across, study.across.report().tables[0]),
-        _section("within_a", f"Within {a}", study.within_a, within_table(study.within_a)),
-        _section("within_b", f"Within {b}", study.within_b, within_table(study.within_b)),
-        _section("invariance", "Invariance", study.invariance, invariance_table(study.invariance)),
+        _section("across", f"{a} vs {b}", across, across.tables[0]),
+        _section("within_a", f"Within {a}", study.within_a.report(), within_table(study.within_a)),
+        _section("within_b", f"Within {b}", study.within_b.report(), within_table(study.within_b)),
+        _section(
+            "invariance",
+            "Invariance",
+            study.invariance.report(),
+            invariance_table(study.invariance),
+        ),
     ]
     layers = {m.label: m.layers for m in study.models}
     roles = {a: study.across.roles_a, b: study.across.roles_b}
@@ -186,9 +191,7 @@ def study_report(study: StudyResult) -> StudyReport:
     notes = []
     if study.class_fit is not None:
         fit_report = study.class_fit.report()
-        sections.append(
-            _section("class_fit", "Class structure", study.class_fit, fit_report.tables[0])
-        )
+        sections.append(_section("class_fit", "Class structure", fit_report, fit_report.tables[0]))
         summary += class_findings(
             study.class_fit.to_dict(), _file("class_fit", "class_fit"), layers, roles
         )
