@@ -7,34 +7,31 @@
 
 Models are spec strings (``timm:NAME[@CHECKPOINT]``), activation files (``.h5``) or
 ``torch.nn.Module`` objects (put in eval mode; preprocessing from timm's config, else
-224 px ImageNet). Every function also takes the shared options of ``ModelOptions``
-and ``DataOptions`` (``repcompare.options``) by name: ``data`` (a spec string, a path,
-or a torch Dataset/DataLoader of ``(image, label)``), ``num_samples``, ``order``,
-``seed``, ``image_size``, ``crop_pct``, ``mean``, ``std``, ``interpolation``,
-``workers``, ``device``, ``token_cap``, ``pretrained``, ``init_seed``, ``encoder``,
-``key``, ``model_kwargs``, ``allow_missing`` and ``tracer``. Nothing is printed unless
-``progress=True``; bad input raises ``repcompare.InputError`` with one sentence.
+224 px ImageNet). Every function takes the options of its command by the names of the
+fields of ``repcompare.options``: ``ModelOptions`` (``pretrained``, ``init_seed``,
+``encoder``, ``key``, ``model_kwargs``, ``allow_missing``, ``image_size``, ``tracer``),
+``LayerOptions`` (``layers``, ``reduce``), ``DataOptions`` (``data``: a spec string, a path,
+or a torch Dataset/DataLoader of ``(image, label)``; ``num_samples``, ``order``, ``seed``,
+``crop_pct``, ``mean``, ``std``, ``interpolation``, ``workers``, ``device``,
+``token_cap``), ``ViewOptions`` (``augment``, ``views``, ``view_size``), ``RunOptions``
+(``batch_size``, ``bootstrap``) and the analysis's own; defaults are the command line's.
+Nothing is printed unless ``progress=True``; bad input raises ``repcompare.InputError``
+with one sentence.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from repcompare.analyses.atlas import AtlasOptions, draw_atlas
+from repcompare.analyses.atlas import draw_atlas
 from repcompare.analyses.cka import compare
 from repcompare.analyses.class_fit import measure_class_fit
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
-from repcompare.analyses.study import (
-    PARTS_FOLDER,
-    STUDY_AUGMENTATIONS,
-    STUDY_PRESET,
-    StudyOptions,
-    StudyParts,
-    run_study,
-)
+from repcompare.analyses.study import PARTS_FOLDER, StudyOptions, StudyParts, run_study
 from repcompare.capture.describe import LayersResult, layer_infos
 from repcompare.capture.select import select_layers
 from repcompare.distributed import current_job, one_process
@@ -42,13 +39,17 @@ from repcompare.errors import InputError
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
 from repcompare.options import (
+    STUDY_AUGMENTATIONS,
     STUDY_EXCLUDES,
+    AtlasOptions,
     CKAOptions,
     ClassFitOptions,
     DataOptions,
+    LayerOptions,
     ModelOptions,
-    model_and_data,
-    split_options,
+    RunOptions,
+    ViewOptions,
+    options_of,
 )
 from repcompare.progress import Feedback
 from repcompare.report.outdir import out_dir_lock, staged_outputs
@@ -59,7 +60,6 @@ from repcompare.results.invariance import InvarianceResult
 from repcompare.results.study import StudyResult
 from repcompare.sides.batches import resolve_device
 from repcompare.sides.build import (
-    DEFAULT_BATCH_SIZE,
     build_sides,
     capture_target,
     cka_sides,
@@ -67,30 +67,21 @@ from repcompare.sides.build import (
     input_size,
     open_model,
 )
-from repcompare.similarity.sampled import DEFAULT_SAMPLE
 
 Model = str | Path | torch.nn.Module
 
 
-def layers(
-    model: str | torch.nn.Module,
-    *,
-    layers: list[str] | str | None = None,
-    reduce: str = "flatten",
-    progress: bool = False,
-    **options: Any,
-) -> LayersResult:
+def layers(model: str | torch.nn.Module, *, progress: bool = False, **options: Any) -> LayersResult:
     """The capture points of ``model`` (``layers``: presets, globs or names; default all)
     with output shapes, layouts and widths after ``reduce``."""
-    model_options, _ = model_and_data("layers", options)
+    model_options, layer = options_of("layers", options, ModelOptions, LayerOptions)
     loaded, graph = open_model(model, model_options, Feedback(progress))
-    names = select_layers(graph, _listed(layers) or ["all"])
     return LayersResult(
         str(loaded.spec),
         input_size(loaded, model_options.image_size),
         graph.mode,
-        reduce,
-        layer_infos(graph, names, reduce),
+        layer.reduce,
+        layer_infos(graph, select_layers(graph, layer.layers), layer.reduce),
     )
 
 
@@ -98,12 +89,6 @@ def extract(
     model: str | torch.nn.Module,
     *,
     out: str | Path,
-    layers: list[str] | str | None = None,
-    reduce: str = "flatten",
-    views: int = 1,
-    augment: str | None = None,
-    view_size: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
     dtype: str = "float16",
     compression: str = "none",
     force: bool = False,
@@ -111,25 +96,40 @@ def extract(
     **options: Any,
 ) -> ExtractResult:
     """Capture ``model``'s ``layers`` (default: block outputs) over the data into the
-    chunked, resumable HDF5 file ``out``; rerunning after an interruption continues from
-    the last complete batch, and an existing complete file is left as it is."""
-    model_options, data_options = model_and_data("extract", options)
+    chunked, resumable HDF5 file ``out``, with ``views`` views of each image made by one
+    ``augment``; rerunning after an interruption continues from the last complete batch,
+    and an existing complete file is left as it is."""
+    model_options, layer, data, view, run = options_of(
+        "extract",
+        options,
+        ModelOptions,
+        LayerOptions,
+        DataOptions,
+        ViewOptions,
+        RunOptions,
+        exclude=("token_cap", "bootstrap"),
+    )
     if Path(out).is_dir():
         raise InputError(
             f"--out {out} is a folder; give the activation file's path, e.g. {Path(out) / 'a.h5'}"
         )
+    if view.augment and len(view.augment) > 1:
+        raise InputError(
+            f"an activation file holds views of one augmentation, not {len(view.augment)}; "
+            "give one --augment per file"
+        )
     job = current_job()
     feedback = Feedback(progress and job.main)
     plan = input_plan(
-        data_options,
+        data,
         model_options.image_size,
-        batch_size,
-        views=views,
-        augment=augment,
-        view_size=view_size,
+        run.batch_size,
+        views=view.views,
+        augment=view.augment[0] if view.augment else None,
+        view_size=view.view_size,
     )
-    device = job.device(resolve_device(data_options.device))
-    target = capture_target(model, _listed(layers), reduce, model_options, feedback)
+    device = job.device(resolve_device(data.device))
+    target = capture_target(model, layer.layers, layer.reduce, model_options, feedback)
     return extract_activations(
         target,
         plan,
@@ -149,9 +149,6 @@ def cka(
     *,
     layers_a: list[str] | str | None = None,
     layers_b: list[str] | str | None = None,
-    bootstrap: int = 0,
-    batch_size: int | None = None,
-    reduce: str = "flatten",
     reduce_a: str | None = None,
     reduce_b: str | None = None,
     progress: bool = False,
@@ -161,120 +158,110 @@ def cka(
     ``measure`` (``repcompare.similarity.MEASURES``: the shape metrics streamed when their
     cross-covariances fit, else every measure on a fixed sample of ``sample`` images).
     Besides the shared options it takes those of ``repcompare.options.CKAOptions`` by name
-    (``kernel``, ``rbf_sigma``, ``rbf_median``, ``estimator``, ``measure``, ``sample``).
+    (``kernel``, ``rbf_sigma``, ``rbf_median``, ``estimator``, ``measure``, ``sample``);
+    ``layers_a``/``layers_b`` and ``reduce_a``/``reduce_b`` choose each side's own (default:
+    blocks, and ``reduce``).
 
     The same model given twice with the same layers and reduction is one model (the
     within-model matrix, computed once); ``layers_b`` defaults to ``layers_a`` then.
     Models are captured on the fly on the same images in the same order.
     """
-    model, data, chosen = split_options("cka", options, ModelOptions, DataOptions, CKAOptions)
-    model_options, data_options = ModelOptions(**model), DataOptions(**data)
+    model_options, layer, data, run, chosen = options_of(
+        "cka",
+        options,
+        ModelOptions,
+        LayerOptions,
+        DataOptions,
+        RunOptions,
+        CKAOptions,
+        exclude=("layers",),
+    )
     job = current_job()
     feedback = Feedback(progress and job.main)
     side_a, side_b, symmetric = cka_sides(
         a,
         b,
-        _listed(layers_a),
-        _listed(layers_b),
-        (reduce_a, reduce_b, reduce),
+        LayerOptions(layers_a).layers,
+        LayerOptions(layers_b).layers,
+        (reduce_a, reduce_b, layer.reduce),
         model_options,
         feedback,
     )
-    plan = input_plan(data_options, model_options.image_size, batch_size, [side_a, side_b])
-    settings = CKAOptions(**chosen, bootstrap=bootstrap, seed=data_options.seed)
-    device = job.device(resolve_device(data_options.device))
+    plan = input_plan(data, model_options.image_size, run.batch_size, [side_a, side_b])
+    settings = replace(chosen, bootstrap=run.bootstrap, seed=data.seed)
+    device = job.device(resolve_device(data.device))
     with feedback.bar("cka") as advance:
         return compare(
             side_a, side_b, settings, plan, device, symmetric, job.progress(advance), job
         )
 
 
-def invariance(
-    *models: Model,
-    augment: list[str] | str | None = None,
-    views: int | None = None,
-    layers: list[str] | str | None = None,
-    reduce: str = "flatten",
-    bootstrap: int = 0,
-    batch_size: int | None = None,
-    view_size: int | None = None,
-    progress: bool = False,
-    **options: Any,
-) -> InvarianceResult:
+def invariance(*models: Model, progress: bool = False, **options: Any) -> InvarianceResult:
     """Per-layer CKA between augmented views of the same images, for every model: one curve
     per augmentation (``augment``: one name or several; default simclr) with ``views``
     views (default 2). Activation files bring their own views."""
-    model_options, data_options = model_and_data("invariance", options)
+    model_options, layer, data, view, run = options_of(
+        "invariance", options, ModelOptions, LayerOptions, DataOptions, ViewOptions, RunOptions
+    )
     job = current_job()
     feedback = Feedback(progress and job.main)
-    augmentations = _listed(augment)
-    settings = InvarianceOptions(
-        tuple(augmentations) if augmentations else None,
-        views,
-        bootstrap=bootstrap,
-        seed=data_options.seed,
-    )
-    sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
+    settings = InvarianceOptions(view.augment, view.views, run.bootstrap, data.seed)
+    sides = build_sides(models, layer.layers, layer.reduce, model_options, feedback)
     plan = input_plan(
-        data_options, model_options.image_size, batch_size, sides, view_size=view_size
+        data, model_options.image_size, run.batch_size, sides, view_size=view.view_size
     )
-    device = job.device(resolve_device(data_options.device))
+    device = job.device(resolve_device(data.device))
     with feedback.bar("invariance") as advance:
         return measure_invariance(sides, settings, plan, device, job.progress(advance), job)
 
 
-def class_fit(
-    *models: Model,
-    layers: list[str] | str | None = None,
-    reduce: str = "flatten",
-    bootstrap: int = 0,
-    batch_size: int | None = None,
-    progress: bool = False,
-    **options: Any,
-) -> ClassFitResult:
+def class_fit(*models: Model, progress: bool = False, **options: Any) -> ClassFitResult:
     """Per-layer class structure of every model over labelled images: CKA with the one-hot
     labels, crowding, kNN and linear-probe accuracy. Besides the shared options it takes
     those of ``repcompare.options.ClassFitOptions`` by name (``knn_k``, ``test_fraction``,
     ``probe_l2``; ``tokens``: also from the class token, the mean patch token and the
     centre patch token)."""
-    model, data, fit = split_options(
-        "class_fit", options, ModelOptions, DataOptions, ClassFitOptions
+    model_options, layer, data, run, fit = options_of(
+        "class_fit",
+        options,
+        ModelOptions,
+        LayerOptions,
+        DataOptions,
+        RunOptions,
+        ClassFitOptions,
+        exclude=("token_cap",),
     )
-    model_options, data_options = ModelOptions(**model), DataOptions(**data)
     job = current_job()
     feedback = Feedback(progress and job.main)
-    settings = ClassFitOptions(**fit, bootstrap=bootstrap, seed=data_options.seed)
-    sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
-    plan = input_plan(data_options, model_options.image_size, batch_size, sides)
-    device = job.device(resolve_device(data_options.device))
+    settings = replace(fit, bootstrap=run.bootstrap, seed=data.seed)
+    sides = build_sides(models, layer.layers, layer.reduce, model_options, feedback)
+    plan = input_plan(data, model_options.image_size, run.batch_size, sides)
+    device = job.device(resolve_device(data.device))
     with feedback.bar("class-fit") as advance:
         return measure_class_fit(sides, settings, plan, device, job.progress(advance), job)
 
 
-def atlas(
-    *models: Model,
-    layers: list[str] | str | None = None,
-    reduce: str = "flatten",
-    measure: list[str] | str = "cka",
-    sample: int = DEFAULT_SAMPLE,
-    reference: str | None = None,
-    batch_size: int | None = None,
-    progress: bool = False,
-    **options: Any,
-) -> AtlasResult:
+def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult:
     """Every layer of every model against every other by each ``measure`` (``"cka"``, or
     several: a list or ``"cka,procrustes"``), from one pass over the data: CKA streamed over
     all images into one accumulator, the other measures on a fixed sample of ``sample``
     images; ``reference`` (a model's label or position from 1) adds curves of every other
     model against it."""
     one_process("atlas")
-    model_options, data_options = model_and_data("atlas", options)
+    model_options, layer, data, run, settings = options_of(
+        "atlas",
+        options,
+        ModelOptions,
+        LayerOptions,
+        DataOptions,
+        RunOptions,
+        AtlasOptions,
+        exclude=("token_cap", "bootstrap"),
+    )
     feedback = Feedback(progress)
-    names = [m.strip() for item in _listed(measure) or [] for m in item.split(",") if m.strip()]
-    settings = AtlasOptions(tuple(names) or AtlasOptions.measures, sample, reference)
-    sides = build_sides(models, _listed(layers), reduce, model_options, feedback)
-    plan = input_plan(data_options, model_options.image_size, batch_size, sides)
-    device = resolve_device(data_options.device)
+    sides = build_sides(models, layer.layers, layer.reduce, model_options, feedback)
+    plan = input_plan(data, model_options.image_size, run.batch_size, sides)
+    device = resolve_device(data.device)
     with feedback.bar("atlas") as advance:
         return draw_atlas(sides, settings, plan, device, advance)
 
@@ -284,68 +271,54 @@ def study(
     b: str | torch.nn.Module,
     *,
     out: str | Path,
-    layers: list[str] | str | None = None,
-    reduce: str = "flatten",
-    augment: list[str] | str | None = None,
-    views: int = 2,
-    bootstrap: int = 100,
     class_fit: bool | None = None,
-    batch_size: int | None = None,
-    view_size: int | None = None,
     progress: bool = False,
     **options: Any,
 ) -> StudyResult:
     """Every analysis of Grigg et al. 2021 on models ``a`` and ``b`` (``layers``: default
     the paper preset), on the same images, seeds and views: CKA within each and between
-    them (bootstrap intervals), their invariance to each of ``augment`` (default simclr,
-    crop, color, flip) and, on labelled images (or ``class_fit=True``), their class fit;
-    written into ``out`` with ``report.html``, ``report.md`` and ``study.json``. Besides
-    the shared options it takes those of ``CKAOptions`` (``estimator``, ``kernel``,
-    ``rbf_sigma``) and of ``ClassFitOptions`` (but ``tokens``) by name.
+    them (``bootstrap`` intervals, default 100), their invariance to each of ``augment``
+    (default simclr, crop, color, flip) with ``views`` views (default 2) and, on labelled
+    images (or ``class_fit=True``), their class fit; written into ``out`` with
+    ``report.html``, ``report.md`` and ``study.json``. Besides the shared options it takes
+    those of ``CKAOptions`` (``estimator``, ``kernel``, ``rbf_sigma``) and of
+    ``ClassFitOptions`` (but ``tokens``) by name.
 
     Both models run forward together: one plain pass feeds every CKA and the class fit,
     one pass per augmentation the invariance. Each finished pass is kept in ``out``, so
     rerunning an interrupted study computes only what is missing.
     """
     one_process("study")
-    model, data, chosen, fit = split_options(
+    model_options, layer, data, view, run, chosen, fit = options_of(
         "study",
         options,
         ModelOptions,
+        LayerOptions,
         DataOptions,
+        ViewOptions,
+        RunOptions,
         CKAOptions,
         ClassFitOptions,
         exclude=STUDY_EXCLUDES,
     )
-    model_options, data_options = ModelOptions(**model), DataOptions(**data)
     feedback = Feedback(progress)
     out = Path(out)
-    augmentations = _listed(augment)
     settings = StudyOptions(
-        cka_options=CKAOptions(**chosen),
-        bootstrap=bootstrap,
-        augmentations=tuple(augmentations) if augmentations else STUDY_AUGMENTATIONS,
-        views=views,
-        class_fit_options=ClassFitOptions(**fit),
+        cka_options=chosen,
+        bootstrap=run.bootstrap,
+        augment=view.augment or STUDY_AUGMENTATIONS,
+        views=view.views,
+        class_fit_options=fit,
         class_fit=class_fit,
     )
     with out_dir_lock(out):
-        sides = build_sides(
-            (a, b), _listed(layers) or [STUDY_PRESET], reduce, model_options, feedback
-        )
+        sides = build_sides((a, b), layer.layers, layer.reduce, model_options, feedback)
         plan = input_plan(
-            data_options, model_options.image_size, batch_size, sides, view_size=view_size
+            data, model_options.image_size, run.batch_size, sides, view_size=view.view_size
         )
-        device = resolve_device(data_options.device)
+        device = resolve_device(data.device)
         parts = StudyParts(out / PARTS_FOLDER)
         result = run_study(*sides, settings, plan, device, parts, feedback.bar)
         with staged_outputs(out, "study") as staging:
             result.save(staging)
     return result
-
-
-def _listed(selection: list[str] | tuple[str, ...] | str | None) -> list[str] | None:
-    """A selection given as one string or several, as a list (None when empty)."""
-    if isinstance(selection, str):
-        return [selection]
-    return list(selection) if selection else None

@@ -19,21 +19,47 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
+from typer.models import OptionInfo
 
 from repcompare.errors import InputError, RepcompareError, RepcompareWarning, RunError
 from repcompare.options import (
+    COMMAND_DEFAULTS,
     STUDY_EXCLUDES,
+    AtlasOptions,
     CKAOptions,
     ClassFitOptions,
     DataOptions,
+    LayerOptions,
     ModelOptions,
+    RunOptions,
+    ViewOptions,
     option_fields,
 )
 from repcompare.progress import STDERR, failure_console, process_rank, torchrun_world
+
+
+class _BareHelpFlag:
+    """``--help`` without a value metavar (Typer shows ``<bool>``), as every other flag."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_BareHelpFlag, TyperCommand):
+    """A repcompare command."""
+
+
+class Group(_BareHelpFlag, TyperGroup):
+    """The repcompare command group."""
+
 
 app = typer.Typer(
     name="repcompare",
@@ -45,6 +71,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -72,43 +99,94 @@ def interrupt_says(message: str) -> Iterator[None]:
         raise Interrupted(SIGNAL_EXIT_CODES[name]) from None
 
 
+PANELS = ("Models", "Layers", "Data", "Analysis", "Output")  # the order of --help's sections
+
+
 def with_options(
     *groups: type, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None
 ) -> Callable:
     """Add to the decorated command a Typer option for every option field of the dataclass
-    ``groups`` (``repcompare.options.option``: default, flag, help), but ``exclude`` (or
-    ``only`` these); the command takes them as ``**options`` and hands ``ctx.params`` to
-    the API."""
+    ``groups`` (``repcompare.options.option``: default, flag, help; the group's ``panel`` of
+    ``--help``), but ``exclude`` (or ``only`` these); a default the command changes is read
+    from ``COMMAND_DEFAULTS`` under the command's name. The command takes them as
+    ``**options`` and hands ``ctx.params`` to the API. Every option of the command gets a
+    metavar from its type (none for a flag), and ``--help`` lists them panel by panel."""
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        defaults = COMMAND_DEFAULTS.get(command.__name__, {})
         added = []
         for group in groups:
             hints = get_type_hints(group)
             for f in option_fields(group):
                 if f.name in exclude or (only is not None and f.name not in only):
                     continue
+                default = defaults.get(f.name, f.default)
                 kind = f.metadata["cli_type"] or hints[f.name]
-                flag = typer.Option(f.metadata["flag"], help=f.metadata["help"])
+                flag = typer.Option(
+                    f.metadata["flag"],
+                    help=f.metadata["help"],
+                    rich_help_panel=group.panel,
+                    show_default=f.metadata["shown"] or False if default is None else True,
+                )
                 added.append(
                     inspect.Parameter(
                         f.name,
                         inspect.Parameter.KEYWORD_ONLY,
-                        default=f.default,
+                        default=default,
                         annotation=Annotated[kind, flag],
                     )
                 )
-        command.__signature__ = signature.replace(parameters=[*own, *added])
+        plain = [p for p in own if _option_info(p.annotation) is None]
+        flags = [p.replace(kind=p.KEYWORD_ONLY) for p in own if p not in plain] + added
+        for parameter in flags:
+            _name_the_value(parameter.annotation)
+        flags.sort(key=lambda p: PANELS.index(_option_info(p.annotation).rich_help_panel))
+        command.__signature__ = signature.replace(parameters=[*plain, *flags])
         return command
 
     return decorate
 
 
+METAVARS = {bool: "", int: "INT", float: "FLOAT", str: "TEXT", Path: "PATH"}
+
+
+def _option_info(annotation: Any) -> OptionInfo | None:
+    """The ``typer.Option`` of an ``Annotated[kind, typer.Option(...)]`` annotation, if any."""
+    return next((e for e in get_args(annotation)[1:] if isinstance(e, OptionInfo)), None)
+
+
+def _name_the_value(annotation: Any) -> None:
+    """Give the Typer option of ``annotation`` without a metavar the name of its value's
+    type: INT, FLOAT, TEXT, PATH (none for a flag), instead of Typer's ``<list[str]>``."""
+    info = _option_info(annotation)
+    if info.metavar is not None:
+        return
+    kind = get_args(annotation)[0]
+    inner = [t for t in (get_args(kind) or (kind,)) if t is not type(None)]
+    inner = get_args(inner[0]) or inner  # list[str] -> str
+    info.metavar = METAVARS.get(inner[0], "TEXT")
+
+
+def command(*examples: str, name: str | None = None) -> Callable:
+    """Register a command of ``app`` whose help is its docstring, with each paragraph's lines
+    joined, and ``examples`` (command lines without ``repcompare``) below the options."""
+
+    def register(function: Callable) -> Callable:
+        paragraphs = inspect.cleandoc(function.__doc__ or "").split("\n\n")
+        text = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+        lines = "\n".join(f"  $ repcompare {e}" for e in examples)
+        epilog = f"Examples:\n{lines}"
+        return app.command(name=name, cls=Command, help=text, epilog=epilog)(function)
+
+    return register
+
+
 @app.callback()
 def root(
     debug: bool = typer.Option(
-        False, "--debug", help="Show the full traceback when something fails."
+        False, "--debug", help="Show the full traceback when something fails.", metavar=""
     ),
 ) -> None:
     """Compare what two vision networks learn, layer by layer."""
@@ -121,32 +199,29 @@ ModelArg = Annotated[
         help="timm:NAME, torchvision:NAME or a bare NAME, optionally @PATH to a checkpoint.",
     ),
 ]
-LayersOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--layers",
-        help="Presets (blocks, residual, paper, all), glob patterns or names; comma-separated "
-        "or repeated.",
-    ),
+ModelsArg = Annotated[
+    list[str],
+    typer.Argument(metavar="A [B ...]", help="Activation files or MODEL specs, one or more."),
 ]
-ReduceOpt = Annotated[
-    str,
-    typer.Option(
-        "--reduce",
-        help="flatten, avgpool, cls (class token), mean (patch tokens), or tokens (cka and "
-        "invariance on the fly: every patch token of every image is an example).",
-    ),
+OutDirOpt = Annotated[
+    Path, typer.Option("--out", help="Folder for tables and plots.", rich_help_panel="Output")
 ]
 
 
-@app.command()
-@with_options(ModelOptions)
+def api_arguments(ctx: typer.Context, *cli_only: str) -> dict:
+    """The command's arguments as the Python API's keyword arguments (the CLI's own left out)."""
+    return {k: v for k, v in ctx.params.items() if k not in cli_only}
+
+
+@command("layers timm:vit_tiny_patch16_224", "layers timm:resnet50 --layers paper --json")
+@with_options(ModelOptions, LayerOptions)
 def layers(
     ctx: typer.Context,
     model: ModelArg,
-    layers: LayersOpt = None,
-    reduce: ReduceOpt = "flatten",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print JSON instead of a table.", rich_help_panel="Output"),
+    ] = False,
     **options: Any,
 ) -> None:
     """List the capture points of MODEL with output shapes and reduced widths."""
@@ -158,46 +233,40 @@ def layers(
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     title = f"{result.model}: {len(result.layers)} capture points ({result.tracer})"
-    stdout_console().print(layers_table(result.records(), title, reduce))
+    stdout_console().print(layers_table(result.records(), title, options["reduce"]))
 
 
-def api_arguments(ctx: typer.Context, *cli_only: str) -> dict:
-    """The command's arguments as the Python API's keyword arguments (the CLI's own left out)."""
-    return {k: v for k, v in ctx.params.items() if k not in cli_only}
-
-
-ViewsOpt = Annotated[
-    int, typer.Option("--views", help="Augmented views per image (needs --augment).")
-]
-AugmentOpt = Annotated[
-    str | None,
-    typer.Option("--augment", help="simclr, crop, flip, color, grayscale, blur or none."),
-]
-ViewSizeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--view-size", help="Size of augmented views (default: the data's own size or 224)."
-    ),
-]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
-
-
-@app.command()
-@with_options(ModelOptions, DataOptions, exclude=("token_cap",))
+@command(
+    "extract timm:resnet18@sl.pt --data images/ --out a.h5",
+    "extract timm:resnet18 --views 2 --augment simclr --out v.h5",
+)
+@with_options(
+    ModelOptions,
+    LayerOptions,
+    DataOptions,
+    ViewOptions,
+    RunOptions,
+    exclude=("token_cap", "bootstrap"),
+)
 def extract(
     ctx: typer.Context,
     model: ModelArg,
-    out: Annotated[Path, typer.Option("--out", help="The HDF5 file to write.")],
-    layers: LayersOpt = None,
-    reduce: ReduceOpt = "flatten",
-    views: ViewsOpt = 1,
-    augment: AugmentOpt = None,
-    view_size: ViewSizeOpt = None,
-    batch_size: BatchOpt = 64,
-    dtype: Annotated[str, typer.Option("--dtype", help="float16 or float32.")] = "float16",
-    compression: Annotated[str, typer.Option("--compression", help="none, lzf or gzip.")] = "none",
+    out: Annotated[
+        Path, typer.Option("--out", help="The HDF5 file to write.", rich_help_panel="Output")
+    ],
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="float16 or float32.", rich_help_panel="Output")
+    ] = "float16",
+    compression: Annotated[
+        str, typer.Option("--compression", help="none, lzf or gzip.", rich_help_panel="Output")
+    ] = "none",
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing file made with other settings.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Overwrite an existing file made with other settings.",
+            rich_help_panel="Output",
+        ),
     ] = False,
     **options: Any,
 ) -> None:
@@ -216,20 +285,6 @@ def extract(
             f"{out} is already complete with these settings; nothing to do (--force recomputes it)"
         )
     stdout_console().print(extract_summary(result))
-
-
-MinibatchOpt = Annotated[
-    int | None,
-    typer.Option("--batch-size", help="Examples per minibatch (default: 64, or the file's)."),
-]
-BootstrapOpt = Annotated[
-    int, typer.Option("--bootstrap", help="Resamples of minibatches for 95% intervals.")
-]
-ModelsArg = Annotated[
-    list[str],
-    typer.Argument(metavar="A [B ...]", help="Activation files or MODEL specs, one or more."),
-]
-OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder for tables and plots.")]
 
 
 def computed_and_written(out: Path, command: str, compute):
@@ -271,27 +326,31 @@ def warn_constant(label: str, layers) -> None:
         )
 
 
-@app.command()
-@with_options(CKAOptions, ModelOptions, DataOptions)
+def _side_option(flag: str, help: str) -> typer.Option:
+    return typer.Option(flag, help=help, rich_help_panel=LayerOptions.panel)
+
+
+@command(
+    "cka timm:resnet18@sl.pt timm:resnet18@ssl.pt --bootstrap 100 --out o/",
+    "cka a.h5 a.h5 --layers-a paper --out within/",
+)
+@with_options(CKAOptions, ModelOptions, LayerOptions, DataOptions, RunOptions, exclude=("layers",))
 def cka(
     ctx: typer.Context,
     a: Annotated[str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")],
     b: Annotated[str, typer.Argument(metavar="B", help="An activation file or a MODEL spec.")],
     out: OutDirOpt,
     layers_a: Annotated[
-        list[str] | None, typer.Option("--layers-a", help="Layers of A (default: blocks).")
+        list[str] | None, _side_option("--layers-a", "Layers of A (default: blocks).")
     ] = None,
     layers_b: Annotated[
-        list[str] | None, typer.Option("--layers-b", help="Layers of B (default: blocks).")
+        list[str] | None, _side_option("--layers-b", "Layers of B (default: blocks).")
     ] = None,
-    bootstrap: BootstrapOpt = 0,
-    batch_size: MinibatchOpt = None,
-    reduce: ReduceOpt = "flatten",
     reduce_a: Annotated[
-        str | None, typer.Option("--reduce-a", help="Reduction of model A (default: --reduce).")
+        str | None, _side_option("--reduce-a", "Reduction of model A (default: --reduce).")
     ] = None,
     reduce_b: Annotated[
-        str | None, typer.Option("--reduce-b", help="Reduction of model B (default: --reduce).")
+        str | None, _side_option("--reduce-b", "Reduction of model B (default: --reduce).")
     ] = None,
     **options: Any,
 ) -> None:
@@ -310,31 +369,12 @@ def cka(
     warn_constant(result.side_b, result.matrix.degenerate_b)
 
 
-@app.command()
-@with_options(ModelOptions, DataOptions)
-def invariance(
-    ctx: typer.Context,
-    models: ModelsArg,
-    out: OutDirOpt,
-    augment: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--augment",
-            help="simclr (default), crop, flip, color, grayscale, blur or none; repeat it for a "
-            "curve per augmentation. Activation files bring their own.",
-        ),
-    ] = None,
-    views: Annotated[
-        int | None,
-        typer.Option("--views", help="Augmented views per image (default 2; files: their own)."),
-    ] = None,
-    layers: LayersOpt = None,
-    reduce: ReduceOpt = "flatten",
-    bootstrap: BootstrapOpt = 0,
-    batch_size: MinibatchOpt = None,
-    view_size: ViewSizeOpt = None,
-    **options: Any,
-) -> None:
+@command(
+    "invariance timm:resnet18@sl.pt timm:resnet18@ssl.pt --out inv/",
+    "invariance timm:resnet18 --augment crop,color --views 3 --out inv/",
+)
+@with_options(ModelOptions, LayerOptions, DataOptions, ViewOptions, RunOptions)
+def invariance(ctx: typer.Context, models: ModelsArg, out: OutDirOpt, **options: Any) -> None:
     """Per-layer CKA between augmented views of the same images, for one or more models.
 
     Every model sees the identical augmented images (same --seed, same views);
@@ -351,18 +391,20 @@ def invariance(
         warn_constant(curve.model, undefined_layers(curve.layers, curve.values))
 
 
-@app.command(name="class-fit")
-@with_options(ClassFitOptions, ModelOptions, DataOptions, exclude=("token_cap",))
-def class_fit(
-    ctx: typer.Context,
-    models: ModelsArg,
-    out: OutDirOpt,
-    layers: LayersOpt = None,
-    reduce: ReduceOpt = "flatten",
-    bootstrap: BootstrapOpt = 0,
-    batch_size: MinibatchOpt = None,
-    **options: Any,
-) -> None:
+@command(
+    "class-fit timm:resnet18@sl.pt --data cifar10:data/ --out fit/",
+    "class-fit timm:vit_tiny_patch16_224 --tokens --knn-k 10 --out fit/",
+    name="class-fit",
+)
+@with_options(
+    ClassFitOptions,
+    ModelOptions,
+    LayerOptions,
+    DataOptions,
+    RunOptions,
+    exclude=("token_cap",),
+)
+def class_fit(ctx: typer.Context, models: ModelsArg, out: OutDirOpt, **options: Any) -> None:
     """Per-layer class structure: CKA with the labels, crowding, kNN and linear probe.
 
     Needs labelled images. kNN and the probe use spatially pooled features of
@@ -380,8 +422,18 @@ def class_fit(
         warn_constant(fit.model, undefined_layers(fit.layers, fit.measures["class_cka"]))
 
 
-@app.command()
-@with_options(ModelOptions, DataOptions, exclude=("token_cap",))
+@command(
+    "atlas timm:resnet18 timm:resnet34 timm:vit_tiny_patch16_224 --out at/",
+    "atlas a.h5 b.h5 c.h5 --measure cka,procrustes --reference 1 --out at/",
+)
+@with_options(
+    AtlasOptions,
+    ModelOptions,
+    LayerOptions,
+    DataOptions,
+    RunOptions,
+    exclude=("token_cap", "bootstrap"),
+)
 def atlas(
     ctx: typer.Context,
     models: Annotated[
@@ -389,26 +441,6 @@ def atlas(
         typer.Argument(metavar="M1 M2 [...]", help="Activation files or MODEL specs, two or more."),
     ],
     out: OutDirOpt,
-    measure: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--measure",
-            help="cka (default) or other measures of the registry: procrustes, angular, ... "
-            "(docs/atlas.md; an unknown name lists them all); "
-            "comma-separated or repeated.",
-        ),
-    ] = None,
-    sample: Annotated[
-        int,
-        typer.Option("--sample", help="Images of the fixed sample for measures other than cka."),
-    ] = 1024,
-    reference: Annotated[
-        str | None,
-        typer.Option("--reference", help="A model (label or position from 1) to draw curves to."),
-    ] = None,
-    layers: LayersOpt = None,
-    reduce: ReduceOpt = "flatten",
-    batch_size: MinibatchOpt = None,
     **options: Any,
 ) -> None:
     """Many models, many measures: every layer of every model against every other.
@@ -422,41 +454,37 @@ def atlas(
     from repcompare.distributed import one_process
 
     one_process("atlas")  # before the --out folder is made
-    arguments = api_arguments(ctx, "out", "models") | {"measure": measure or "cka"}
+    arguments = api_arguments(ctx, "out", "models")
     computed_and_written(out, "atlas", lambda: api.atlas(*models, **arguments, progress=True))
 
 
-@app.command()
-@with_options(CKAOptions, ClassFitOptions, ModelOptions, DataOptions, exclude=STUDY_EXCLUDES)
+@command(
+    "study timm:resnet18@sl.pt timm:resnet18@ssl.pt --out study/",
+    "study timm:resnet50 timm:resnet50@dino.pth --data images/ --out s/",
+)
+@with_options(
+    CKAOptions,
+    ClassFitOptions,
+    ModelOptions,
+    LayerOptions,
+    DataOptions,
+    ViewOptions,
+    RunOptions,
+    exclude=STUDY_EXCLUDES,
+)
 def study(
     ctx: typer.Context,
     a: Annotated[str, typer.Argument(metavar="A", help="A MODEL spec.")],
     b: Annotated[str, typer.Argument(metavar="B", help="A MODEL spec.")],
     out: OutDirOpt,
-    layers: Annotated[
-        list[str] | None,
-        typer.Option("--layers", help="Layers of both models (default: paper, Grigg et al.)."),
-    ] = None,
-    reduce: ReduceOpt = "flatten",
-    augment: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--augment", help="Augmentations for invariance (default: simclr, crop, color, flip)."
-        ),
-    ] = None,
-    views: Annotated[int, typer.Option("--views", help="Augmented views per image.")] = 2,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Resamples of minibatches for 95% intervals.")
-    ] = 100,
     class_fit: Annotated[
         bool | None,
         typer.Option(
             "--class-fit/--no-class-fit",
             help="Measure class structure (default: when the images are labelled).",
+            rich_help_panel="Analysis",
         ),
     ] = None,
-    batch_size: MinibatchOpt = None,
-    view_size: ViewSizeOpt = None,
     **options: Any,
 ) -> None:
     """Every analysis of Grigg et al. 2021 on two models, and one self-contained report.html.
@@ -491,16 +519,23 @@ def report_study(result, out: Path) -> None:
     STDERR.print(f"wrote the report to {out / 'report.html'} (and report.md, study.json)")
 
 
-@app.command()
+@command("demo", "demo --out my-demo --device cuda")
 @with_options(DataOptions, only=("device",))
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and results.")] = Path(
-        "repcompare-demo"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for checkpoints and results.", rich_help_panel="Output"),
+    ] = Path("repcompare-demo"),
     images: Annotated[
-        int, typer.Option("--images", help="Built-in images to train on, and to analyse.")
+        int,
+        typer.Option(
+            "--images", help="Built-in images to train on, and to analyse.", rich_help_panel="Data"
+        ),
     ] = 1000,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of each model.")] = 8,
+    epochs: Annotated[
+        int,
+        typer.Option("--epochs", help="Training epochs of each model.", rich_help_panel="Models"),
+    ] = 8,
     **options: Any,
 ) -> None:
     """Train a supervised and a SimCLR ResNet-18 on built-in images, then study them: every

@@ -1,12 +1,16 @@
-"""The options every command shares, typed: how models are built (``ModelOptions``) and
-which images they see, how prepared and loaded (``DataOptions``).
+"""The options of the commands, typed and grouped: how models are built (``ModelOptions``),
+which of their layers are captured and how reduced (``LayerOptions``), which images they
+see, how prepared and loaded (``DataOptions``), the augmented views (``ViewOptions``), how a
+run batches and resamples (``RunOptions``), and each analysis's own (``CKAOptions``,
+``ClassFitOptions``, ``AtlasOptions``).
 
 Each option is declared once, as a dataclass field made by ``option``: its default, its
-command-line flag and its help text. The command line's parameters are generated from
-these fields (``repcompare.cli``), and the Python API takes them as keyword arguments
-named like the fields (``image_size=32``, ``data="builtin:256:32"``); ``split_options``
-sorts them into the two dataclasses and refuses a name that is neither. An analysis's
-own options (``ClassFitOptions``, ...) are declared the same way.
+command-line flag and its help text; a group's ``panel`` is its section of ``--help``. The
+command line's parameters are generated from these fields (``repcompare.cli``), and the
+Python API takes them as keyword arguments named like the fields (``image_size=32``,
+``data="builtin:256:32"``); ``options_of`` sorts them into the groups and refuses a name
+that is in none. Where a command's default differs from the field's (a study bootstraps
+100 times), it is written once, in ``COMMAND_DEFAULTS``, which both read.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from repcompare.capture.spec import parse_model_kwargs
 from repcompare.errors import InputError
 from repcompare.limits import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_INIT_SEED,
     DEFAULT_RBF_FRACTION,
     DEFAULT_RBF_MEDIAN,
@@ -32,16 +37,28 @@ TRACERS = ("auto", "fx", "hooks")
 MAX_DEFAULT_WORKERS = 8
 
 
-def option(default: Any, flag: str, help: str, cli_type: Any = None) -> Any:
+def option(
+    default: Any, flag: str, help: str, cli_type: Any = None, shown: str | None = None
+) -> Any:
     """A dataclass field that is also a command option: its ``default``, its ``flag`` and
-    ``help`` text, and the type the command line parses it as when the field's own type is
-    wider (a Python object, or a mapping the CLI gives as text)."""
-    return field(default=default, metadata={"flag": flag, "help": help, "cli_type": cli_type})
+    ``help`` text, the type the command line parses it as when the field's own type is
+    wider (a Python object, or a mapping the CLI gives as text), and what ``--help`` says
+    the default is when it is None (``shown``: the value None stands for)."""
+    metadata = {"flag": flag, "help": help, "cli_type": cli_type, "shown": shown}
+    return field(default=default, metadata=metadata)
 
 
 def option_fields(group: type) -> list[Field]:
     """The fields of dataclass ``group`` that are command options, in declaration order."""
     return [f for f in fields(group) if "flag" in f.metadata]
+
+
+def _names(given: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Names given as one string or several, each maybe comma-separated, as one tuple in
+    the order given without repeats (None when there are none)."""
+    items = [given] if isinstance(given, str) else given or ()
+    names = [n.strip() for item in items for n in item.split(",") if n.strip()]
+    return tuple(dict.fromkeys(names)) or None
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class ModelOptions:
     CLI's ``key=value,...`` text), the input size ``image_size`` (N x N; None: the model's
     own) and the ``tracer`` that finds its capture points (auto, fx or hooks)."""
 
+    panel: ClassVar[str] = "Models"
     pretrained: bool = option(
         False, "--pretrained", "Use the library's published weights (online)."
     )
@@ -108,6 +126,32 @@ class ModelOptions:
 
 
 @dataclass(frozen=True)
+class LayerOptions:
+    """Which capture points of each model (``layers``: presets, glob patterns or names, one
+    string or several; None: the command's default, the block outputs) and how each output
+    becomes one row per image (``reduce``)."""
+
+    panel: ClassVar[str] = "Layers"
+    layers: tuple[str, ...] | None = option(
+        None,
+        "--layers",
+        "Presets (blocks, residual, paper, all), glob patterns or names; comma-separated or "
+        "repeated.",
+        cli_type=list[str] | None,
+        shown="blocks; files: every stored layer",
+    )
+    reduce: str = option(
+        "flatten",
+        "--reduce",
+        "flatten, avgpool, cls (class token), mean (patch tokens), or tokens (cka and "
+        "invariance on the fly: every patch token of every image is an example).",
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _names(self.layers))
+
+
+@dataclass(frozen=True)
 class DataOptions:
     """Which images (``data``: a spec string, a path, or a torch Dataset/DataLoader
     yielding ``(image, label)``; None: the built-in set), how many (``num_samples``) in
@@ -117,6 +161,7 @@ class DataOptions:
     ``device`` (auto, cpu or cuda); with ``reduce="tokens"`` at most ``token_cap`` token
     rows per batch."""
 
+    panel: ClassVar[str] = "Data"
     data: Any = option(
         None,
         "--data",
@@ -175,12 +220,74 @@ class DataOptions:
 
 
 @dataclass(frozen=True)
+class ViewOptions:
+    """The augmented views of each image: ``views`` of them (None: the command's default;
+    activation files bring their own), made by each of ``augment`` (one name or several;
+    None: the command's default) at ``view_size`` pixels (None: the data's own size, or
+    224)."""
+
+    panel: ClassVar[str] = "Data"
+    augment: tuple[str, ...] | None = option(
+        None,
+        "--augment",
+        "simclr, crop, flip, color, grayscale, blur or none; comma-separated or repeated, "
+        "one measurement per augmentation.",
+        cli_type=list[str] | None,
+        shown="simclr; files: their own",
+    )
+    views: int | None = option(
+        None, "--views", "Augmented views per image.", shown="2; files: their own"
+    )
+    view_size: int | None = option(
+        None, "--view-size", "Size of augmented views.", shown="the data's own size, or 224"
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "augment", _names(self.augment))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run streams the images: ``batch_size`` images per batch and CKA minibatch (None:
+    the first activation file's, else 64) and ``bootstrap`` resamples of the minibatches
+    for 95% intervals."""
+
+    panel: ClassVar[str] = "Analysis"
+    batch_size: int | None = option(
+        None,
+        "--batch-size",
+        "Images per batch and per CKA minibatch.",
+        shown=f"the first activation file's, else {DEFAULT_BATCH_SIZE}",
+    )
+    bootstrap: int = option(0, "--bootstrap", "Resamples of minibatches for 95% intervals.")
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size} must be 1 or more")
+        if self.bootstrap < 0:
+            raise InputError(f"--bootstrap {self.bootstrap} must be 0 (none) or more")
+
+
+def _sample_option() -> Any:
+    """The ``--sample`` option of the measures beyond CKA (cka and atlas)."""
+    return option(
+        DEFAULT_SAMPLE, "--sample", "Images of the fixed sample for measures other than cka."
+    )
+
+
+def _check_sample(sample: int) -> None:
+    if sample < 10:
+        raise InputError(f"--sample {sample} is too small; use 10 images or more")
+
+
+@dataclass(frozen=True)
 class CKAOptions:
     """How ``cka`` (and a study's CKA) compares two sides: the CKA ``estimator`` with its
     ``kernel`` (RBF: bandwidth ``rbf_sigma`` times the median distance, over ``rbf_median``
     distances), or another ``measure`` on a fixed ``sample``; ``bootstrap`` resamples of
     the minibatches and their ``seed`` (the data's)."""
 
+    panel: ClassVar[str] = "Analysis"
     kernel: str = option("linear", "--kernel", "linear or rbf.")
     rbf_sigma: float = option(
         DEFAULT_RBF_FRACTION,
@@ -204,11 +311,10 @@ class CKAOptions:
         "cka (default) or another measure of the registry: procrustes, angular, ... "
         "(docs/cka.md; an unknown name lists them all).",
     )
-    sample: int = option(
-        DEFAULT_SAMPLE, "--sample", "Images of the fixed sample for measures other than cka."
-    )
+    sample: int = _sample_option()
 
     def __post_init__(self) -> None:
+        _check_sample(self.sample)
         if not self.rbf_sigma > 0:  # also refuses NaN
             raise InputError(
                 f"--rbf-sigma {self.rbf_sigma} must be a positive fraction of the median "
@@ -218,8 +324,6 @@ class CKAOptions:
             raise InputError(f"--bootstrap {self.bootstrap} must be 0 (none) or more")
         if self.seed < 0:
             raise InputError(f"--seed {self.seed} must be 0 or more")
-        if self.sample < 10:
-            raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
 
 
 @dataclass(frozen=True)
@@ -229,6 +333,7 @@ class ClassFitOptions:
     split holding out ``test_fraction`` of each class; ``bootstrap`` resamples of the class
     CKA, ``seed`` (the data's) for the split; ``tokens``: also from token features."""
 
+    panel: ClassVar[str] = "Analysis"
     knn_k: int = option(20, "--knn-k", "Neighbours of the kNN vote.")
     test_fraction: float = option(
         0.2, "--test-fraction", "Share of each class held out for kNN and probe."
@@ -252,9 +357,48 @@ class ClassFitOptions:
             raise InputError(f"--probe-l2 {self.probe_l2} must not be negative")
 
 
+@dataclass(frozen=True)
+class AtlasOptions:
+    """What an atlas measures: each ``measure`` (one name, several, or ``"cka,procrustes"``;
+    cka streams over every image, the shape metrics too when their cross-covariances fit,
+    the others use a fixed sample of ``sample`` images), and the model the reference curves
+    compare with (``reference``: a label or a position from 1; None: none)."""
+
+    panel: ClassVar[str] = "Analysis"
+    measure: tuple[str, ...] = option(
+        ("cka",),
+        "--measure",
+        "cka (default) or other measures of the registry: procrustes, angular, ... "
+        "(docs/atlas.md; an unknown name lists them all); comma-separated or repeated.",
+        cli_type=list[str] | None,
+    )
+    sample: int = _sample_option()
+    reference: str | None = option(
+        None, "--reference", "A model (label or position from 1) to draw curves to."
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "measure", _names(self.measure) or ("cka",))
+        _check_sample(self.sample)
+
+
 # options of the groups that a study does not take: it compares images by CKA (no other
 # measure, the default median), pools every layer (no token probes, no token rows)
 STUDY_EXCLUDES = ("measure", "sample", "rbf_median", "tokens", "token_cap")
+STUDY_AUGMENTATIONS = ("simclr", "crop", "color", "flip")
+STUDY_PRESET = "paper"  # block outputs and residual branches (Grigg et al. 2021)
+
+# where a command's default differs from its option field's, by the API function's name
+COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "layers": {"layers": ["all"]},
+    "extract": {"views": 1},
+    "study": {
+        "layers": [STUDY_PRESET],
+        "augment": list(STUDY_AUGMENTATIONS),
+        "views": 2,
+        "bootstrap": 100,
+    },
+}
 
 
 def _triple(value: str | Sequence[float] | None, option: str) -> tuple[float, ...] | None:
@@ -290,7 +434,19 @@ def split_options(
     return tuple({k: v for k, v in options.items() if k in group} for group in names)
 
 
-def model_and_data(command: str, options: Mapping[str, Any]) -> tuple[ModelOptions, DataOptions]:
-    """The shared keyword arguments of ``command`` as typed model and data options."""
-    model, data = split_options(command, options, ModelOptions, DataOptions)
-    return ModelOptions(**model), DataOptions(**data)
+def options_of(
+    command: str, options: Mapping[str, Any], *groups: type, exclude: tuple[str, ...] = ()
+) -> tuple[Any, ...]:
+    """The keyword arguments of ``command`` as one instance of each option group in
+    ``groups`` (but the ``exclude`` fields); a field not given takes the command's default
+    (``COMMAND_DEFAULTS``), else its own, and so does one given as None. A name that is in
+    no group is a TypeError."""
+    defaults = COMMAND_DEFAULTS.get(command, {})
+    given = split_options(command, options, *groups, exclude=exclude)
+    return tuple(
+        group(
+            **{f.name: defaults[f.name] for f in option_fields(group) if f.name in defaults}
+            | {k: v for k, v in values.items() if v is not None}
+        )
+        for group, values in zip(groups, given, strict=True)
+    )

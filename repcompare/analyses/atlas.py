@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 
 import torch
 
 from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
 from repcompare.analyses.run import run_pass
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.options import AtlasOptions
 from repcompare.progress import Advance
 from repcompare.results.atlas import AtlasResult, AtlasSettings
 from repcompare.sides.aligned import AlignedBatch, AlignedStream
@@ -34,7 +34,6 @@ from repcompare.sides.side import Side
 from repcompare.similarity import MinibatchCKA
 from repcompare.similarity.measures import measure_spec
 from repcompare.similarity.sampled import (
-    DEFAULT_SAMPLE,
     FixedSampleMeasure,
     fixed_sample_bytes,
     measure_estimator,
@@ -43,24 +42,6 @@ from repcompare.similarity.small_sample import sample_caveat
 
 STREAMED = "cka"
 BYTES = 8
-
-
-@dataclass(frozen=True)
-class AtlasOptions:
-    """The measures (``cka`` streams over every image, and so do the shape metrics when
-    their cross-covariances fit; the others use a fixed sample of ``sample`` images) and
-    the model the reference curves compare with (None: none)."""
-
-    measures: tuple[str, ...] = (STREAMED,)
-    sample: int = DEFAULT_SAMPLE
-    reference: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "measures", tuple(dict.fromkeys(self.measures)))
-        for name in self.measures:
-            measure_spec(name)
-        if self.sample < 10:
-            raise InputError(f"--sample {self.sample} is too small; use 10 images or more")
 
 
 class AtlasRun:
@@ -75,6 +56,8 @@ class AtlasRun:
             raise InputError("an atlas compares two models or more; give at least two")
         if any(s.reduction == "tokens" for s in sides):
             raise InputError("the atlas measures one row per image; drop --reduce tokens")
+        for name in options.measure:
+            measure_spec(name)  # an unknown name lists the registry's
         self.sides, self.options, self.plan, self.device = sides, options, plan, device
         self.reference = _reference(sides, options.reference)
         self.started = time.perf_counter()
@@ -97,7 +80,7 @@ class AtlasRun:
         estimators = {STREAMED: MinibatchCKA(names, keep_batch_terms=False)}
         methods = {STREAMED: f"minibatch linear CKA over all {stream.num_samples} images"}
         budget = MEMORY_FRACTION * available_memory()
-        for name in options.measures:
+        for name in options.measure:
             if name != STREAMED:
                 estimators[name], methods[name] = measure_estimator(
                     measure_spec(name),
@@ -109,7 +92,7 @@ class AtlasRun:
                     stream.num_samples,
                     budget,
                 )
-        self.estimators = {name: estimators[name] for name in options.measures}
+        self.estimators = {name: estimators[name] for name in options.measure}
         for name, estimator in self.estimators.items():
             fixed = isinstance(estimator, FixedSampleMeasure)
             caveat = sample_caveat(name, estimator.sample if fixed else stream.num_samples, widths)
@@ -119,7 +102,7 @@ class AtlasRun:
                 warnings.warn(caveat.sentence, RepcompareWarning, stacklevel=2)
                 self.caveats[name] = caveat.sentence
                 methods[name] = f"{methods[name]}; {caveat.short}"
-        self.methods = {name: methods[name] for name in options.measures}
+        self.methods = {name: methods[name] for name in options.measure}
         self.sampled = [e for e in self.estimators.values() if isinstance(e, FixedSampleMeasure)]
         if self.sampled:
             check_memory(
@@ -137,7 +120,7 @@ class AtlasRun:
     def result(self, stream: AlignedStream) -> AtlasResult:
         matrices = {name: e.result().values for name, e in self.estimators.items()}
         settings = AtlasSettings(
-            measures=list(self.options.measures),
+            measures=list(self.options.measure),
             methods=self.methods,
             n_examples=stream.num_samples,
             n_sample=self.sampled[0].sample if self.sampled else None,

@@ -41,17 +41,18 @@ DEFAULT_AUGMENTATION = "simclr"
 
 @dataclass(frozen=True)
 class InvarianceOptions:
-    """Augmentations and views (None: the default, or the files' own), bootstrap resamples."""
+    """Each augmentation of ``augment`` and the ``views`` of an image (None: simclr and 2
+    views, or the files' own), bootstrap resamples and their seed."""
 
-    augmentations: tuple[str, ...] | None = None
+    augment: tuple[str, ...] | None = None
     views: int | None = None
     bootstrap: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.augmentations is not None:  # each augmentation once, in the order given
-            object.__setattr__(self, "augmentations", tuple(dict.fromkeys(self.augmentations)))
-        for name in self.augmentations or ():
+        if self.augment is not None:  # each augmentation once, in the order given
+            object.__setattr__(self, "augment", tuple(dict.fromkeys(self.augment)))
+        for name in self.augment or ():
             if name not in AUGMENTATIONS:
                 raise InputError(
                     f"unknown augmentation {name!r}; use one of {', '.join(AUGMENTATIONS)}"
@@ -77,7 +78,7 @@ def _passes(sides: list[Side], options: InvarianceOptions) -> list[tuple[str, in
     files = [s.file for s in sides if s.is_file]
     if not files:
         views = options.views or 2
-        return [(name, views) for name in options.augmentations or (DEFAULT_AUGMENTATION,)]
+        return [(name, views) for name in options.augment or (DEFAULT_AUGMENTATION,)]
     first = files[0].settings
     if not first.view_size or first.views < 2:
         held = "no augmented views" if not first.view_size else "a single augmented view"
@@ -85,7 +86,7 @@ def _passes(sides: list[Side], options: InvarianceOptions) -> list[tuple[str, in
             f"{files[0].path} holds {held}; extract it with --views 2 --augment simclr "
             "(or another augmentation), or give the MODEL spec instead"
         )
-    if options.augmentations not in (None, (first.augment,)):
+    if options.augment not in (None, (first.augment,)):
         raise InputError(
             f"{files[0].path} holds views augmented with {first.augment!r}; drop --augment, or "
             "give MODEL specs to compute other augmentations on the fly"

@@ -33,7 +33,7 @@ from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.run import run_pass
 from repcompare.data.transforms import eval_transform, resolve_config
 from repcompare.errors import InputError
-from repcompare.options import CKAOptions, ClassFitOptions
+from repcompare.options import STUDY_AUGMENTATIONS, CKAOptions, ClassFitOptions
 from repcompare.progress import Advance
 from repcompare.results.cka import CKAResult
 from repcompare.results.class_fit import ClassFitResult
@@ -44,8 +44,6 @@ from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 from repcompare.store.writer import package_versions
 
-STUDY_AUGMENTATIONS = ("simclr", "crop", "color", "flip")
-STUDY_PRESET = "paper"  # block outputs and residual branches (Grigg et al. 2021)
 PARTS_FOLDER = ".study-parts"
 
 # bars(part) -> a context giving advance(done_now, total), or None (``Feedback.bar``)
@@ -61,7 +59,7 @@ class StudyOptions:
 
     cka_options: CKAOptions = field(default_factory=CKAOptions)
     bootstrap: int = 100
-    augmentations: tuple[str, ...] = STUDY_AUGMENTATIONS
+    augment: tuple[str, ...] = STUDY_AUGMENTATIONS
     views: int = 2
     class_fit_options: ClassFitOptions = field(default_factory=ClassFitOptions)
     class_fit: bool | None = None
@@ -69,7 +67,7 @@ class StudyOptions:
     def __post_init__(self) -> None:
         self.cka(0, self.bootstrap)  # each analysis's options check their own values
         self.fit(0)
-        for augmentation in self.augmentations:
+        for augmentation in self.augment:
             self.invariance(augmentation, 0)
 
     def cka(self, seed: int, bootstrap: int) -> CKAOptions:
@@ -218,7 +216,7 @@ def run_study(
         loaders,
     )
     invariance = None
-    for augmentation in options.augmentations:
+    for augmentation in options.augment:
         view_plan = replace(plan, augment=augmentation, views=options.views)
 
         def invariant(advance, augmentation=augmentation):
@@ -240,7 +238,7 @@ def run_study(
         estimator=options.cka_options.estimator,
         kernel=options.cka_options.kernel,
         bootstrap=options.bootstrap,
-        augmentations=list(options.augmentations),
+        augmentations=list(options.augment),
         views=options.views,
         device=str(device),
         versions=package_versions(),

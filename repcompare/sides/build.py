@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from repcompare.capture.spec import parse_spec
 from repcompare.capture.weights import same_weights, zero_initialised_norms
 from repcompare.data.transforms import TransformOverrides, resolve_config
 from repcompare.errors import InputError, RepcompareWarning
+from repcompare.limits import DEFAULT_BATCH_SIZE
 from repcompare.options import DataOptions, ModelOptions
 from repcompare.progress import Feedback
 from repcompare.sides.batches import CaptureTarget
@@ -28,7 +30,6 @@ from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side, looks_like_file, select_stored_layers
 from repcompare.store.reader import ActivationFile, open_activations
 
-DEFAULT_BATCH_SIZE = 64
 DEFAULT_PRESET = "blocks"
 
 
@@ -107,7 +108,7 @@ def warn_one_network(sides: list[Side]) -> None:
 
 def capture_target(
     model: str | torch.nn.Module,
-    selection: list[str] | None,
+    selection: Sequence[str] | None,
     reduction: str,
     options: ModelOptions,
     feedback: Feedback,
@@ -135,7 +136,7 @@ def _is_file(model: Any) -> bool:
 
 def build_side(
     model: str | Path | torch.nn.Module,
-    selection: list[str] | None,
+    selection: Sequence[str] | None,
     reduction: str,
     options: ModelOptions,
     feedback: Feedback,
@@ -155,7 +156,7 @@ def build_side(
 
 
 def reselect_side(
-    side: Side, selection: list[str] | None, reduction: str, file_reduction: str | None
+    side: Side, selection: Sequence[str] | None, reduction: str, file_reduction: str | None
 ) -> Side:
     """The same file or loaded model as ``side`` with other layers or another reduction."""
     if side.is_file:
@@ -189,8 +190,8 @@ def _same(a: Any, b: Any) -> bool:
 def cka_sides(
     a: Any,
     b: Any,
-    layers_a: list[str] | None,
-    layers_b: list[str] | None,
+    layers_a: Sequence[str] | None,
+    layers_b: Sequence[str] | None,
     reductions: tuple[str | None, str | None, str],
     options: ModelOptions,
     feedback: Feedback,
@@ -222,7 +223,7 @@ def cka_sides(
 
 def build_sides(
     models: tuple[Any, ...],
-    selection: list[str] | None,
+    selection: Sequence[str] | None,
     reduction: str,
     options: ModelOptions,
     feedback: Feedback,
@@ -248,13 +249,14 @@ def input_plan(
     data: DataOptions,
     image_size: int | None,
     batch_size: int | None,
-    sides: list[Side] = (),
+    sides: Sequence[Side] = (),
     views: int = 1,
     augment: str | None = None,
     view_size: int | None = None,
 ) -> InputPlan:
-    """The plan of a run's inputs: ``batch_size``, else the first activation file's, else 64;
-    ``views`` views per image augmented with ``augment`` at ``view_size``."""
+    """The plan of a run's inputs: ``batch_size``, else the first activation file's, else
+    ``DEFAULT_BATCH_SIZE``; ``views`` views per image augmented with ``augment`` at
+    ``view_size``."""
     files = [s.file for s in sides if s.is_file]
     if batch_size is None:
         batch_size = files[0].settings.batch_size if files else DEFAULT_BATCH_SIZE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -88,9 +89,9 @@ def looks_like_file(text: str) -> bool:
     return path.suffix in (".h5", ".hdf5") or (path.is_file() and "@" not in text)
 
 
-def select_stored_layers(file: ActivationFile, selection: list[str] | None) -> list[str]:
+def select_stored_layers(file: ActivationFile, selection: Sequence[str] | None) -> list[str]:
     """Names or glob patterns among a file's stored layers, in the file's (depth) order."""
-    if not selection or selection == ["all"]:
+    if not selection or list(selection) == ["all"]:
         return list(file.layers)
     items = [i.strip() for text in selection for i in text.split(",") if i.strip()]
     chosen = set()

@@ -88,4 +88,4 @@ def test_bad_options_are_refused_before_any_work():
         InvarianceOptions(("rotate",))
     with pytest.raises(InputError, match="--views 1 leaves no pair"):
         InvarianceOptions(views=1)
-    assert InvarianceOptions(("flip", "crop", "flip")).augmentations == ("flip", "crop")
+    assert InvarianceOptions(("flip", "crop", "flip")).augment == ("flip", "crop")
