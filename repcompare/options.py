@@ -53,11 +53,13 @@ def option_fields(group: type) -> list[Field]:
     return [f for f in fields(group) if "flag" in f.metadata]
 
 
-def _names(given: str | Sequence[str] | None) -> tuple[str, ...] | None:
+def _names(given: str | Sequence[str] | None, flag: str) -> tuple[str, ...] | None:
     """Names given as one string or several, each maybe comma-separated, as one tuple in
-    the order given without repeats (None when there are none)."""
-    items = [given] if isinstance(given, str) else given or ()
+    the order given without repeats (None when none were given)."""
+    items = [given] if isinstance(given, str) else list(given or ())
     names = [n.strip() for item in items for n in item.split(",") if n.strip()]
+    if items and not names:
+        raise InputError(f"{flag} {','.join(items)!r} names nothing; give one name or more")
     return tuple(dict.fromkeys(names)) or None
 
 
@@ -148,7 +150,9 @@ class LayerOptions:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", _names(self.layers))
+        if self.layers is not None:  # names and patterns as given: select_layers reads them
+            given = [self.layers] if isinstance(self.layers, str) else self.layers
+            object.__setattr__(self, "layers", tuple(dict.fromkeys(given)) or None)
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,7 @@ class ViewOptions:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "augment", _names(self.augment))
+        object.__setattr__(self, "augment", _names(self.augment, "--augment"))
 
 
 @dataclass(frozen=True)
@@ -378,7 +382,7 @@ class AtlasOptions:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "measure", _names(self.measure) or ("cka",))
+        object.__setattr__(self, "measure", _names(self.measure, "--measure") or ("cka",))
         _check_sample(self.sample)
 
 

@@ -100,11 +100,14 @@ def test_the_api_and_the_cli_read_a_command_default_from_one_place():
 
 
 def test_names_are_taken_as_one_string_or_several_comma_separated_without_repeats():
-    assert LayerOptions("layer1, layer2").layers == ("layer1", "layer2")
+    assert LayerOptions("layer1,layer2").layers == ("layer1,layer2",)  # select_layers splits
+    assert LayerOptions(["blocks", "blocks"]).layers == ("blocks",)
     assert ViewOptions(["crop,color", "crop"]).augment == ("crop", "color")
     assert AtlasOptions("cka,procrustes").measure == ("cka", "procrustes")
     assert AtlasOptions([]).measure == ("cka",)
     assert ViewOptions([]).augment is None
+    with pytest.raises(InputError, match="--augment ',' names nothing"):
+        ViewOptions([","])
 
 
 def test_options_without_a_flag_are_not_offered_twice():
