@@ -42,6 +42,7 @@ from repcompare.options import (
     STUDY_AUGMENTATIONS,
     STUDY_EXCLUDES,
     AtlasOptions,
+    BaselineOptions,
     CKAOptions,
     ClassFitOptions,
     DataOptions,
@@ -66,7 +67,9 @@ from repcompare.sides.build import (
     input_plan,
     input_size,
     open_model,
+    untrained_sides,
 )
+from repcompare.sides.side import Side
 
 Model = str | Path | torch.nn.Module
 
@@ -248,7 +251,7 @@ def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult
     images; ``reference`` (a model's label or position from 1) adds curves of every other
     model against it."""
     one_process("atlas")
-    model_options, layer, data, run, settings = options_of(
+    model_options, layer, data, run, settings, baseline = options_of(
         "atlas",
         options,
         ModelOptions,
@@ -256,10 +259,13 @@ def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult
         DataOptions,
         RunOptions,
         AtlasOptions,
+        BaselineOptions,
         exclude=("token_cap", "bootstrap"),
     )
     feedback = Feedback(progress)
     sides = build_sides(models, layer.layers, layer.reduce, model_options, feedback)
+    baselines = _baselines(sides, baseline, model_options, feedback)
+    sides += list({id(s): s for s in baselines.values()}.values())
     plan = input_plan(data, model_options.image_size, run.batch_size, sides)
     device = resolve_device(data.device)
     with feedback.bar("atlas") as advance:
@@ -289,7 +295,7 @@ def study(
     rerunning an interrupted study computes only what is missing.
     """
     one_process("study")
-    model_options, layer, data, view, run, chosen, fit = options_of(
+    model_options, layer, data, view, run, chosen, fit, baseline = options_of(
         "study",
         options,
         ModelOptions,
@@ -299,6 +305,7 @@ def study(
         RunOptions,
         CKAOptions,
         ClassFitOptions,
+        BaselineOptions,
         exclude=STUDY_EXCLUDES,
     )
     feedback = Feedback(progress)
@@ -313,12 +320,31 @@ def study(
     )
     with out_dir_lock(out):
         sides = build_sides((a, b), layer.layers, layer.reduce, model_options, feedback)
+        baselines = _baselines(sides, baseline, model_options, feedback)
         plan = input_plan(
             data, model_options.image_size, run.batch_size, sides, view_size=view.view_size
         )
         device = resolve_device(data.device)
         parts = StudyParts(out / PARTS_FOLDER)
-        result = run_study(*sides, settings, plan, device, parts, feedback.bar)
+        result = run_study(*sides, settings, plan, device, parts, feedback.bar, baselines)
         with staged_outputs(out, "study") as staging:
             result.save(staging)
     return result
+
+
+def _baselines(
+    sides: list[Side], chosen: BaselineOptions, options: ModelOptions, feedback: Feedback
+) -> dict[str, Side]:
+    """The untrained network of each model side, by its label, when ``chosen`` asks for
+    them (activation files and Python modules have none, and say so)."""
+    if chosen.baseline == "none":
+        return {}
+    baselines = untrained_sides(sides, options, feedback)
+    for side in sides:
+        if side.label not in baselines:
+            feedback.note(
+                f"{side.label} has no untrained baseline: it is not a timm or torchvision "
+                "spec, so there is no architecture to build it from",
+                "yellow",
+            )
+    return baselines

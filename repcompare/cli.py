@@ -31,6 +31,7 @@ from repcompare.options import (
     COMMAND_DEFAULTS,
     STUDY_EXCLUDES,
     AtlasOptions,
+    BaselineOptions,
     CKAOptions,
     ClassFitOptions,
     DataOptions,
@@ -428,6 +429,7 @@ def class_fit(ctx: typer.Context, models: ModelsArg, out: OutDirOpt, **options: 
 )
 @with_options(
     AtlasOptions,
+    BaselineOptions,
     ModelOptions,
     LayerOptions,
     DataOptions,
@@ -465,6 +467,7 @@ def atlas(
 @with_options(
     CKAOptions,
     ClassFitOptions,
+    BaselineOptions,
     ModelOptions,
     LayerOptions,
     DataOptions,

@@ -272,6 +272,27 @@ class RunOptions:
             raise InputError(f"--bootstrap {self.bootstrap} must be 0 (none) or more")
 
 
+BASELINES = ("untrained", "none")
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    """What each model's numbers are read against: ``untrained``, the same architecture with
+    random weights (seeded by ``init_seed``, measured in the same passes), or ``none``."""
+
+    panel: ClassVar[str] = "Analysis"
+    baseline: str = option(
+        "none",
+        "--baseline",
+        "untrained: also measure each architecture with random weights (seeded by "
+        "--init-seed), the reference every number is shown against; none: no baseline.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise InputError(f"unknown --baseline {self.baseline!r}; use {' or '.join(BASELINES)}")
+
+
 def _sample_option() -> Any:
     """The ``--sample`` option of the measures beyond CKA (cka and atlas)."""
     return option(
@@ -401,6 +422,7 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
         "augment": list(STUDY_AUGMENTATIONS),
         "views": 2,
         "bootstrap": 100,
+        "baseline": "untrained",
     },
 }
 

@@ -26,7 +26,8 @@ def test_demo_trains_both_models_and_runs_every_command(tmp_path, capsys):
     invariance = json.loads((out / "invariance" / "invariance.json").read_text())
     assert list(invariance["input_fingerprints"]) == ["simclr", "crop", "color", "flip"]
     fit = json.loads((out / "class_fit" / "class_fit.json").read_text())
-    assert {r["model"] for r in fit["records"]} == {"resnet18@supervised", "resnet18@simclr"}
+    models = {"resnet18@supervised", "resnet18@simclr", "untrained resnet18"}
+    assert {r["model"] for r in fit["records"]} == models
     assert (
         "<h1>Study: resnet18@supervised vs resnet18@simclr</h1>"
         in (out / "report.html").read_text()

@@ -21,6 +21,7 @@ DATA = {"data": "builtin:48:32", "image_size": 32, "crop_pct": 1.0, "workers": 0
 RUN = {**DATA, "batch_size": 12, "bootstrap": 10}
 AUGMENT = ["crop", "flip"]
 EXACT = 1e-10
+UNTRAINED = "torchvision:resnet18"  # the baseline of both: random weights, init seed 0
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +47,53 @@ def test_one_shared_pass_gives_what_the_separate_commands_give(checkpoints, stud
         assert shared.matrix.names_a == alone.matrix.names_a
         np.testing.assert_allclose(shared.matrix.values, alone.matrix.values, atol=EXACT)
     np.testing.assert_allclose(result.across.ci_low, across.ci_low, atol=EXACT)
-    fit = repcompare.class_fit(a, b, layers="paper", bootstrap=10, batch_size=12, **DATA)
+    fit = repcompare.class_fit(a, b, UNTRAINED, layers="paper", bootstrap=10, batch_size=12, **DATA)
     for shared, alone in zip(result.class_fit.fits, fit.fits, strict=True):
         for measure, values in alone.measures.items():
             np.testing.assert_allclose(shared.measures[measure], values, atol=EXACT)
     invariance = repcompare.invariance(
-        a, b, augment="flip", layers="paper", bootstrap=10, batch_size=12, **DATA
+        a, b, UNTRAINED, augment="flip", layers="paper", bootstrap=10, batch_size=12, **DATA
     )
     flip = [c for c in result.invariance.curves if c.variant == "flip"]
     for shared, alone in zip(flip, invariance.curves, strict=True):
         np.testing.assert_allclose(shared.values, alone.values, atol=EXACT)
     assert result.invariance.fingerprints["flip"] == invariance.fingerprints["flip"]
     assert result.fingerprint == fit.fingerprint
+
+
+def test_each_model_is_measured_against_its_seeded_untrained_network(checkpoints, study):
+    result, _ = study
+    assert [m.spec for m in result.untrained] == [UNTRAINED]
+    assert result.untrained[0].init_seed == 0
+    assert set(result.baseline_of.values()) == {"untrained resnet18"}
+    paper = {"layers_a": "paper", "layers_b": "paper", "bootstrap": 10, "batch_size": 12}
+    for checkpoint, model in zip(checkpoints, result.models, strict=True):
+        alone = repcompare.cka(checkpoint, UNTRAINED, **paper, **DATA)
+        shared = result.against_untrained[model.label]
+        np.testing.assert_allclose(shared.matrix.values, alone.matrix.values, atol=EXACT)
+        np.testing.assert_allclose(shared.ci_high, alone.ci_high, atol=EXACT)
+
+
+def test_a_model_no_better_than_its_untrained_network_is_said_to_be_so(study):
+    """Model A is the seed-0 random init, the very network of the baseline: every
+    comparison with its baseline must say that it tells nothing of training."""
+    result, _ = study
+    a = result.models[0].label
+    against = [s.text for s in result.report().summary if s.text.startswith("Against the")]
+    assert len(against) == len(AUGMENT) + 1  # each augmentation, and the class fit
+    for text in against:
+        assert f"{a} is no more invariant" in text or f"{a} fits the classes no more" in text
+        assert "is no sign of what training learned" in text
+    reference = next(s for s in result.report().summary if s.text.startswith("For reference"))
+    assert f"{a} 1.000 [1.000, 1.000] at the first" in reference.text
+
+
+def test_without_a_baseline_the_study_measures_the_two_models_only(checkpoints, tmp_path):
+    run = {**RUN, "augment": "flip", "class_fit": False, "baseline": "none"}
+    result = repcompare.study(*checkpoints, out=tmp_path, **run)
+    assert result.untrained == [] and result.against_untrained == {}
+    assert [c.model for c in result.invariance.curves] == [m.label for m in result.models]
+    assert not (tmp_path / "baselines").exists()
 
 
 def test_every_listed_file_is_written(study):
@@ -70,6 +106,7 @@ def test_every_listed_file_is_written(study):
         "cka_within_b": ["cka.json", "heatmap.svg"],
         "invariance": ["invariance.csv", "invariance.json", "invariance.png"],
         "class_fit": ["class_fit.csv", "class_fit.json", "class_fit_class_cka.png"],
+        "baselines": ["same_depth.csv", "same_depth.png", "a_vs_untrained.json"],
     }
     for folder, names in expected.items():
         for name in names:
@@ -107,6 +144,8 @@ def test_the_summary_calls_a_difference_only_outside_the_intervals(study):
     result, _ = study
     for sentence in result.report().summary:
         numbers = [c.value for c in sentence.cited]
+        if sentence.text.startswith("Against the"):  # each model against its own baseline
+            continue
         if "more invariant" in sentence.text or "fits the classes more" in sentence.text:
             low_first, high_second = numbers[1], numbers[5]
             low_second, high_first = numbers[4], numbers[2]

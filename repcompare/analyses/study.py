@@ -144,24 +144,38 @@ def _plan_key(plan: InputPlan) -> dict:
 def _plain_pass(
     a: Side,
     b: Side,
+    baselines: dict[str, Side],
     options: StudyOptions,
     plan: InputPlan,
     device: torch.device,
     advance: Callable[[int, int], None] | None,
 ) -> tuple[dict[str, CKAResult | ClassFitResult], str]:
-    """CKA within A, within B and A vs B, and the class fit of both, from one stream."""
+    """CKA within A, within B and A vs B, each model against its untrained baseline, and
+    the class fit of both and of the baselines, from one stream."""
+    across = options.cka(plan.seed, options.bootstrap)
     runs = {
         "within_a": CKARun(a, a, options.cka(plan.seed, 0), plan, device, symmetric=True),
         "within_b": CKARun(b, b, options.cka(plan.seed, 0), plan, device, symmetric=True),
-        "across": CKARun(a, b, options.cka(plan.seed, options.bootstrap), plan, device),
+        "across": CKARun(a, b, across, plan, device),
     }
+    for key, side in (("a_vs_untrained", a), ("b_vs_untrained", b)):
+        if side.label in baselines:
+            runs[key] = CKARun(side, baselines[side.label], across, plan, device)
     if options.class_fit is not False:  # None: where the images have labels
         runs["class_fit"] = ClassFitRun(
-            [a, b], options.fit(plan.seed), device, required=bool(options.class_fit)
+            [a, b, *_distinct(baselines)],
+            options.fit(plan.seed),
+            device,
+            required=bool(options.class_fit),
         )
     found, stream = run_pass(list(runs.values()), plan, device, advance=advance)
     results = {name: r for name, r in zip(runs, found, strict=True) if r is not None}
     return results, stream.fingerprint()
+
+
+def _distinct(baselines: dict[str, Side]) -> list[Side]:
+    """Each baseline side once (models of one architecture share theirs)."""
+    return list({id(side): side for side in baselines.values()}.values())
 
 
 def run_study(
@@ -172,9 +186,14 @@ def run_study(
     device: torch.device,
     parts: StudyParts | None = None,
     bars: ProgressBars | None = None,
+    baselines: dict[str, Side] | None = None,
 ) -> StudyResult:
     """Every analysis of the study over the planned images, reusing the passes ``parts``
-    kept from an earlier run with the same key and images."""
+    kept from an earlier run with the same key and images. ``baselines``: the untrained
+    network of each model, by its label (``repcompare.sides.build.untrained_sides``),
+    measured in the same passes."""
+    baselines = baselines or {}
+    extra = _distinct(baselines)
     if a.is_file or b.is_file:
         raise InputError(
             "a study runs both models forward on plain and augmented images; give MODEL "
@@ -182,8 +201,9 @@ def run_study(
         )
     started = time.perf_counter()
     models = [_model(a, plan), _model(b, plan)]
+    untrained = [_model(side, plan) for side in extra]
     common = {
-        "models": [m.to_dict() for m in models],
+        "models": [m.to_dict() for m in models + untrained],
         "plan": _plan_key(plan),
         "options": asdict(options),
         "device": str(device),
@@ -206,13 +226,15 @@ def run_study(
         "within_a": CKAResult.from_document,
         "within_b": CKAResult.from_document,
         "across": CKAResult.from_document,
+        "a_vs_untrained": CKAResult.from_document,
+        "b_vs_untrained": CKAResult.from_document,
         "class_fit": ClassFitResult.from_document,
         "invariance": InvarianceResult.from_document,
     }
     plain, fingerprint = computed(
         "plain",
         plan,
-        lambda advance: _plain_pass(a, b, options, plan, device, advance),
+        lambda advance: _plain_pass(a, b, baselines, options, plan, device, advance),
         loaders,
     )
     invariance = None
@@ -221,7 +243,7 @@ def run_study(
 
         def invariant(advance, augmentation=augmentation):
             result = measure_invariance(
-                [a, b], options.invariance(augmentation, plan.seed), plan, device, advance
+                [a, b, *extra], options.invariance(augmentation, plan.seed), plan, device, advance
             )
             return {"invariance": result}, result.fingerprints[augmentation]
 
@@ -240,6 +262,7 @@ def run_study(
         bootstrap=options.bootstrap,
         augmentations=list(options.augment),
         views=options.views,
+        baseline="untrained" if extra else "none",
         device=str(device),
         versions=package_versions(),
     )
@@ -254,6 +277,13 @@ def run_study(
         settings,
         reused,
         time.perf_counter() - started,
+        untrained,
+        {
+            m: plain[k]
+            for m, k in ((a.label, "a_vs_untrained"), (b.label, "b_vs_untrained"))
+            if k in plain
+        },
+        {label: side.label for label, side in baselines.items()},
     )
 
 

@@ -1,10 +1,12 @@
-"""The summary of a study in sentences with numbers, read from the analyses' JSON documents.
+"""The summary of a study in sentences with numbers, read from the analyses' results.
 
 Every number a sentence prints is ``cited``: the file it comes from and the JSON path of
-the value (or of the values it is the mean of), so the report can be checked against its
-own results. The wording never claims more than the numbers show: a difference is called
-one only where the 95% bootstrap intervals do not overlap ("no clear difference"
-otherwise), and a difference of means without an interval is stated as such.
+the value (or of the values it is the mean of), which the result itself gives
+(``value_paths``), so the report can be checked against its own results. The wording never
+claims more than the numbers show: a difference is called one only where the 95%
+bootstrap intervals do not overlap ("no clear difference" otherwise), a difference of
+means without an interval is stated as such, and a model that is no better than its
+untrained network at a measure is said to be so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repcompare.report.model import format_value, is_undefined
+from repcompare.results.cka import CKAResult
+from repcompare.results.class_fit import ClassFitResult
+from repcompare.results.fields import ValuePaths
+from repcompare.results.invariance import InvarianceResult
 from repcompare.similarity.model_map import depth_pairs
 
 PARTING_LEVEL = 0.5  # same-depth CKA below this: the models have parted
@@ -85,7 +91,12 @@ class _Estimate:
         return shown
 
 
-def _estimate(source: _Source, path: list, low: list | None, high: list | None) -> _Estimate | None:
+def _estimate(source: _Source, paths: ValuePaths | None) -> _Estimate | None:
+    """The cited value at ``paths`` with its cited interval, if it has one; None when it
+    was not measured or is undefined."""
+    if paths is None:
+        return None
+    path, low, high = paths
     value = source.cite(path)
     if value is None:
         return None
@@ -116,31 +127,36 @@ def _kind(roles: dict[str, str]) -> tuple[str | None, str]:
     return ("block", "block output") if "block" in roles.values() else (None, "layer")
 
 
-def agreement(cka: dict, file: str) -> list[Sentence]:
+def _same_depth_pairs(result: CKAResult, role: str | None) -> list[tuple[int, int]]:
+    """Rows and columns of ``result`` (of ``role``; None: all) at matched relative depth."""
+    rows = _layers_of(result.matrix.names_a, result.roles_a, role)
+    columns = _layers_of(result.matrix.names_b, result.roles_b, role)
+    return depth_pairs(rows, columns)
+
+
+def agreement(across: CKAResult, file: str) -> list[Sentence]:
     """Where A and B agree and where they part: same-depth CKA at the first and last block
     output, where it first falls below ``PARTING_LEVEL``, and block outputs vs residual
     branches."""
-    source = _Source(cka, file)
-    side_a, side_b = cka["side_a"], cka["side_b"]
-    a, b = side_a["label"], side_b["label"]
-    role, kind = _kind(side_a.get("roles", {}))
-    intervals = cka.get("ci_low") is not None
+    source = _Source(across.to_dict(), file)
+    a, b = across.side_a, across.side_b
+    role, kind = _kind(across.roles_a)
+    intervals = across.ci_low is not None
 
     def estimate(i: int, j: int) -> _Estimate | None:
-        bounds = (["ci_low", i, j], ["ci_high", i, j]) if intervals else (None, None)
-        return _estimate(source, ["cka", i, j], *bounds)
+        return _estimate(source, across.value_paths(i, j))
+
+    def value(i: int, j: int) -> Cited | None:
+        return source.cite(across.value_paths(i, j)[0])
 
     def pairs(of_role: str | None) -> list[tuple[int, int]]:
-        rows = _layers_of(side_a["layers"], side_a.get("roles", {}), of_role)
-        columns = _layers_of(side_b["layers"], side_b.get("roles", {}), of_role)
-        return [
-            (i, j) for i, j in depth_pairs(rows, columns) if source.cite(["cka", i, j]) is not None
-        ]
+        return [p for p in _same_depth_pairs(across, of_role) if value(*p) is not None]
 
     matched = pairs(role)
     if not matched:
         return [Sentence(f"{a} and {b} have no {kind} pair with a defined CKA to compare.")]
-    name = lambda i, j: f"{side_a['layers'][i]} / {side_b['layers'][j]}"  # noqa: E731
+    names_a, names_b = across.matrix.names_a, across.matrix.names_b
+    name = lambda i, j: f"{names_a[i]} / {names_b[j]}"  # noqa: E731
     (i0, j0), (i1, j1) = matched[0], matched[-1]
     first, last = estimate(i0, j0), estimate(i1, j1)
     verdict = {
@@ -156,31 +172,32 @@ def agreement(cka: dict, file: str) -> list[Sentence]:
             first.cited + last.cited,
         )
     ]
-    below = [(i, j) for i, j in matched if source.cite(["cka", i, j]).value < PARTING_LEVEL]
+    below = [(i, j) for i, j in matched if value(i, j).value < PARTING_LEVEL]
     if below:
         i, j = below[0]
-        value = source.cite(["cka", i, j])
+        lowest = value(i, j)
         sentences.append(
             Sentence(
                 f"Same-depth CKA first falls below {PARTING_LEVEL} at {name(i, j)} "
-                f"({format_value(value.value)}).",
-                [value],
+                f"({format_value(lowest.value)}).",
+                [lowest],
             )
         )
     else:
-        i, j = min(matched, key=lambda p: source.cite(["cka", *p]).value)
-        value = source.cite(["cka", i, j])
+        i, j = min(matched, key=lambda p: value(*p).value)
+        lowest = value(i, j)
         sentences.append(
             Sentence(
                 f"Same-depth CKA stays at or above {PARTING_LEVEL} at every {kind}; its lowest "
-                f"is {format_value(value.value)} at {name(i, j)}.",
-                [value],
+                f"is {format_value(lowest.value)} at {name(i, j)}.",
+                [lowest],
             )
         )
     residual = pairs("residual") if role else []
     if residual:
-        blocks = source.cite(*(["cka", i, j] for i, j in matched))
-        branches = source.cite(*(["cka", i, j] for i, j in residual))
+        paths = [across.value_paths(i, j)[0] for i, j in matched]
+        blocks = source.cite(*paths)
+        branches = source.cite(*(across.value_paths(i, j)[0] for i, j in residual))
         difference = branches.value - blocks.value
         verdict = (
             "about as alike as the block outputs"
@@ -201,17 +218,43 @@ def agreement(cka: dict, file: str) -> list[Sentence]:
     return sentences
 
 
-def _record(document: dict, **match: str) -> int | None:
-    """The index of the first record with the ``match``ing fields."""
-    for k, record in enumerate(document["records"]):
-        if all(record[key] == value for key, value in match.items()):
-            return k
-    return None
+def untrained_agreement(
+    against: dict[str, CKAResult], files: dict[str, str], across: CKAResult
+) -> list[Sentence]:
+    """Each model against its untrained network at the same layers, at the first and the
+    last block output: the reference A vs B's same-depth CKA is read against (a trained
+    model's early layers stay close to its random init; where A vs B is no higher than
+    that, the two agree no more than each does with random weights)."""
+    role, kind = _kind(across.roles_a)
+    parts, cited = [], []
+    for model, result in against.items():
+        source = _Source(result.to_dict(), files[model])
+        diagonal = _layers_of(result.matrix.names_a, result.roles_a, role)
+        ends = [_estimate(source, result.value_paths(i, i)) for i in (diagonal[0], diagonal[-1])]
+        if any(e is None for e in ends):
+            continue
+        first, last = ends
+        parts.append(f"{model} {first.text()} at the first {kind} and {last.text()} at the last")
+        cited += first.cited + last.cited
+    if not parts:
+        return []
+    return [
+        Sentence(
+            "For reference, the CKA of each model with its untrained network (the same "
+            f"architecture with random weights) at the same layers: {'; '.join(parts)}.",
+            cited,
+        )
+    ]
 
 
 def _last_layer(layers: list[str], roles: dict[str, str]) -> str:
     role, _ = _kind(roles)
     return layers[_layers_of(layers, roles, role)[-1]]
+
+
+def _first_layer(layers: list[str], roles: dict[str, str]) -> str:
+    role, _ = _kind(roles)
+    return layers[_layers_of(layers, roles, role)[0]]
 
 
 def _compare_models(
@@ -232,94 +275,154 @@ def _compare_models(
     return f"{winner} {more} than {loser}: {w.text()} vs {l_.text()}", w.cited + l_.cited
 
 
-def invariance_findings(
-    invariance: dict, file: str, layers: dict[str, list[str]], roles: dict[str, dict]
-) -> list[Sentence]:
-    """For each augmentation: which model is more invariant to it at its last block output."""
-    source = _Source(invariance, file)
-    models = list(layers)
-    sentences = []
-    for augmentation in invariance["input_fingerprints"]:
-        estimates = []
-        for model in models:
-            layer = _last_layer(layers[model], roles[model])
-            k = _record(invariance, model=model, augmentation=augmentation, layer=layer)
-            estimates.append(
-                (model, _record_estimate(source, k, "invariance", "ci_low", "ci_high"))
-            )
-        if any(e is None for _, e in estimates):
-            continue
-        text, cited = _compare_models(
-            *estimates,
-            f"is more invariant to {augmentation}",
-            f"are about as invariant to {augmentation}",
-        )
-        _, kind = _kind(roles[models[0]])
-        sentences.append(Sentence(f"At the last {kind}, {text}.", cited))
-    return sentences
+def _against_untrained(
+    model: str, trained: _Estimate, untrained: _Estimate, phrases: tuple[str, str, str]
+) -> tuple[str, list[Cited]]:
+    """How ``model`` stands against its untrained network, by ``phrases`` (above, below,
+    neither: "is more invariant to crop than", ...), with both numbers."""
+    above, below, neither = phrases
+    order = _order(untrained, trained)
+    phrase = above if order == "higher" else below if order == "lower" else neither
+    reason = "" if order else "; the 95% intervals overlap" if trained.low else "; no intervals"
+    text = (
+        f"{model} {phrase} its untrained network ({trained.text()} vs {untrained.text()}{reason})"
+    )
+    return text, trained.cited + untrained.cited
 
 
-def _record_estimate(
-    source: _Source, k: int | None, key: str, low: str, high: str
-) -> _Estimate | None:
-    if k is None:
+def _baseline_sentence(
+    kind: str,
+    against: list[tuple[str, _Estimate, _Estimate]],
+    phrases: tuple[str, str, str],
+    what: str,
+) -> Sentence | None:
+    """One sentence: each model against its untrained network at the last ``kind``; when
+    one is not above it, the sentence says that its ``what`` there is no sign of training."""
+    if not against:
         return None
-    record = source.document["records"][k]
-    has_interval = not is_undefined(record.get(low))
-    return _estimate(
-        source,
-        ["records", k, key],
-        ["records", k, low] if has_interval else None,
-        ["records", k, high] if has_interval else None,
+    parts, cited, behind = [], [], []
+    for model, trained, untrained in against:
+        text, numbers = _against_untrained(model, trained, untrained, phrases)
+        parts.append(text)
+        cited += numbers
+        if _order(untrained, trained) != "higher":
+            behind.append(model)
+    caveat = (
+        f"; so the {what} of {' and '.join(behind)} at this depth is no sign of what training "
+        "learned"
+        if behind
+        else ""
+    )
+    return Sentence(
+        f"Against the untrained networks, at the last {kind}: {'; '.join(parts)}{caveat}.", cited
     )
 
 
+def invariance_findings(
+    invariance: InvarianceResult,
+    file: str,
+    layers: dict[str, list[str]],
+    roles: dict[str, dict],
+    baseline_of: dict[str, str] | None = None,
+) -> list[Sentence]:
+    """For each augmentation: which model is more invariant to it at its last block output,
+    and how each stands against its untrained network (``baseline_of``: model -> label of
+    its untrained network in ``invariance``)."""
+    source = _Source(invariance.to_dict(), file)
+    baseline_of = baseline_of or {}
+    models = list(layers)
+    _, kind = _kind(roles[models[0]])
+    sentences = []
+    for augmentation in invariance.fingerprints:
+        estimates = {}
+        for model in [*models, *dict.fromkeys(baseline_of.values())]:
+            owner = next((m for m in models if baseline_of.get(m) == model), model)
+            layer = _last_layer(layers[owner], roles[owner])
+            paths = invariance.value_paths(model, augmentation, layer)
+            estimates[model] = _estimate(source, paths)
+        if any(estimates[m] is None for m in models):
+            continue
+        text, cited = _compare_models(
+            *((m, estimates[m]) for m in models),
+            f"is more invariant to {augmentation}",
+            f"are about as invariant to {augmentation}",
+        )
+        sentences.append(Sentence(f"At the last {kind}, {text}.", cited))
+        against = [
+            (m, estimates[m], estimates[baseline_of[m]])
+            for m in models
+            if estimates.get(baseline_of.get(m)) is not None
+        ]
+        phrases = tuple(
+            f"is {degree} invariant to {augmentation} than"
+            for degree in ("more", "less", "no more")
+        )
+        baseline = _baseline_sentence(kind, against, phrases, f"invariance to {augmentation}")
+        if baseline:
+            sentences.append(baseline)
+    return sentences
+
+
 def class_findings(
-    class_fit: dict, file: str, layers: dict[str, list[str]], roles: dict[str, dict]
+    class_fit: ClassFitResult,
+    file: str,
+    layers: dict[str, list[str]],
+    roles: dict[str, dict],
+    baseline_of: dict[str, str] | None = None,
 ) -> list[Sentence]:
     """Which model fits the classes more at its last block output (class CKA with its
-    interval, and the probe), and how crowded each is from the first to the last."""
-    source = _Source(class_fit, file)
-    estimates, probes, crowding = [], [], []
-    for model in layers:
-        role, _ = _kind(roles[model])
-        chosen = [layers[model][i] for i in _layers_of(layers[model], roles[model], role)]
-        first = _record(class_fit, model=model, layer=chosen[0])
-        last = _record(class_fit, model=model, layer=chosen[-1])
-        estimates.append(
-            (
-                model,
-                _record_estimate(
-                    source, last, "class_cka", "class_cka_ci_low", "class_cka_ci_high"
-                ),
-            )
-        )
-        probes.append(source.cite(["records", last, "probe"]))
-        crowding.append(
-            (
-                model,
-                source.cite(["records", first, "ratio"]),
-                source.cite(["records", last, "ratio"]),
-            )
-        )
-    sentences = []
+    interval, and the probe), how each stands against its untrained network, and how
+    crowded each is from the first to the last."""
+    source = _Source(class_fit.to_dict(), file)
+    baseline_of = baseline_of or {}
+    models = list(layers)
     _, kind = _kind(next(iter(roles.values())))
-    if all(e is not None for _, e in estimates):
+
+    def cite(model: str, layer: str, measure: str) -> Cited | None:
+        paths = class_fit.value_paths(model, layer, measure)
+        return None if paths is None else source.cite(paths[0])
+
+    last = {m: _last_layer(layers[m], roles[m]) for m in models}
+    first = {m: _first_layer(layers[m], roles[m]) for m in models}
+    estimates = {
+        m: _estimate(source, class_fit.value_paths(m, last[m], "class_cka")) for m in models
+    }
+    probes = [cite(m, last[m], "probe") for m in models]
+    crowding = [(m, cite(m, first[m], "ratio"), cite(m, last[m], "ratio")) for m in models]
+    sentences = []
+    if all(e is not None for e in estimates.values()):
         text, cited = _compare_models(
-            *estimates, "fits the classes more", "fit the classes about as much"
+            *estimates.items(), "fits the classes more", "fit the classes about as much"
         )
         probe_cited = [p for p in probes if p is not None]
         probe_text = ""
         if len(probe_cited) == len(probes):
             shown = " and ".join(
                 f"{format_value(p.value)} ({model})"
-                for p, model in zip(probes, layers, strict=True)
+                for p, model in zip(probes, models, strict=True)
             )
             probe_text = f"; the linear probe's held-out accuracy there is {shown}"
         sentences.append(
             Sentence(f"At the last {kind}, by class CKA {text}{probe_text}.", cited + probe_cited)
         )
+        against = []
+        for m in models:
+            if m in baseline_of:
+                paths = class_fit.value_paths(baseline_of[m], last[m], "class_cka")
+                untrained = _estimate(source, paths)
+                if untrained is not None:
+                    against.append((m, estimates[m], untrained))
+        phrases = tuple(f"fits the classes {d} than" for d in ("more", "less", "no more"))
+        baseline = _baseline_sentence(kind, against, phrases, "class fit")
+        if baseline:
+            sentences.append(baseline)
     defined = [(m, f, l_) for m, f, l_ in crowding if f is not None and l_ is not None]
+    for m in models:
+        if m in baseline_of:
+            untrained = cite(baseline_of[m], last[m], "ratio")
+            if untrained is not None and baseline_of[m] not in [d[0] for d in defined]:
+                defined.append((baseline_of[m], cite(baseline_of[m], first[m], "ratio"), untrained))
+    defined = [(m, f, l_) for m, f, l_ in defined if f is not None and l_ is not None]
     if defined:
         parts = [
             f"{model} {format_value(f.value)} to {format_value(l_.value)}"

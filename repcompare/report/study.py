@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from repcompare.report.baselines import FOLDER as BASELINES_FOLDER
+from repcompare.report.baselines import against_file, baselines_report
 from repcompare.report.findings import (
     Sentence,
     agreement,
     class_findings,
     invariance_findings,
+    untrained_agreement,
 )
 from repcompare.report.model import Report, Table, report_figures
 from repcompare.results.cka import CKAResult
@@ -27,6 +30,7 @@ FOLDERS = {
     "within_b": "cka_within_b",
     "invariance": "invariance",
     "class_fit": "class_fit",
+    "baselines": BASELINES_FOLDER,
 }
 
 GUIDES = {
@@ -49,6 +53,14 @@ GUIDES = {
         "augmented views of the same images, layer by layer (1: the layer ignores it).",
         "Self-supervised objectives that train on such views tend to make the last layers "
         "more invariant than supervised training does.",
+    ),
+    "baselines": (
+        "The reference for A vs B: each model's CKA with its untrained network (the same "
+        "architecture with random weights, seeded) at the same layers, next to A vs B at the "
+        "same depth.",
+        "Where A vs B is no higher than a model against its own random init, the two agree no "
+        "more than training moved each away from random weights; the untrained networks also "
+        "appear in the invariance and class-structure sections.",
     ),
     "class_fit": (
         "Class CKA: how much of a layer's similarity structure is the class structure (CKA "
@@ -132,7 +144,7 @@ def _file(key: str, stem: str) -> str:
 def _provenance(study: StudyResult) -> list[tuple[str, str]]:
     s = study.settings
     rows = []
-    for model in study.models:
+    for model in [*study.models, *study.untrained]:
         weights = (
             f"checkpoint SHA-256 {model.checkpoint_sha256}"
             if model.checkpoint_sha256
@@ -184,16 +196,29 @@ def study_report(study: StudyResult) -> StudyReport:
     ]
     layers = {m.label: m.layers for m in study.models}
     roles = {a: study.across.roles_a, b: study.across.roles_b}
-    summary = agreement(study.across.to_dict(), _file("across", "cka"))
+    summary = agreement(study.across, _file("across", "cka"))
+    if study.against_untrained:
+        baselines = baselines_report(study.across, study.against_untrained)
+        sections.insert(1, _section("baselines", "Baselines", baselines, baselines.tables[0]))
+        files = {
+            model: f"{BASELINES_FOLDER}/{against_file(k)}"
+            for k, model in enumerate((a, b))
+            if model in study.against_untrained
+        }
+        summary += untrained_agreement(study.against_untrained, files, study.across)
     summary += invariance_findings(
-        study.invariance.to_dict(), _file("invariance", "invariance"), layers, roles
+        study.invariance,
+        _file("invariance", "invariance"),
+        layers,
+        roles,
+        study.baseline_of,
     )
     notes = []
     if study.class_fit is not None:
         fit_report = study.class_fit.report()
         sections.append(_section("class_fit", "Class structure", fit_report, fit_report.tables[0]))
         summary += class_findings(
-            study.class_fit.to_dict(), _file("class_fit", "class_fit"), layers, roles
+            study.class_fit, _file("class_fit", "class_fit"), layers, roles, study.baseline_of
         )
     else:
         notes.append("No class structure was measured: the images have no labels.")
@@ -201,6 +226,8 @@ def study_report(study: StudyResult) -> StudyReport:
         "title": f"Study: {a} vs {b}",
         "summary": [s.to_dict() for s in summary],
         "models": [m.to_dict() for m in study.models],
+        "untrained": [m.to_dict() for m in study.untrained],
+        "baseline_of": study.baseline_of,
         "settings": study.settings.to_dict(),
         "fingerprint": study.fingerprint,
         "input_fingerprints": study.invariance.fingerprints,

@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from repcompare.results.fields import json_array, json_matrix, json_number, set_fields
+from repcompare.results.fields import (
+    ValuePaths,
+    json_array,
+    json_matrix,
+    json_number,
+    set_fields,
+)
 from repcompare.results.provenance import Provenance
 from repcompare.results.rendering import Reported
 from repcompare.similarity import DEFAULT_RBF_MEDIAN, SimilarityMatrix
@@ -120,6 +126,12 @@ class CKAResult(Reported):
                 }
             )
         return rows
+
+    def value_paths(self, i: int, j: int) -> ValuePaths:
+        """Where the value of row ``i``, column ``j`` and its interval stand in the document."""
+        if self.ci_low is None:
+            return ["cka", i, j], None, None
+        return ["cka", i, j], ["ci_low", i, j], ["ci_high", i, j]
 
     def records(self) -> list[dict]:
         """One record per pair (A's layers in order, then B's): layer_a, layer_b, cka, the 95%

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from repcompare.results.curves import relative_depth
-from repcompare.results.fields import json_array, records_document, set_fields
+from repcompare.results.fields import (
+    ValuePaths,
+    json_array,
+    record_paths,
+    records_document,
+    set_fields,
+)
 from repcompare.results.provenance import Provenance
 from repcompare.results.rendering import Reported
 
@@ -92,6 +98,12 @@ class ClassFitResult(Reported):
                     }
                 )
         return records
+
+    def value_paths(self, model: str, layer: str, measure: str) -> ValuePaths | None:
+        """Where ``model``'s ``measure`` at ``layer`` (and the class CKA's interval) stand in
+        the document (None: not measured)."""
+        interval = ("class_cka_ci_low", "class_cka_ci_high") if measure == "class_cka" else None
+        return record_paths(self.records(), measure, interval, model=model, layer=layer)
 
     def to_document(self) -> dict:
         """The records (NaN as null), the input fingerprint, the settings, each model's

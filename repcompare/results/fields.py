@@ -61,3 +61,22 @@ def records_document(records: list[dict], result, **context) -> dict:
         "provenance": {label: p.to_dict() for label, p in result.provenance.items()},
         "seconds": result.seconds,
     }
+
+
+# where a value and its 95% interval stand in a result's JSON document: one path (a list
+# of keys and indices) each, the interval's None when there is none
+ValuePaths = tuple[list, list | None, list | None]
+
+
+def record_paths(
+    records: list[dict], key: str, interval: tuple[str, str] | None, **match: Any
+) -> ValuePaths | None:
+    """The paths of ``key`` (and of the ``interval`` keys, when the record holds them) in
+    the first of the document's ``records`` with the ``match``ing fields; None if none."""
+    for k, record in enumerate(records):
+        if all(record[name] == value for name, value in match.items()):
+            if interval is None or is_undefined(record.get(interval[0])):
+                return ["records", k, key], None, None
+            low, high = interval
+            return ["records", k, key], ["records", k, low], ["records", k, high]
+    return None

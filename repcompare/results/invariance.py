@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from repcompare.results.curves import LayerCurve, curve_from_records, relative_depth
-from repcompare.results.fields import records_document, set_fields
+from repcompare.results.fields import ValuePaths, record_paths, records_document, set_fields
 from repcompare.results.provenance import Provenance
 from repcompare.results.rendering import Reported
 
@@ -93,6 +93,18 @@ class InvarianceResult(Reported):
                     }
                 )
         return records
+
+    def value_paths(self, model: str, augmentation: str, layer: str) -> ValuePaths | None:
+        """Where ``model``'s invariance to ``augmentation`` at ``layer`` and its interval
+        stand in the document (None: not measured)."""
+        return record_paths(
+            self.records(),
+            "invariance",
+            ("ci_low", "ci_high"),
+            model=model,
+            augmentation=augmentation,
+            layer=layer,
+        )
 
     def to_document(self) -> dict:
         """The records (NaN as null), each augmentation's input fingerprint, the settings,

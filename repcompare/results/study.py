@@ -3,7 +3,7 @@ and every analysis's result (CKA within and across, invariance, class fit)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from repcompare.results.cka import CKAResult
 from repcompare.results.class_fit import ClassFitResult
@@ -46,6 +46,7 @@ class StudySettings:
     bootstrap: int
     augmentations: list[str]
     views: int
+    baseline: str
     device: str
     versions: dict[str, str]
 
@@ -57,7 +58,10 @@ class StudySettings:
 class StudyResult(Reported):
     """Everything a study found: CKA within A, within B and A vs B; the invariance of both
     to each augmentation; their class fit (None without labels); the fingerprint of the
-    images of the plain pass; which passes were ``reused`` from an earlier run."""
+    images of the plain pass; which passes were ``reused`` from an earlier run. With
+    baselines: the ``untrained`` networks (also in the invariance and the class fit), the
+    CKA of each model with its untrained network (``against_untrained``, by the model's
+    label) and which baseline is whose (``baseline_of``)."""
 
     models: list[StudyModel]
     within_a: CKAResult
@@ -69,6 +73,9 @@ class StudyResult(Reported):
     settings: StudySettings
     reused: list[str]
     seconds: float
+    untrained: list[StudyModel] = field(default_factory=list)
+    against_untrained: dict[str, CKAResult] = field(default_factory=dict)
+    baseline_of: dict[str, str] = field(default_factory=dict)
 
     def to_document(self) -> dict:
         """The study's JSON document (``study.json``): its report's, with every finding."""

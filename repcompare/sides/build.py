@@ -241,6 +241,37 @@ def build_sides(
     return sides
 
 
+def untrained_sides(
+    sides: Sequence[Side], options: ModelOptions, feedback: Feedback
+) -> dict[str, Side]:
+    """The untrained baseline of each model side, by the side's label: its architecture
+    (library, name, constructor arguments) with random weights seeded by
+    ``options.init_seed``, capturing the same layers with the same reduction, labelled
+    ``untrained NAME``. Sides of one architecture share one baseline; activation files and
+    modules given in Python have none (there is no spec to build it from)."""
+    untrained = replace(options, pretrained=False, encoder=None, key=None, allow_missing=False)
+    built: dict[str, Side] = {}
+    baselines = {}
+    for side in sides:
+        if side.is_file or side.target.loaded.spec.library not in ("timm", "torchvision"):
+            continue
+        spec = side.target.loaded.spec
+        architecture = f"{spec.library}:{spec.name}"
+        key = f"{architecture} {spec.kwargs} {side.layers} {side.reduction}"
+        if key not in built:
+            model_options = replace(untrained, model_kwargs=dict(spec.kwargs))
+            target = capture_target(
+                architecture, side.layers, side.reduction, model_options, feedback
+            )
+            roles = target.graph.layer_roles()
+            built[key] = Side(f"untrained {spec.name}", target.layers, target=target, roles=roles)
+        baselines[side.label] = built[key]
+    if len({b.label for b in built.values()}) < len(built):
+        for number, baseline in enumerate(built.values(), start=1):
+            baseline.label = f"{baseline.label} ({number})"
+    return baselines
+
+
 def _same_twice(models: tuple[Any, ...], i: int) -> bool:
     return any(_same(models[i], other) for j, other in enumerate(models) if j != i)
 
