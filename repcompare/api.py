@@ -21,6 +21,7 @@ with one sentence.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from repcompare.analyses.study import PARTS_FOLDER, StudyOptions, StudyParts, ru
 from repcompare.capture.describe import LayersResult, layer_infos
 from repcompare.capture.select import select_layers
 from repcompare.distributed import current_job, one_process
-from repcompare.errors import InputError
+from repcompare.errors import InputError, RepcompareWarning
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
 from repcompare.options import (
@@ -342,9 +343,10 @@ def _baselines(
     baselines = untrained_sides(sides, options, feedback)
     for side in sides:
         if side.label not in baselines:
-            feedback.note(
+            warnings.warn(
                 f"{side.label} has no untrained baseline: it is not a timm or torchvision "
-                "spec, so there is no architecture to build it from",
-                "yellow",
+                "spec, so there is no architecture to build one from",
+                RepcompareWarning,
+                stacklevel=3,
             )
     return baselines

@@ -55,10 +55,15 @@ class Feedback:
     def bar(
         self, description: str, *, completed: int = 0, unit: str = "images"
     ) -> Iterator[Bar | None]:
-        """A transient progress bar with the count, the rate and an ``info`` text; yields a
-        ``Bar``, ``bar(done_now, total)`` (None when silent). ``completed``: done before."""
+        """Progress of one pass: a transient bar with the count, the rate and an ``info``
+        text on a terminal, else (stderr piped to a log) one line every ``LOG_SECONDS`` and
+        at the end; yields a ``Bar``, ``bar(done_now, total)`` (None when silent).
+        ``completed``: done before."""
         if not self.shown:
             yield None
+            return
+        if not STDERR.is_terminal:
+            yield LogLines(description, unit, completed)
             return
         from rich.progress import (
             BarColumn,
@@ -81,22 +86,66 @@ class Feedback:
         )
         with Progress(*columns, console=STDERR, transient=True) as progress:
             task = progress.add_task(description, total=None, completed=completed, rate="", info="")
-            yield Bar(progress, task, unit)
+            yield TerminalBar(progress, task, unit)
+
+
+LOG_SECONDS = 5.0  # a progress line to a log at most this often
 
 
 class Bar:
-    """A shown progress bar: ``bar(done_now, total)`` advances it; ``info`` is shown beside
-    the rate (extract: the megabytes written)."""
+    """Progress shown while a pass runs: ``bar(done_now, total)`` after each batch; ``info``
+    is shown beside the rate (extract: the megabytes written)."""
 
-    def __init__(self, progress, task, unit: str):
-        self.progress, self.task, self.unit = progress, task, unit
-        self.started, self.done, self.info = time.perf_counter(), 0, ""
+    def __init__(self, unit: str):
+        self.unit, self.info = unit, ""
+        self.started, self.done = time.perf_counter(), 0
+
+    def rate(self) -> float:
+        """Items per second since the bar started (this run's items only)."""
+        return self.done / max(time.perf_counter() - self.started, 1e-9)
 
     def __call__(self, done_now: int, total: int) -> None:
         self.done += done_now
-        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        self.show(done_now, total)
+
+    def show(self, done_now: int, total: int) -> None:
+        """Show the progress after ``done_now`` more items of ``total``."""
+        raise NotImplementedError
+
+
+class TerminalBar(Bar):
+    """A rich progress bar on a terminal."""
+
+    def __init__(self, progress, task, unit: str):
+        super().__init__(unit)
+        self.progress, self.task = progress, task
+
+    def show(self, done_now: int, total: int) -> None:
         self.progress.update(
-            self.task, advance=done_now, total=total, rate=f"{rate:.0f}/s", info=self.info
+            self.task, advance=done_now, total=total, rate=f"{self.rate():.0f}/s", info=self.info
+        )
+
+
+class LogLines(Bar):
+    """Progress as plain lines, for a log: ``description: done/total unit, rate/s, info``,
+    at most every ``LOG_SECONDS`` and when the pass ends."""
+
+    def __init__(self, description: str, unit: str, completed: int = 0):
+        super().__init__(unit)
+        self.description, self.completed = description, completed
+        self.shown_at = self.started
+
+    def show(self, done_now: int, total: int) -> None:
+        now = time.perf_counter()
+        done = self.completed + self.done
+        if now - self.shown_at < LOG_SECONDS and done < total:
+            return
+        self.shown_at = now
+        info = f", {self.info}" if self.info else ""
+        STDERR.print(
+            f"{self.description}: {done}/{total} {self.unit}, {self.rate():.0f} {self.unit}/s"
+            f"{info}",
+            markup=False,
         )
 
 

@@ -144,3 +144,16 @@ def test_bad_measure_and_reference_are_one_sentence(models):
         repcompare.atlas(*models[:2], measure="cosine", **DATA)
     with pytest.raises(repcompare.InputError, match="--reference 'vgg'"):
         repcompare.atlas(*models[:2], reference="vgg", layers=LAYERS, **DATA)
+
+
+def test_an_untrained_baseline_is_one_more_model_per_architecture(models):
+    """Both checkpoints are torchvision ResNet-18s: one untrained network (init seed 1 here)
+    joins them, equal to that network given by its spec; the file side has none."""
+    run = {"layers": LAYERS, "batch_size": 16, "init_seed": 1, **DATA}
+    with pytest.warns(match="no untrained baseline"):
+        result = repcompare.atlas(*models, baseline="untrained", **run)
+    assert result.models[-1] == "untrained resnet18"
+    alone = repcompare.atlas(models[0], "torchvision:resnet18", **run)
+    block = result.matrices["cka"][: len(alone.names), :][:, -4:]
+    np.testing.assert_allclose(block[:4], alone.matrices["cka"][:4, 4:], atol=EXACT)
+    assert np.allclose(result.matrices["cka"][4:8, -4:].diagonal(), 1.0)  # net1 is seed 1

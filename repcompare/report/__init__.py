@@ -12,6 +12,7 @@ from repcompare.report.atlas import atlas_report
 from repcompare.report.cka import cka_report
 from repcompare.report.class_fit import class_fit_report
 from repcompare.report.files import write_report
+from repcompare.report.html import report_html, study_html
 from repcompare.report.invariance import invariance_report
 from repcompare.report.model import report_figures
 from repcompare.report.study import study_figures, study_report
@@ -25,10 +26,10 @@ from repcompare.results.study import StudyResult
 
 RENDERERS.update(
     {
-        CKAResult: Renderer(cka_report, write_report, report_figures),
-        InvarianceResult: Renderer(invariance_report, write_report, report_figures),
-        ClassFitResult: Renderer(class_fit_report, write_report, report_figures),
-        AtlasResult: Renderer(atlas_report, write_report, report_figures),
-        StudyResult: Renderer(study_report, write_study, study_figures),
+        CKAResult: Renderer(cka_report, write_report, report_figures, report_html),
+        InvarianceResult: Renderer(invariance_report, write_report, report_figures, report_html),
+        ClassFitResult: Renderer(class_fit_report, write_report, report_figures, report_html),
+        AtlasResult: Renderer(atlas_report, write_report, report_figures, report_html),
+        StudyResult: Renderer(study_report, write_study, study_figures, study_html),
     }
 )

@@ -5,9 +5,10 @@ attachment; links to the CSV and JSON files beside it are plain relative links."
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from html import escape
 
-from repcompare.report.model import Table
+from repcompare.report.model import Report, Table
 from repcompare.report.study import StudyReport
 
 STYLE = """
@@ -37,6 +38,25 @@ def _table(table: Table) -> str:
         )
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+NOTEBOOK_ROWS = 12  # rows of the main table in a notebook's view of a result
+
+
+def report_html(report: Report) -> str:
+    """A result's short HTML view: its title, the first rows of its main table, and where
+    the rest is."""
+    table = report.tables[0]
+    shown = replace(table, records=table.records[:NOTEBOOK_ROWS])
+    more = len(table.records) - len(shown.records)
+    rest = f"<p>{more} more rows: <code>.records()</code>.</p>" if more > 0 else ""
+    return f"<p><strong>{escape(report.title)}</strong></p>{_table(shown)}{rest}"
+
+
+def study_html(report: StudyReport) -> str:
+    """A study's short HTML view: its title and summary sentences."""
+    sentences = "".join(f"<li>{escape(s.text)}</li>" for s in report.summary)
+    return f"<p><strong>{escape(report.title)}</strong></p><ul>{sentences}</ul>"
 
 
 def _image(png: bytes, alt: str) -> str:

@@ -38,7 +38,7 @@ class AtlasSettings:
         return set_fields(self)
 
 
-@dataclass
+@dataclass(repr=False)
 class AtlasResult(Reported):
     """``matrices[measure][i, j]`` compares layer i with layer j over all models' layers in
     order (model by model, each in depth order; ``bounds`` gives each model's rows); NaN

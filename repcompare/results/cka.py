@@ -52,7 +52,7 @@ class CKASettings:
         return set_fields(self)
 
 
-@dataclass
+@dataclass(repr=False)
 class CKAResult(Reported):
     """CKA between every selected layer of side A (rows, in depth order) and of side B
     (columns): ``matrix.values[i, j]`` for ``matrix.names_a[i]`` and ``matrix.names_b[j]``,

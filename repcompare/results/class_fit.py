@@ -55,7 +55,7 @@ class ClassFitSettings:
         return set_fields(self)
 
 
-@dataclass
+@dataclass(repr=False)
 class ClassFitResult(Reported):
     """One ``ClassFit`` per model (every measure per layer, in depth order), the SHA-256 of
     the images all models saw, and where each model's activations came from."""

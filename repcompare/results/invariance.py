@@ -31,7 +31,7 @@ class InvarianceSettings:
         return set_fields(self)
 
 
-@dataclass
+@dataclass(repr=False)
 class InvarianceResult(Reported):
     """One curve per (model, augmentation): the invariance of each layer in depth order.
 

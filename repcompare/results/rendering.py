@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Renderer:
     """How one result type is shown: ``build`` makes its report model from the result,
-    ``write`` writes a report model's files into a folder, ``figures`` draws its pictures."""
+    ``write`` writes a report model's files into a folder, ``figures`` draws its pictures,
+    ``html`` gives a short HTML view of it (a notebook's)."""
 
     build: Callable[[Any], Any]
     write: Callable[[Any, Path], list[Path]]
     figures: Callable[[Any], list]
+    html: Callable[[Any], str]
 
 
 # result type -> its Renderer; filled by the package named here when it is imported
@@ -58,6 +60,15 @@ class Reported:
     def plot(self) -> list[Figure]:
         """The result's pictures as matplotlib Figures (not shown, not saved)."""
         return renderer(self).figures(self.report())
+
+    def __repr__(self) -> str:
+        """The result's type and its report's title (the numbers: ``records()``)."""
+        return f"<{type(self).__name__}: {self.report().title}>"
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the title and the first rows of the main table (or a study's
+        summary)."""
+        return renderer(self).html(self.report())
 
     def records(self) -> list[dict]:
         """The rows of the result's CSV file as dicts (NaN where a value is undefined), e.g.

@@ -54,7 +54,7 @@ class StudySettings:
         return set_fields(self)
 
 
-@dataclass
+@dataclass(repr=False)
 class StudyResult(Reported):
     """Everything a study found: CKA within A, within B and A vs B; the invariance of both
     to each augmentation; their class fit (None without labels); the fingerprint of the
