@@ -531,40 +531,53 @@ def demo(
     ] = Path("repcompare-demo"),
     images: Annotated[
         int,
-        typer.Option(
-            "--images", help="Built-in images to train on, and to analyse.", rich_help_panel="Data"
-        ),
+        typer.Option("--images", help="Built-in images to analyse.", rich_help_panel="Data"),
     ] = 1000,
+    train_images: Annotated[
+        int | None,
+        typer.Option(
+            "--train-images",
+            help="Built-in images (other ones) to train each model on.",
+            rich_help_panel="Models",
+            show_default="2000",
+        ),
+    ] = None,
     epochs: Annotated[
-        int,
-        typer.Option("--epochs", help="Training epochs of each model.", rich_help_panel="Models"),
-    ] = 8,
+        int | None,
+        typer.Option(
+            "--epochs",
+            help="Training epochs of each model.",
+            rich_help_panel="Models",
+            show_default="8 supervised, 15 SimCLR",
+        ),
+    ] = None,
     **options: Any,
 ) -> None:
-    """Train a supervised and a SimCLR ResNet-18 on built-in images, then study them: every
-    analysis and report.html (about 3 minutes on 2 CPU cores; checkpoints and finished
-    passes are reused on a rerun)."""
-    from repcompare.demo import demo_command, train_demo_model
+    """Train a supervised and a SimCLR ResNet-18 on built-in images, then study them against
+    the untrained ResNet-18: every analysis and report.html (about 3 minutes on 2 CPU
+    cores; checkpoints and finished passes are reused on a rerun)."""
+    from repcompare.demo import demo_command, demo_recipes, train_demo_model
     from repcompare.distributed import one_process
     from repcompare.sides.batches import resolve_device
 
     one_process("demo")
     device = options["device"]
-    if images < 64 or epochs < 1:
-        raise InputError("the demo needs --images 64 or more and --epochs 1 or more")
+    if images < 64 or (train_images or 64) < 64 or (epochs or 1) < 1:
+        raise InputError(
+            "the demo needs --images and --train-images 64 or more, and --epochs 1 or more"
+        )
     target = resolve_device(device)
     specs = {}
-    for objective in ("supervised", "simclr"):
+    for objective, recipe in demo_recipes(train_images, epochs).items():
         path = out / "checkpoints" / f"{objective}.safetensors"
         specs[objective] = f"timm:resnet18@{path}"
         STDERR.print(
-            f"[bold]training the {objective} ResNet-18[/] ({images} images, {epochs} epochs)"
+            f"[bold]training the {objective} ResNet-18[/] ({recipe.images} images, "
+            f"{recipe.epochs} epochs)"
         )
         trained = train_demo_model(
-            objective,
+            recipe,
             path,
-            images,
-            epochs,
             target,
             lambda epoch, loss: STDERR.print(f"  epoch {epoch}: loss {loss:.3f}"),
         )

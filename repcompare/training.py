@@ -52,6 +52,7 @@ def train(
     epochs: int,
     batch_size: int = 128,
     lr: float = 0.1,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     device: torch.device | None = None,
     progress: Callable[[int, float], None] | None = None,
@@ -59,7 +60,8 @@ def train(
     """Train ``head(backbone(x))`` in place with ``objective``; the mean loss of each epoch.
 
     ``head`` maps the backbone's output to class logits (supervised) or to
-    projections (simclr). ``progress(epoch, mean_loss)`` is called after each epoch.
+    projections (simclr, NT-Xent at ``temperature``). ``progress(epoch, mean_loss)`` is
+    called after each epoch.
     """
     preset, views = OBJECTIVES[objective]
     device = device or torch.device("cpu")
@@ -82,7 +84,7 @@ def train(
                 loss = nn.functional.cross_entropy(model(inputs[:, 0]), labels)
             else:
                 z1, z2 = model(torch.cat([inputs[:, 0], inputs[:, 1]])).chunk(2)
-                loss = nt_xent(z1, z2)
+                loss = nt_xent(z1, z2, temperature)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -93,3 +95,9 @@ def train(
             progress(epoch + 1, losses[-1])
     model.eval()
     return losses
+
+
+def chance_loss(objective: str, classes: int, batch_size: int) -> float:
+    """The loss of a model that has learned nothing: ln(classes) for cross-entropy, ln(2b - 1)
+    for NT-Xent over a batch of b images (each view's partner among 2b - 1 others)."""
+    return float(np.log(classes if objective == "supervised" else 2 * batch_size - 1))

@@ -75,7 +75,7 @@ def outputs(tmp_path_factory) -> Path:
         f"--out {root / 'class_fit'} {common}",
         f"atlas {a} {b} {root / 'c.h5'} --layers {LAYERS} --measure cka --measure rsa "
         f"--sample 32 --reference 1 --out {root / 'atlas'} {pooled}",
-        f"demo --out {root / 'demo'} --images 64 --epochs 1",
+        f"demo --out {root / 'demo'} --images 64 --train-images 64 --epochs 1",
     ):
         _run(command)
     return root

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import pickle
 import re
 from collections import Counter
@@ -246,6 +247,30 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+TRAINING_KEY = "training"  # safetensors metadata: how the weights were trained (JSON)
+
+
+def training_summary(path: Path) -> str | None:
+    """How a safetensors checkpoint's weights were trained, when its metadata says (the
+    ``training`` entry, JSON: objective, epochs, images, final loss and the loss of chance,
+    as ``repcompare demo`` writes it): one sentence; None otherwise."""
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        text = (handle.metadata() or {}).get(TRAINING_KEY)
+    try:
+        t = json.loads(text) if text else None
+        return (
+            f"trained with {t['objective']} for {t['epochs']} epochs on {t['images']} images "
+            f"({t['steps']} steps of {t['batch_size']}): final loss {t['final_loss']:.3f}, "
+            f"chance {t['chance_loss']:.3f}"
+        )
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def read_checkpoint(path: Path) -> object:

@@ -17,6 +17,7 @@ from repcompare.capture.checkpoint import (
     LoadReport,
     load_checkpoint_into,
     sha256,
+    training_summary,
 )
 from repcompare.capture.spec import ModelSpec
 from repcompare.errors import InputError
@@ -292,6 +293,9 @@ def load_model(
         loaded.load_report = report
         loaded.checkpoint_sha256 = sha256(spec.checkpoint)
         _check_finite_weights(module, f"the checkpoint {spec.checkpoint}")
+        trained = training_summary(spec.checkpoint)
+        if trained:
+            loaded.notes.append(f"{spec.short_name}: {trained}")
     elif pretrained:
         _check_finite_weights(module, f"the published weights of {spec}")
     elif not pretrained:
