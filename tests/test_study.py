@@ -105,7 +105,7 @@ def test_every_listed_file_is_written(study):
         "cka_within_a": ["cka.json", "heatmap_residual.png"],
         "cka_within_b": ["cka.json", "heatmap.svg"],
         "invariance": ["invariance.csv", "invariance.json", "invariance.png"],
-        "class_fit": ["class_fit.csv", "class_fit.json", "class_fit_class_cka.png"],
+        "class_fit": ["class_fit.csv", "class_fit.json", "class_fit_measures.png"],
         "baselines": ["same_depth.csv", "same_depth.png", "a_vs_untrained.json"],
     }
     for folder, names in expected.items():

@@ -45,6 +45,7 @@ from repcompare.results.class_fit import (
     ClassFitResult,
     ClassFitSettings,
 )
+from repcompare.results.curves import mixed_roles
 from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
@@ -140,7 +141,8 @@ class _SideMeasures:
             measures |= {f"knn_{feature}": knn, f"probe_{feature}": probe}
         constant = np.isnan(class_cka)
         measures = {k: np.where(constant, np.nan, v) for k, v in measures.items()}
-        fit = ClassFit(self.side.label, list(self.side.layers), measures)
+        roles = mixed_roles(self.side.layers, self.side.roles)
+        fit = ClassFit(self.side.label, list(self.side.layers), measures, roles=roles)
         if options.bootstrap:
             low, high = self.class_cka.bootstrap(options.bootstrap, options.seed)
             fit.class_ci = (low[:, 0], high[:, 0])

@@ -28,7 +28,7 @@ from repcompare.data.augment import AUGMENTATIONS
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.progress import Advance
-from repcompare.results.curves import LayerCurve
+from repcompare.results.curves import LayerCurve, mixed_roles
 from repcompare.results.invariance import InvarianceResult, InvarianceSettings
 from repcompare.sides.aligned import AlignedBatch, AlignedStream
 from repcompare.sides.plan import InputPlan
@@ -139,6 +139,7 @@ class InvarianceRun:
                 self.augmentation,
                 list(side.layers),
                 view_pair_mean(accumulator.result().values, layers, views),
+                roles=mixed_roles(side.layers, side.roles),
             )
             if options.bootstrap:
                 resampled = accumulator.resample(options.bootstrap, options.seed)

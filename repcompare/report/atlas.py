@@ -10,12 +10,15 @@ from functools import partial
 import h5py
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from scipy.cluster.hierarchy import dendrogram
 
 from repcompare.report.curves import draw_curves
 from repcompare.report.heatmap import ColourScale, draw_heatmap, measure_scale
 from repcompare.report.model import FigureSpec, Report, Table
+from repcompare.report.text import TITLE_POINTS, wrapped
 from repcompare.results.atlas import AtlasResult
 from repcompare.results.curves import LayerCurve
 from repcompare.similarity.measures import measure_spec
@@ -57,8 +60,12 @@ def draw_model_map(result: AtlasResult, measure: str, summary: dict) -> Figure:
         dendrogram(summary["tree"], ax=top, labels=labels, no_labels=True, color_threshold=0)
     top.set_axis_off()
     top.set_title(
-        f"{measure}: models clustered (average linkage), mean at matched depth\n"
-        f"{result.settings.methods[measure]}"
+        wrapped(
+            f"{measure}: models clustered (average linkage), mean at matched depth\n"
+            f"{result.settings.methods[measure]}",
+            size - 0.5,
+        ),
+        fontsize=TITLE_POINTS,
     )
     scale = _scale(measure)
     cmap = matplotlib.colormaps[scale.colormap].with_extremes(bad="#bbbbbb")
@@ -68,6 +75,7 @@ def draw_model_map(result: AtlasResult, measure: str, summary: dict) -> Figure:
         vmax=scale.high,
         cmap=cmap,
         interpolation="nearest",
+        aspect="auto",
     )
     bottom.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
     bottom.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -76,21 +84,70 @@ def draw_model_map(result: AtlasResult, measure: str, summary: dict) -> Figure:
 
 
 def draw_mds(result: AtlasResult, measure: str, summary: dict) -> Figure:
-    """The models placed in 2-D so that their distances approximate the dissimilarity."""
-    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    """The models placed in 2-D so that their distances approximate the dissimilarity, each
+    point labelled by its number (M1, M2, ...: the legend names them), the labels placed
+    inside the axes without overlapping."""
+    fig = Figure(figsize=(8.0, 5.5), layout="constrained")
     ax = fig.subplots()
     points = summary["mds"]
     ax.scatter(points[:, 0], points[:, 1], color="#4a78b5")
-    for (x, y), label in zip(points, result.models, strict=True):
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_title(
-        f"{measure}: classical MDS of the models (closer: more alike)\n"
-        f"{result.settings.methods[measure]}"
+        wrapped(
+            f"{measure}: classical MDS of the models (closer: more alike)\n"
+            f"{result.settings.methods[measure]}",
+            5.0,
+        ),
+        fontsize=TITLE_POINTS,
     )
     ax.set_xlabel("MDS 1")
     ax.set_ylabel("MDS 2")
     ax.set_aspect("equal", adjustable="datalim")
+    ax.margins(0.15)
+    aliases = [f"M{i}" for i in range(1, len(result.models) + 1)]
+    keys = [Line2D([], [], linestyle="", marker=f"${a}$", markersize=14) for a in aliases]
+    names = [f"{a}: {model}" for a, model in zip(aliases, result.models, strict=True)]
+    fig.legend(keys, names, fontsize=8, loc="outside right center")
+    place_labels(fig, ax, points, aliases)
     return fig
+
+
+OFFSETS = [(4, 4), (4, -4), (-4, 4), (-4, -4), (8, 0), (-8, 0), (0, 10), (0, -10)]
+
+
+def place_labels(fig: Figure, ax, points: np.ndarray, labels: list[str]) -> None:
+    """Label each point at the first of ``OFFSETS`` (points away) where the label stays
+    inside the axes and off every label placed before; the first offset if none is free.
+    The figure is laid out once first, so the places are the final ones."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    fig.set_layout_engine("none")  # the labels must not move the axes they were placed in
+    renderer = canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = []
+
+    def label_at(x: float, y: float, label: str, dx: int, dy: int):
+        text = ax.annotate(
+            label,
+            (x, y),
+            textcoords="offset points",
+            xytext=(dx, dy),
+            fontsize=8,
+            ha="left" if dx >= 0 else "right",
+            va="bottom" if dy >= 0 else "top",
+        )
+        return text, text.get_window_extent(renderer)
+
+    for (x, y), label in zip(points, labels, strict=True):
+        for dx, dy in OFFSETS:
+            text, box = label_at(x, y, label, dx, dy)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1
+            inside = inside and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:
+            text, box = label_at(x, y, label, *OFFSETS[0])
+        placed.append(box)
 
 
 def reference_curves(result: AtlasResult, measure: str) -> list[LayerCurve]:

@@ -1,12 +1,12 @@
-"""The report of a ``class-fit`` run: a record per (model, layer) with every measure, one plot
-per measure (with ``--tokens``, also a kNN and a probe plot of the class, mean and
-centre-patch tokens)."""
+"""The report of a ``class-fit`` run: a record per (model, layer) with every measure, a grid
+of small panels, one per measure (with ``--tokens``, also a kNN and a probe panel of the
+class, mean and centre-patch tokens)."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from repcompare.report.curves import draw_curves
+from repcompare.report.curves import draw_panels
 from repcompare.report.model import FigureSpec, Report, Table
 from repcompare.results.class_fit import TOKEN_FEATURES, TOKEN_MEASURES, ClassFitResult
 from repcompare.results.curves import LayerCurve
@@ -21,12 +21,12 @@ OWNED_FILES = (
 )
 
 UNIT = (0.0, 1.02)
-PLOTS = {
-    "class_cka": ("class-structure CKA (with one-hot labels)", UNIT),
-    "intra": ("intra-class squared distance to the class mean", None),
-    "inter": ("mean squared distance between class means", None),
-    "inter_min": ("smallest squared distance between class means", None),
-    "ratio": ("crowding ratio intra / inter (lower: better separated)", None),
+PLOTS = {  # measure -> (panel title, y range)
+    "class_cka": ("class CKA (with one-hot labels)", UNIT),
+    "intra": ("within-class distance", None),
+    "inter": ("distance between class means", None),
+    "inter_min": ("nearest class means", None),
+    "ratio": ("crowding ratio (lower: apart)", None),
     "knn": ("kNN accuracy (cosine)", UNIT),
     "probe": ("linear-probe accuracy", UNIT),
 }
@@ -53,35 +53,45 @@ def columns(tokens: bool) -> dict[str, str]:
 
 
 def class_fit_figures(result: ClassFitResult) -> list[FigureSpec]:
-    """A plot per measure (one line per model; class CKA with its interval), and with
-    ``--tokens`` a kNN and a probe plot of the token features (a dash per feature)."""
+    """A grid of small panels, one per measure (one line per model; class CKA with its
+    interval), and with ``--tokens`` a kNN and a probe panel of the token features (a dash
+    per feature)."""
     s = result.settings
-    figures = []
-    for measure, (ylabel, ylim) in PLOTS.items():
+    panels = []
+    for measure, (name, _) in PLOTS.items():
         curves = []
         for fit in result.fits:
             ci = fit.class_ci if measure == "class_cka" and fit.class_ci else (None, None)
-            curves.append(LayerCurve(fit.model, "", fit.layers, fit.measures[measure], *ci))
-        title = f"{ylabel}\n{s.n_examples} images, {s.num_classes} classes"
-        figures.append(
-            FigureSpec(
-                f"class_fit_{measure}",
-                f"{ylabel} per layer, one line per model",
-                partial(draw_curves, curves, ylabel, title, ylim),
-            )
+            curve = LayerCurve(fit.model, "", fit.layers, fit.measures[measure], *ci, fit.roles)
+            curves.append(curve)
+        panels.append((name, curves))
+    title = f"Class structure per layer: {s.n_examples} images, {s.num_classes} classes"
+    figures = [
+        FigureSpec(
+            "class_fit_measures",
+            f"Class structure per layer, one panel per measure ({', '.join(PLOTS)}), one "
+            "line per model",
+            partial(draw_panels, panels, "", title, share_y=False),
         )
-    for measure in ("knn", "probe") if s.tokens else ():
-        curves = [
-            LayerCurve(fit.model, feature, fit.layers, fit.measures[f"{measure}_{feature}"])
-            for fit in result.fits
-            for feature in TOKEN_FEATURES
+    ]
+    if s.tokens:
+        token_panels = [
+            (
+                PLOTS[measure][0],
+                [
+                    LayerCurve(fit.model, feature, fit.layers, fit.measures[f"{measure}_{feature}"])
+                    for fit in result.fits
+                    for feature in TOKEN_FEATURES
+                ],
+            )
+            for measure in ("knn", "probe")
         ]
-        ylabel = f"{PLOTS[measure][0]} from one token feature"
         figures.append(
             FigureSpec(
-                f"class_fit_tokens_{measure}",
-                f"{ylabel} per layer ({TOKEN_FEATURE_NAMES}), one line per model and feature",
-                partial(draw_curves, curves, ylabel, f"{ylabel}\n{TOKEN_FEATURE_NAMES}", UNIT),
+                "class_fit_tokens",
+                f"kNN and probe accuracy per layer from one token feature ({TOKEN_FEATURE_NAMES})"
+                ", one line per model and feature",
+                partial(draw_panels, token_panels, "accuracy", TOKEN_FEATURE_NAMES, UNIT),
             )
         )
     return figures

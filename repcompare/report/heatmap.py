@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from repcompare.report.text import TITLE_POINTS, wrapped
+
 CELL_INCHES = 0.16
 MIN_INCHES = 5.0
+MAX_INCHES = 18.0  # at 150 dpi at most 2700 px a side, whatever the number of layers
+GROUPED_ABOVE = 30  # more layers than this on a side: one tick label per block
 UNDEFINED_NOTE = "grey: undefined (layer constant over the data)"
 
 
@@ -38,6 +43,36 @@ def _font_size(n: int) -> float:
     return float(np.clip(360 / max(n, 1), 4, 10))
 
 
+def block_of(layer: str) -> str:
+    """The block a layer belongs to: its first two name parts (``layer2.1.bn2`` ->
+    ``layer2.1``, ``blocks.3.attn`` -> ``blocks.3``, ``stages.1.blocks.2`` -> ``stages.1``)."""
+    return ".".join(layer.split(".")[:2])
+
+
+def tick_groups(names: list[str]) -> list[tuple[str, int, int]]:
+    """(label, first index, last index) of each tick label: every layer, or with more than
+    ``GROUPED_ABOVE`` layers each run of layers of one block."""
+    if len(names) <= GROUPED_ABOVE:
+        return [(name, i, i) for i, name in enumerate(names)]
+    groups, start = [], 0
+    for block, run in groupby(names, key=block_of):
+        count = len(list(run))
+        groups.append((block, start, start + count - 1))
+        start += count
+    return groups
+
+
+def _ticks(set_ticks, names: list[str], axis_line, **style) -> None:
+    """Name the rows or columns: one label per layer, or per block with a thin line between
+    blocks (``axis_line``: axhline or axvline)."""
+    groups = tick_groups(names)
+    centres = [(first + last) / 2 for _, first, last in groups]
+    set_ticks(centres, [label for label, _, _ in groups], fontsize=_font_size(len(groups)), **style)
+    if len(groups) < len(names):
+        for _, first, _ in groups[1:]:
+            axis_line(first - 0.5, color="white", linewidth=0.4, alpha=0.7)
+
+
 def draw_heatmap(
     values: np.ndarray,
     rows: list[str],
@@ -53,12 +88,14 @@ def draw_heatmap(
     unless ``scale`` says otherwise; ``boundaries`` are row/column indices before which a
     line is drawn (where one model's layers end).
 
-    Undefined (NaN) cells are grey, and a note under the picture says so. The
-    Figure is not registered with pyplot.
+    Undefined (NaN) cells are grey, and a note under the picture says so. A side of more
+    than ``GROUPED_ABOVE`` layers gets one tick label per block and thin lines between
+    blocks (every layer's value is in the CSV); the canvas is
+    at most ``MAX_INCHES`` a side. The Figure is not registered with pyplot.
     """
     scale = scale or CKA_SCALE
-    width = max(MIN_INCHES, CELL_INCHES * len(columns) + 2.5)
-    height = max(MIN_INCHES, CELL_INCHES * len(rows) + 2.0)
+    width = float(np.clip(CELL_INCHES * len(tick_groups(columns)) + 2.5, MIN_INCHES, MAX_INCHES))
+    height = float(np.clip(CELL_INCHES * len(tick_groups(rows)) + 2.0, MIN_INCHES, MAX_INCHES))
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.subplots()
     cmap = matplotlib.colormaps[scale.colormap].with_extremes(bad="#bbbbbb")
@@ -70,15 +107,14 @@ def draw_heatmap(
         interpolation="nearest",
         aspect="auto",
     )
-    ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=_font_size(len(columns)))
-    ax.set_yticks(range(len(rows)), rows, fontsize=_font_size(len(rows)))
-    ax.set_xlabel(column_title)
+    _ticks(ax.set_xticks, columns, ax.axvline, rotation=90)
+    _ticks(ax.set_yticks, rows, ax.axhline)
+    undefined = np.isnan(values).any()
+    ax.set_xlabel(f"{column_title}\n{UNDEFINED_NOTE}" if undefined else column_title)
     ax.set_ylabel(row_title)
-    ax.set_title(title, fontsize=11)
+    ax.set_title(wrapped(title, width - 1.5), fontsize=TITLE_POINTS)
     for boundary in boundaries:
         ax.axhline(boundary - 0.5, color="white", linewidth=1.2)
         ax.axvline(boundary - 0.5, color="white", linewidth=1.2)
     fig.colorbar(image, ax=ax, label=scale.label, fraction=0.04, pad=0.02)
-    if np.isnan(values).any():
-        fig.text(0.01, 0.005, UNDEFINED_NOTE, fontsize=8, color="#555555")
     return fig

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from repcompare.report.curves import draw_curves
+from repcompare.report.curves import draw_panels
 from repcompare.report.model import FigureSpec, Report, Table
 from repcompare.results.invariance import InvarianceResult
 
@@ -38,14 +38,15 @@ def invariance_report(result: InvarianceResult) -> Report:
     records = result.records()
     augmentations = ", ".join(s.augmentations)
     plot_title = (
-        f"Invariance to {augmentations}: CKA between {s.views} views\n"
-        f"minibatch estimator, {s.n_examples} images"
+        f"Invariance: CKA between {s.views} augmented views (minibatch estimator, "
+        f"{s.n_examples} images)"
     )
+    panels = [(a, [c for c in result.curves if c.variant == a]) for a in s.augmentations]
     figure = FigureSpec(
         "invariance",
         f"Invariance to {augmentations} per layer: CKA between {s.views} augmented views, "
-        "one line per model and augmentation",
-        partial(draw_curves, result.curves, "CKA between views", plot_title, (0, 1.02)),
+        "one panel per augmentation, one line per model",
+        partial(draw_panels, panels, "CKA between views", plot_title, (0, 1.02)),
     )
     table = Table(
         records,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repcompare.results.curves import relative_depth
+from repcompare.results.curves import relative_depth, role_field, roles_from_records
 from repcompare.results.fields import (
     ValuePaths,
     json_array,
@@ -31,6 +31,7 @@ class ClassFit:
     layers: list[str]
     measures: dict[str, np.ndarray]
     class_ci: tuple[np.ndarray, np.ndarray] | None = None
+    roles: list[str] | None = None  # mixed block outputs and residual branches (mixed_roles)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class ClassFitResult(Reported):
                         **{m: float(values[i]) for m, values in fit.measures.items()},
                         "class_cka_ci_low": None if low is None else float(low[i]),
                         "class_cka_ci_high": None if high is None else float(high[i]),
+                        **role_field(fit.roles, i),
                     }
                 )
         return records
@@ -113,10 +115,11 @@ class ClassFitResult(Reported):
 
 def _fit_from_records(model: str, records: list[dict]) -> ClassFit:
     """One model's ``ClassFit`` back from its JSON records (null: NaN)."""
-    context = ("model", "layer", "depth", "class_cka_ci_low", "class_cka_ci_high")
+    context = ("model", "layer", "depth", "class_cka_ci_low", "class_cka_ci_high", "role")
     names = [k for k in records[0] if k not in context]
     measures = {k: json_array([r[k] for r in records]) for k in names}
     low = json_array([r["class_cka_ci_low"] for r in records])
     high = json_array([r["class_cka_ci_high"] for r in records])
     interval = None if np.isnan(low).all() else (low, high)
-    return ClassFit(model, [r["layer"] for r in records], measures, interval)
+    layers = [r["layer"] for r in records]
+    return ClassFit(model, layers, measures, interval, roles_from_records(records))

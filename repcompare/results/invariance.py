@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from repcompare.results.curves import LayerCurve, curve_from_records, relative_depth
+from repcompare.results.curves import LayerCurve, curve_from_records, relative_depth, role_field
 from repcompare.results.fields import ValuePaths, record_paths, records_document, set_fields
 from repcompare.results.provenance import Provenance
 from repcompare.results.rendering import Reported
@@ -90,6 +90,7 @@ class InvarianceResult(Reported):
                         "invariance": float(curve.values[i]),
                         "ci_low": None if curve.ci_low is None else float(curve.ci_low[i]),
                         "ci_high": None if curve.ci_high is None else float(curve.ci_high[i]),
+                        **role_field(curve.roles, i),
                     }
                 )
         return records

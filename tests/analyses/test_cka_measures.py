@@ -128,5 +128,5 @@ def test_a_biased_measure_says_so_in_the_terminal_the_json_and_every_picture(
     assert "shrinks towards 0 on 40 images" in (out / "cka.md").read_text()
     result = repcompare.cka(*files, measure="angular")
     for figure in result.plot():
-        titles = " ".join(ax.get_title() for ax in figure.axes)
-        assert "biased: 40 images, width up to 512" in titles
+        titles = " ".join(" ".join(ax.get_title().split()) for ax in figure.axes)
+        assert "biased: 40 images, width up to 512" in titles  # wrapped to the picture

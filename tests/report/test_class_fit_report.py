@@ -93,7 +93,7 @@ def test_the_markdown_and_terminal_show_the_token_accuracies(written):
 def test_write_report_writes_exactly_the_owned_files(written, tmp_path):
     result, out, paths = written
     names = [p.name for p in paths]
-    stems = [f"class_fit_{m}" for m in PLOTS] + ["class_fit_tokens_knn", "class_fit_tokens_probe"]
+    stems = ["class_fit_measures", "class_fit_tokens"]
     expected = ["class_fit.csv", "class_fit.json", "class_fit.md"]
     expected += [f"{stem}{suffix}" for stem in stems for suffix in (".png", ".svg")]
     assert names == expected
@@ -104,38 +104,24 @@ def test_write_report_writes_exactly_the_owned_files(written, tmp_path):
     assert (tmp_path / "class_fit.csv").read_bytes() == (out / "class_fit.csv").read_bytes()
 
 
-def test_a_plot_per_measure_and_the_token_plots():
+def test_a_panel_per_measure_and_the_token_panels():
     result = class_fit_result()
-    figures = report_figures(class_fit_report(result))
-    labels = [f.get_label() for f in figures]
-    assert labels[: len(PLOTS)] == [f"class_fit_{m}" for m in PLOTS]
-    assert labels[len(PLOTS) :] == ["class_fit_tokens_knn", "class_fit_tokens_probe"]
-    by_label = dict(zip(labels, figures, strict=True))
-    for measure in PLOTS:
-        (ax,) = by_label[f"class_fit_{measure}"].axes
+    measures, tokens = report_figures(class_fit_report(result))
+    assert (measures.get_label(), tokens.get_label()) == ("class_fit_measures", "class_fit_tokens")
+    panels = [ax for ax in measures.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [name for name, _ in PLOTS.values()]
+    for ax, measure in zip(panels, PLOTS, strict=True):
         lines = ax.get_lines()
         assert len(lines) == len(result.fits)
         for line, fit in zip(lines, result.fits, strict=True):
             np.testing.assert_array_equal(line.get_ydata(), fit.measures[measure])
         assert len(ax.collections) == (2 if measure == "class_cka" else 0)
-    (ax,) = by_label["class_fit_tokens_knn"].axes
-    lines = ax.get_lines()
+    knn, probe = (ax for ax in tokens.axes if ax.get_visible())
+    assert (knn.get_title(), probe.get_title()) == (
+        "kNN accuracy (cosine)",
+        "linear-probe accuracy",
+    )
+    lines = knn.get_lines()
     assert len(lines) == 6  # 2 models x 3 token features
     np.testing.assert_array_equal(lines[0].get_ydata(), result.fits[0].measures["knn_cls"])
-    assert "class token" in ax.get_title()
-
-
-def test_without_tokens_the_table_shows_the_pooled_measures():
-    result = class_fit_result(tokens=False, bootstrap=False)
-    report = class_fit_report(result)
-    assert [f.stem for f in report.figures] == [f"class_fit_{m}" for m in PLOTS]
-    assert report.tables[0].columns == columns(False)
-    assert len(report.summary) == 1
-    assert all(r["class_cka_ci_low"] is None for r in report.records)
-    _, rows = terminal_rows(terminal_text(report_table(report)))
-    fit = result.fits[0]
-    assert rows[0] == [
-        "vit",
-        "blocks.0",
-        *(f"{fit.measures[m][0]:.3f}" for m in ("class_cka", "ratio", "knn", "probe")),
-    ]
+    assert "class token" in tokens.get_suptitle()

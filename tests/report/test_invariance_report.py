@@ -132,15 +132,18 @@ def test_write_report_writes_exactly_the_owned_files(written, tmp_path):
     assert all(any(fnmatch.fnmatchcase(n, p) for p in OWNED_FILES) for n in names)
 
 
-def test_the_plot_has_a_line_per_curve_with_its_values():
+def test_the_plot_has_a_panel_per_augmentation_and_a_line_per_curve_with_its_values():
     result = invariance_result()
     (figure,) = report_figures(invariance_report(result))
-    (ax,) = figure.axes
-    lines = ax.get_lines()
-    assert len(lines) == len(result.curves) == 4
-    for line, curve in zip(lines, result.curves, strict=True):
-        np.testing.assert_array_equal(line.get_ydata(), curve.values)
-        np.testing.assert_allclose(line.get_xdata(), np.linspace(0, 1, len(curve.layers)))
-    assert len(ax.collections) == 4  # a shaded interval per curve
-    assert ax.get_xlabel().startswith("relative depth")  # the models' layers differ
-    assert len(ax.get_legend().get_texts()) == 4
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["simclr", "flip"]
+    for ax, augmentation in zip(panels, ("simclr", "flip"), strict=True):
+        curves = [c for c in result.curves if c.variant == augmentation]
+        lines = ax.get_lines()
+        assert len(lines) == len(curves) == 2
+        for line, curve in zip(lines, curves, strict=True):
+            np.testing.assert_array_equal(line.get_ydata(), curve.values)
+            np.testing.assert_allclose(line.get_xdata(), np.linspace(0, 1, len(curve.layers)))
+        assert len(ax.collections) == 2  # a shaded interval per curve
+        assert ax.get_xlabel().startswith("relative depth")  # the models' layers differ
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["small", "big"]
