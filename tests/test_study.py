@@ -169,7 +169,10 @@ def test_the_page_is_self_contained(study):
     loaded = re.findall(r"(?:src|href|srcset|poster|data)=\"([^\"]*)\"", page)
     assert not [u for u in loaded if re.match(r"[a-z]+://|//", u)]
     for link in re.findall(r"href=\"([^\"]*)\"", page):
-        assert (out / link).is_file(), link
+        if link.startswith("#"):  # the table of contents, and each figure's Methods link
+            assert f'id="{link[1:]}"' in page, link
+        else:
+            assert (out / link).is_file(), link
 
 
 def test_the_report_states_its_provenance(checkpoints, study):
@@ -234,3 +237,18 @@ def test_an_edited_or_damaged_kept_pass_is_computed_again(checkpoints, tmp_path)
         again = repcompare.study(*checkpoints, out=tmp_path, **run)
         assert again.reused == ["invariance_flip"]
         np.testing.assert_array_equal(again.across.matrix.values, first.across.matrix.values)
+
+
+def test_every_heatmap_cell_has_its_value_on_hover_and_the_page_has_contents(study):
+    result, out = study
+    page = (out / "report.html").read_text()
+    for anchor in ("summary", "cka_a_vs_b", "baselines", "methods", "provenance"):
+        assert f'<a href="#{anchor}">' in page and f'id="{anchor}"' in page
+    overlay = page.split('<div class="cells">', 1)[1].split("</svg>", 1)[0]  # A vs B, all
+    titles = [unescape(t) for t in re.findall(r"<title>(.*?)</title>", overlay)]
+    matrix = result.across.matrix
+    assert len(titles) == len(matrix.names_a) * len(matrix.names_b)
+    for k, text in enumerate(titles):
+        i, j = divmod(k, len(matrix.names_b))
+        value = format_value(matrix.values[i, j])
+        assert text == f"{matrix.names_a[i]} \u00d7 {matrix.names_b[j]}: {value}"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from repcompare.report.heatmap import cell_areas
 from repcompare.report.markdown import render_markdown
 from repcompare.report.model import FIGURE_SUFFIXES, Report, csv_cell
 
@@ -42,9 +43,10 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def write_report(report: Report, out: Path) -> list[Path]:
+def write_report(report: Report, out: Path, cells: dict | None = None) -> list[Path]:
     """Every file of ``report`` in ``out`` (created if needed), in ``report.file_names()``
-    order: CSV, JSON, Markdown, each figure's PNG and SVG, then the attachments."""
+    order: CSV, JSON, Markdown, each figure's PNG and SVG, then the attachments. ``cells``,
+    when given, receives each heatmap's cells by figure stem (``heatmap.cell_areas``)."""
     out.mkdir(parents=True, exist_ok=True)
     written = [
         write_csv(report.records, out / f"{report.stem}.csv"),
@@ -54,7 +56,11 @@ def write_report(report: Report, out: Path) -> list[Path]:
     markdown.write_text(render_markdown(report))
     written.append(markdown)
     for spec in report.figures:
-        written += save_figure(spec.draw(), out / spec.stem)
+        figure = spec.draw()
+        written += save_figure(figure, out / spec.stem)
+        areas = cell_areas(figure, FIGURE_DPI) if cells is not None else None
+        if areas:
+            cells[spec.stem] = areas
     for name, write in report.attachments.items():
         write(out / name)
         written.append(out / name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
+from weakref import WeakKeyDictionary
 
 import matplotlib
 import numpy as np
@@ -16,6 +17,59 @@ MIN_INCHES = 5.0
 MAX_INCHES = 18.0  # at 150 dpi at most 2700 px a side, whatever the number of layers
 GROUPED_ABOVE = 30  # more layers than this on a side: one tick label per block
 UNDEFINED_NOTE = "grey: undefined (layer constant over the data)"
+
+
+@dataclass(frozen=True)
+class HeatmapCells:
+    """What a drawn heatmap shows, cell by cell: its axes, the row and column names and the
+    values (for the hover text of report.html)."""
+
+    ax: object
+    rows: list[str]
+    columns: list[str]
+    values: np.ndarray
+
+
+# every heatmap drawn, while its Figure lives: where its cells are and what they hold
+DRAWN: WeakKeyDictionary = WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a saved heatmap: its rectangle in the PNG's pixels and its text."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    text: str
+
+
+def cell_areas(figure: Figure, dpi: float) -> list[Cell] | None:
+    """Each cell of the heatmap ``figure`` (saved at ``dpi``, laid out) as a rectangle in
+    the PNG's pixels, top left first, with ``row x column: value``; None for a figure that
+    is no heatmap."""
+    from repcompare.report.model import format_value
+
+    drawn = DRAWN.get(figure)
+    if drawn is None:
+        return None
+    width, height = figure.get_figwidth() * dpi, figure.get_figheight() * dpi
+    box = drawn.ax.get_position()
+    cell_w = box.width * width / len(drawn.columns)
+    cell_h = box.height * height / len(drawn.rows)
+    top, left = (1 - box.y1) * height, box.x0 * width
+    return [
+        Cell(
+            left + j * cell_w,
+            top + i * cell_h,
+            cell_w,
+            cell_h,
+            f"{row} \u00d7 {column}: {format_value(drawn.values[i, j])}",
+        )
+        for i, row in enumerate(drawn.rows)
+        for j, column in enumerate(drawn.columns)
+    ]
 
 
 @dataclass(frozen=True)
@@ -117,4 +171,5 @@ def draw_heatmap(
         ax.axhline(boundary - 0.5, color="white", linewidth=1.2)
         ax.axvline(boundary - 0.5, color="white", linewidth=1.2)
     fig.colorbar(image, ax=ax, label=scale.label, fraction=0.04, pad=0.02)
+    DRAWN[fig] = HeatmapCells(ax, list(rows), list(columns), values)
     return fig

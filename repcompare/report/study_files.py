@@ -34,9 +34,11 @@ def write_study(report: StudyReport, out: Path) -> list[Path]:
     """Every file of the study in ``out``: the analyses' folders, then ``report.md``,
     ``report.html`` and ``study.json``. The paths written."""
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, cells = [], {}
     for section in report.sections:
-        written += write_report(section.report, out / section.folder)
+        found: dict = {}
+        written += write_report(section.report, out / section.folder, found)
+        cells |= {(section.folder, stem): areas for stem, areas in found.items()}
     pictures = {
         (s.folder, f.stem): (out / s.folder / f"{f.stem}.png").read_bytes()
         for s in report.sections
@@ -45,5 +47,5 @@ def write_study(report: StudyReport, out: Path) -> list[Path]:
     markdown = out / "report.md"
     markdown.write_text(render_study_markdown(report))
     html = out / "report.html"
-    html.write_text(render_html(report, pictures))
+    html.write_text(render_html(report, pictures, cells))
     return [*written, markdown, html, write_json(report.document, out / "study.json")]

@@ -1,6 +1,8 @@
 """report.html in a real browser (headless Chromium): no console error, nothing fetched from
-anywhere, every picture decoded; a screenshot is written."""
+anywhere, every picture decoded, a heatmap cell's value under the pointer; a screenshot is
+written."""
 
+import re
 import shutil
 
 import pytest
@@ -55,6 +57,16 @@ def test_the_report_opens_from_disk_without_errors(tmp_path):
             page.goto(page_file.as_uri(), wait_until="load")
             widths = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
             title = page.inner_text("h1")
+            cell = page.locator(".cells rect").nth(17)  # a cell of the first heatmap
+            cell.scroll_into_view_if_needed()
+            box = cell.bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            hovered = page.evaluate(
+                "([x, y]) => { const e = document.elementFromPoint(x, y);"
+                " return [e.tagName, e.querySelector('title').textContent]; }",
+                [x, y],
+            )
             page.screenshot(path=str(tmp_path / "report.png"))
         finally:
             browser.close()
@@ -62,4 +74,6 @@ def test_the_report_opens_from_disk_without_errors(tmp_path):
     assert [u for u in requests if not u.startswith(("data:", page_file.as_uri()))] == []
     assert len(widths) >= 10 and min(widths) > 0
     assert title.startswith("Study: ")
+    tag, text = hovered  # the cell under the pointer names its layers and its value
+    assert tag == "rect" and re.fullmatch(r"\S+ \u00d7 \S+: (\d\.\d{3}|undefined)", text)
     assert (tmp_path / "report.png").stat().st_size > 10_000
