@@ -52,3 +52,22 @@ def test_files_written_before_the_field_existed_still_load():
     )
     del values["init_seed"]
     assert FileSettings.from_json(json.dumps(values)).init_seed is None
+
+
+def test_a_spec_seed_is_that_models_own_and_two_seeds_are_two_networks(tmp_path, capsys):
+    """``timm:resnet18#seed=1`` is the network ``--init-seed 1`` builds, whatever the
+    command's ``--init-seed``; ``cka`` of two seeds compares two networks, not one."""
+    own, flag = tmp_path / "own.h5", tmp_path / "flag.h5"
+    assert main(["extract", "timm:resnet18#seed=1", "--out", str(own), *EXTRACT]) == 0
+    assert main(["extract", "timm:resnet18", "--init-seed", "1", "--out", str(flag), *EXTRACT]) == 0
+    np.testing.assert_array_equal(stored(own)[0], stored(flag)[0])
+    assert "#seed=1" in stored(own)[1].model
+    out = tmp_path / "cka"
+    pair = ["timm:resnet18#seed=0", "timm:resnet18#seed=1", "--layers-a", "layer1.0,layer4.1"]
+    assert main(["cka", *pair, "--out", str(out), *COMMON]) == 0
+    cka = json.loads((out / "cka.json").read_text())
+    assert (cka["side_a"]["label"], cka["side_b"]["label"]) == (
+        "resnet18#seed=0",
+        "resnet18#seed=1",
+    )
+    assert cka["cka"][1][1] < 0.999  # two random networks differ at the last block

@@ -269,6 +269,8 @@ def load_model(
         )
     if pretrained:
         check_reachable(spec)
+    if spec.init_seed is not None:
+        init_seed = spec.init_seed  # the spec's own seed before --init-seed
     build = _build_timm if spec.library == "timm" else _build_torchvision
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)

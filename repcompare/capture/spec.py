@@ -3,6 +3,8 @@
     timm:NAME[@PATH]          a timm model; NAME may carry a tag (vit_base_patch16_224.mae)
     torchvision:NAME[@PATH]   a torchvision classification model
     NAME[@PATH]               timm if it knows NAME, else torchvision (the choice is reported)
+    timm:NAME#seed=N          the random init under seed N, this model's own (--init-seed
+                              is every other model's): two seeds of one architecture
 
 PATH is a local checkpoint (.safetensors, .pth, .pt, .bin, .ckpt).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from repcompare.errors import InputError
@@ -35,18 +37,26 @@ class ModelSpec:
     kwargs: tuple[tuple[str, object], ...] = ()
     encoder: str | None = None
     key: str | None = None
+    init_seed: int | None = None  # #seed=N: this model's own init seed
 
     def __str__(self) -> str:
-        text = f"{self.library}:{self.name}"
+        text = f"{self.library}:{self.name}{self.seed_suffix}"
         text = f"{text}@{self.checkpoint}" if self.checkpoint else text
         options = [f"{k}={v!r}" for k, v in self.kwargs]
         options += [f"{k}={v}" for k, v in (("encoder", self.encoder), ("key", self.key)) if v]
         return f"{text} [{', '.join(options)}]" if options else text
 
     @property
+    def seed_suffix(self) -> str:
+        """``#seed=N`` when the spec gives its own init seed, else empty."""
+        return "" if self.init_seed is None else f"#seed={self.init_seed}"
+
+    @property
     def short_name(self) -> str:
-        """The model name with the checkpoint's file stem, for titles and legends."""
-        return f"{self.name}@{self.checkpoint.stem}" if self.checkpoint else self.name
+        """The model name (with its own seed) and the checkpoint's file stem, for titles and
+        legends."""
+        name = f"{self.name}{self.seed_suffix}"
+        return f"{name}@{self.checkpoint.stem}" if self.checkpoint else name
 
 
 def timm_names() -> list[str]:
@@ -95,6 +105,26 @@ def parse_spec(text: str) -> ModelSpec:
     checkpoint = Path(path).expanduser() if path else None
     if checkpoint is not None and not checkpoint.is_file():
         raise InputError(f"checkpoint file {str(checkpoint)!r} does not exist; check the path")
+    body, init_seed = _own_seed(body, text)
+    return replace(_resolved(body, text, checkpoint), init_seed=init_seed)
+
+
+def _own_seed(body: str, text: str) -> tuple[str, int | None]:
+    """The spec without its ``#seed=N``, and N (None without one)."""
+    body, hash_sign, option = body.partition("#")
+    if not hash_sign:
+        return body, None
+    found = re.fullmatch(r"seed=(\d+)", option.strip())
+    if found is None:
+        raise InputError(
+            f"{text!r} has {'#' + option!r}; a spec takes #seed=N (the model's own init seed, "
+            "0 or more), e.g. timm:resnet18#seed=1"
+        )
+    return body, int(found.group(1))
+
+
+def _resolved(body: str, text: str, checkpoint: Path | None) -> ModelSpec:
+    """The library and name of ``body`` (``LIB:NAME`` or a bare ``NAME``)."""
     library, sep, name = body.partition(":")
     if not sep:
         name = body

@@ -40,3 +40,19 @@ def test_options_are_part_of_the_spec_text():
     with_options = replace(spec, kwargs=parse_model_kwargs("global_pool=avg"), encoder="base")
     assert str(with_options) == "timm:resnet18 [global_pool='avg', encoder=base]"
     assert with_options.short_name == "resnet18"
+
+
+def test_a_spec_may_give_its_own_init_seed(tmp_path):
+    spec = parse_spec("timm:resnet18#seed=3")
+    assert (spec.library, spec.name, spec.init_seed) == ("timm", "resnet18", 3)
+    assert str(spec) == "timm:resnet18#seed=3" and spec.short_name == "resnet18#seed=3"
+    assert parse_spec(str(spec)) == spec
+    assert parse_spec("resnet18#seed=0").init_seed == 0  # a bare name too
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"x")
+    with_weights = parse_spec(f"timm:resnet18#seed=2@{checkpoint}")
+    assert with_weights.checkpoint == checkpoint and with_weights.init_seed == 2
+    assert parse_spec("timm:resnet18").init_seed is None
+    for bad in ("timm:resnet18#sed=1", "timm:resnet18#seed=-1", "timm:resnet18#"):
+        with pytest.raises(InputError, match="a spec takes #seed=N"):
+            parse_spec(bad)
