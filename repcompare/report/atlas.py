@@ -164,14 +164,30 @@ def reference_curves(result: AtlasResult, measure: str) -> list[LayerCurve]:
     return curves
 
 
+PER_MODEL_ABOVE = 300  # more layers than this in all: one tick label per model
+
+
+def alias_names(result: AtlasResult) -> list[str]:
+    """The heatmap's row names with each model's short alias: ``M1 layer1.0`` (grouped by
+    block beyond 30 layers), or with more than ``PER_MODEL_ABOVE`` layers in all just
+    ``M1`` (one tick label per model)."""
+    total = sum(len(layers) for layers in result.layers)
+    return [
+        f"M{k}" if total > PER_MODEL_ABOVE else f"M{k} {layer}"
+        for k, layers in enumerate(result.layers, start=1)
+        for layer in layers
+    ]
+
+
 def atlas_figures(result: AtlasResult, summaries: dict[str, dict]) -> list[FigureSpec]:
     """Per measure: the full heatmap, the model map, the MDS map, and the reference curves."""
     figures = []
     boundaries = [start for start, _ in result.bounds[1:]]
-    names = result.names
+    names = alias_names(result)
+    aliases = "; ".join(f"M{k}: {m}" for k, m in enumerate(result.models, start=1))
     s = result.settings
     for measure, matrix in result.matrices.items():
-        title = f"{measure}: every layer of every model\n{s.methods[measure]}"
+        title = f"{measure}: every layer of every model\n{s.methods[measure]}\n{aliases}"
         figures += [
             FigureSpec(
                 f"atlas_{measure}",

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import repcompare
+from repcompare.report.atlas import alias_names
 from repcompare.report.baselines import baselines_report
 from repcompare.report.curves import draw_curves
 from repcompare.report.files import save_figure
@@ -114,3 +115,13 @@ def test_a_model_keeps_its_colour_across_variants():
     figure = draw_curves(curves, "CKA", "t")
     colours = {line.get_label(): line.get_color() for line in figure.axes[0].get_lines()}
     assert colours["A (simclr)"] == colours["A (flip)"] != colours["B (simclr)"]
+
+
+def test_atlas_ticks_name_models_by_short_aliases_explained_in_the_title(atlas):
+    heatmap = next(f for f in report_figures(atlas.report()) if f.get_label() == "atlas_cka")
+    ax = heatmap.axes[0]
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks[0] == f"M1 {atlas.layers[0][0]}" and ticks[-1].startswith("M4 ")
+    assert all(f"M{k}: {m}" in ax.get_title().replace("\n", " ") for k, m in [(1, atlas.models[0])])
+    many = replace(atlas, layers=[[f"blocks.{i}.x{j}" for i in range(80) for j in "ab"]] * 4)
+    assert sorted(set(alias_names(many))) == ["M1", "M2", "M3", "M4"]  # one label per model
