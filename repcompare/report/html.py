@@ -13,7 +13,7 @@ from PIL import Image
 
 from repcompare.report.heatmap import Cell
 from repcompare.report.model import Report, Table
-from repcompare.report.study import StudyReport
+from repcompare.report.study import StudyReport, StudySection
 
 STYLE = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
@@ -26,6 +26,8 @@ figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1p
 .cells { position: relative; display: inline-block; max-width: 100%; }
 .cells img { display: block; }
 .cells svg { position: absolute; left: 0; top: 0; width: 100%; height: 100%; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5em; }
+.pair section { min-width: 0; } .pair table { font-size: 0.85em; }
 nav.toc { background: #f7f7f7; padding: 0.5em 1em; border-radius: 4px; }
 nav.toc ol { margin: 0.2em 0; } p.method { color: #555; font-size: 0.9em; }
 .cells rect { fill: transparent; } .cells rect:hover { stroke: #fff; stroke-width: 1; }
@@ -128,30 +130,12 @@ def render_html(
         *(f"<p>{escape(n)}</p>" for n in report.notes),
         "</div>",
     ]
-    for section in report.sections:
-        stem = section.report.stem
-        links = ", ".join(
-            f'<a href="{section.folder}/{name}">{name}</a>'
-            for name in (f"{stem}.csv", f"{stem}.json", f"{stem}.md")
-        )
-        method = section.report.summary[0] if section.report.summary else ""
-        parts += [
-            f'<h2 id="{section.folder}">{escape(section.heading)}</h2>',
-            *(f'<p class="guide">{escape(line)}</p>' for line in section.guide),
-            f'<p class="method">Shown: {escape(method)} <a href="#methods">Methods</a>.</p>'
-            if method
-            else "",
-            *(
-                _image(pictures[key], f.alt, cells.get(key))
-                for f in section.report.figures
-                for key in [(section.folder, f.stem)]
-            ),
-            f"<details open><summary>{escape(section.table.title or 'Table')}</summary>",
-            _table(section.table),
-            "</details>",
-            f"<p>All values: {links} in <code>{section.folder}/</code> (these links need the "
-            "report's folder beside the page; the table above travels with it).</p>",
-        ]
+    for section in report.sections:  # within A and within B side by side, to compare them
+        if section.key == "within_a":
+            parts.append('<div class="pair">')
+        parts += ["<section>", *_section_html(section, pictures, cells), "</section>"]
+        if section.key == "within_b":
+            parts.append("</div>")
     rows = "".join(
         f"<tr><th>{escape(what)}</th><td>{escape(value)}</td></tr>"
         for what, value in report.provenance
@@ -164,3 +148,34 @@ def render_html(
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _section_html(
+    section: StudySection,
+    pictures: dict[tuple[str, str], bytes],
+    cells: dict[tuple[str, str], list[Cell]],
+) -> list[str]:
+    """One analysis: heading, reading guide, estimator line, pictures, table and links."""
+    stem = section.report.stem
+    links = ", ".join(
+        f'<a href="{section.folder}/{name}">{name}</a>'
+        for name in (f"{stem}.csv", f"{stem}.json", f"{stem}.md")
+    )
+    method = section.report.summary[0] if section.report.summary else ""
+    return [
+        f'<h2 id="{section.folder}">{escape(section.heading)}</h2>',
+        *(f'<p class="guide">{escape(line)}</p>' for line in section.guide),
+        f'<p class="method">Shown: {escape(method)} <a href="#methods">Methods</a>.</p>'
+        if method
+        else "",
+        *(
+            _image(pictures[key], f.alt, cells.get(key))
+            for f in section.report.figures
+            for key in [(section.folder, f.stem)]
+        ),
+        f"<details open><summary>{escape(section.table.title or 'Table')}</summary>",
+        _table(section.table),
+        "</details>",
+        f"<p>All values: {links} in <code>{section.folder}/</code> (these links need the "
+        "report's folder beside the page; the table above travels with it).</p>",
+    ]
