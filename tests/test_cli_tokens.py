@@ -75,7 +75,7 @@ def test_class_fit_tokens_equal_the_cls_and_mean_reductions(tmp_path, capsys):
     tokens = records(out / "class_fit.json")
     assert np.isnan(float(tokens[0]["probe_cls"] or "nan"))  # patch_embed: patches only
     assert all(tokens[3][f"probe_{f}"] is None for f in ("cls", "mean", "patch"))  # head
-    assert (out / "class_fit_tokens_probe.png").stat().st_size > 1000
+    assert (out / "class_fit_tokens.png").stat().st_size > 1000
     assert "probe cls" in (out / "class_fit.md").read_text()
     layers = ["--layers", "blocks.0,blocks.5"]
     for feature in ("cls", "mean"):
