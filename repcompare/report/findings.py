@@ -363,6 +363,30 @@ def invariance_findings(
     return sentences
 
 
+def _accuracies(
+    class_fit: ClassFitResult,
+    source: _Source,
+    kind: str,
+    last: dict[str, str],
+    baseline_of: dict[str, str],
+) -> Sentence:
+    """kNN and probe accuracy at the last ``kind`` of each model and of the untrained
+    networks (at the layer of the model they stand for)."""
+    owner = {untrained: model for model, untrained in baseline_of.items() if model in last}
+    readers = [*last, *owner]
+    parts, cited = [], []
+    for reader in readers:
+        layer = last[owner.get(reader, reader)]
+        values = [class_fit.value_paths(reader, layer, m) for m in ("knn", "probe")]
+        knn, probe = (source.cite(v[0]) if v else None for v in values)
+        if knn is not None and probe is not None:
+            parts.append(f"{reader} {format_value(knn.value)} / {format_value(probe.value)}")
+            cited += [knn, probe]
+    return Sentence(
+        f"Held-out accuracy at the last {kind}, kNN / linear probe: {'; '.join(parts)}.", cited
+    )
+
+
 def class_findings(
     class_fit: ClassFitResult,
     file: str,
@@ -416,6 +440,7 @@ def class_findings(
         baseline = _baseline_sentence(kind, against, phrases, "class fit")
         if baseline:
             sentences.append(baseline)
+            sentences.append(_accuracies(class_fit, source, kind, last, baseline_of))
     defined = [(m, f, l_) for m, f, l_ in crowding if f is not None and l_ is not None]
     for m in models:
         if m in baseline_of:

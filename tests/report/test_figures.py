@@ -2,7 +2,8 @@
 top of each other (tight bounding boxes from the renderer), bounded canvases, block outputs
 and residual branches as separate series, grouped ticks on long sides."""
 
-import tracemalloc
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -13,7 +14,6 @@ import repcompare
 from repcompare.report.atlas import alias_names
 from repcompare.report.baselines import baselines_report
 from repcompare.report.curves import draw_curves
-from repcompare.report.files import save_figure
 from repcompare.report.heatmap import GROUPED_ABOVE, MAX_INCHES, draw_heatmap
 from repcompare.report.model import report_figures
 from repcompare.results.curves import LayerCurve
@@ -97,17 +97,38 @@ def test_a_long_side_gets_one_tick_label_per_block():
     assert text_problems(figure) == []
 
 
+DRAW_HUGE = """
+import resource, sys
+from pathlib import Path
+import numpy as np
+from repcompare.report.files import save_figure
+from repcompare.report.heatmap import draw_heatmap
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+out = Path(sys.argv[1])
+save_figure(draw_heatmap(np.eye(3), list("abc"), list("abc"), "r", "c", "t"), out / "warm")
+before = peak()
+names = [f"m{m}.blocks.{b}.{p}" for m in range(12) for b in range(12) for p in "abcdef"]
+values = np.random.default_rng(0).uniform(0, 1, (len(names), len(names)))  # 864 x 864
+figure = draw_heatmap(values, names, names, "layers", "layers", "12 models")
+save_figure(figure, out / "huge")
+print(peak() - before, max(figure.get_size_inches()))
+"""
+
+
 def test_a_huge_heatmap_stays_within_a_few_thousand_pixels_and_draws_in_little_memory(tmp_path):
-    names = [f"m{m}.blocks.{b}.{part}" for m in range(12) for b in range(12) for part in "abcdef"]
-    values = np.random.default_rng(0).uniform(0, 1, (len(names), len(names)))  # 864 x 864
-    tracemalloc.start()
-    figure = draw_heatmap(values, names, names, "layers", "layers", "12 models")
-    (png, _) = save_figure(figure, tmp_path / "huge")
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert max(figure.get_size_inches()) <= MAX_INCHES
-    assert max(Image.open(png).size) <= 3000
-    assert peak < 400e6
+    """864 layers (12 ViT-tiny-sized models, sublayers): the canvas is bounded and drawing
+    it, PNG and SVG, adds little to the process's peak resident memory (measured in a
+    process of its own, the Agg buffers included)."""
+    done = subprocess.run(
+        [sys.executable, "-c", DRAW_HUGE, str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    grown, inches = map(float, done.stdout.split())
+    assert inches <= MAX_INCHES and grown < 300e6  # measured: 88 MB
+    assert max(Image.open(tmp_path / "huge.png").size) <= 3000
 
 
 def test_a_model_keeps_its_colour_across_variants():

@@ -120,7 +120,7 @@ def test_class_findings_name_the_better_fit_and_the_crowding():
 def test_a_model_is_read_against_its_untrained_network_and_flagged_when_not_above_it():
     def fit(model, class_cka) -> ClassFit:
         values = np.array(class_cka)
-        measures = {"class_cka": values, "ratio": values, "probe": values}
+        measures = {"class_cka": values, "ratio": values, "probe": values, "knn": values}
         return ClassFit(model, LAYERS, measures, (values - 0.01, values + 0.01))
 
     result = replace(
@@ -148,5 +148,11 @@ def test_a_model_is_read_against_its_untrained_network_and_flagged_when_not_abov
     )
     assert _printed(against) == [format_value(c.value) for c in against.cited]
     assert against.cited[3].paths == [["records", 11, "class_cka"]]  # the untrained's l2
+    accuracy = sentences[sentences.index(against) + 1]
+    assert accuracy.text == (
+        "Held-out accuracy at the last block output, kNN / linear probe: A 0.800 / 0.800; "
+        "B 0.310 / 0.310; untrained 0.300 / 0.300."
+    )
+    assert accuracy.cited[-1].paths == [["records", 11, "probe"]]
     crowding = sentences[-1]
     assert "untrained 0.400 to 0.300" in crowding.text
