@@ -65,6 +65,7 @@ from repcompare.sides.build import (
     build_sides,
     capture_target,
     cka_sides,
+    distinct_sides,
     input_plan,
     input_size,
     open_model,
@@ -266,7 +267,7 @@ def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult
     feedback = Feedback(progress)
     sides = build_sides(models, layer.layers, layer.reduce, model_options, feedback)
     baselines = _baselines(sides, baseline, model_options, feedback)
-    sides += list({id(s): s for s in baselines.values()}.values())
+    sides += distinct_sides(baselines)
     plan = input_plan(data, model_options.image_size, run.batch_size, sides)
     device = resolve_device(data.device)
     with feedback.bar("atlas") as advance:

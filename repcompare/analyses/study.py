@@ -40,6 +40,7 @@ from repcompare.results.class_fit import ClassFitResult
 from repcompare.results.invariance import InvarianceResult
 from repcompare.results.study import StudyModel, StudyResult, StudySettings
 from repcompare.sides.batches import input_fingerprint
+from repcompare.sides.build import distinct_sides
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side
 from repcompare.store.writer import package_versions
@@ -163,7 +164,7 @@ def _plain_pass(
             runs[key] = CKARun(side, baselines[side.label], across, plan, device)
     if options.class_fit is not False:  # None: where the images have labels
         runs["class_fit"] = ClassFitRun(
-            [a, b, *_distinct(baselines)],
+            [a, b, *distinct_sides(baselines)],
             options.fit(plan.seed),
             device,
             required=bool(options.class_fit),
@@ -171,11 +172,6 @@ def _plain_pass(
     found, stream = run_pass(list(runs.values()), plan, device, advance=advance)
     results = {name: r for name, r in zip(runs, found, strict=True) if r is not None}
     return results, stream.fingerprint()
-
-
-def _distinct(baselines: dict[str, Side]) -> list[Side]:
-    """Each baseline side once (models of one architecture share theirs)."""
-    return list({id(side): side for side in baselines.values()}.values())
 
 
 def run_study(
@@ -193,7 +189,7 @@ def run_study(
     network of each model, by its label (``repcompare.sides.build.untrained_sides``),
     measured in the same passes."""
     baselines = baselines or {}
-    extra = _distinct(baselines)
+    extra = distinct_sides(baselines)
     if a.is_file or b.is_file:
         raise InputError(
             "a study runs both models forward on plain and augmented images; give MODEL "

@@ -87,11 +87,9 @@ def _tick_names(curves: list[LayerCurve]) -> list[str] | None:
     first = curves[0]
     if any(c.layers != first.layers for c in curves):
         return None
-    names = (
-        [n for n, r in zip(first.layers, first.roles, strict=True) if r == "block"]
-        if (first.roles)
-        else first.layers
-    )
+    names = first.layers
+    if first.roles:
+        names = [n for n, r in zip(first.layers, first.roles, strict=True) if r == "block"]
     return names if len(names) <= MAX_NAMED_TICKS else None
 
 

@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from repcompare.report.model import format_value
 from repcompare.report.text import TITLE_POINTS, wrapped
 
 CELL_INCHES = 0.16
@@ -49,8 +50,6 @@ def cell_areas(figure: Figure, dpi: float) -> list[Cell] | None:
     """Each cell of the heatmap ``figure`` (saved at ``dpi``, laid out) as a rectangle in
     the PNG's pixels, top left first, with ``row x column: value``; None for a figure that
     is no heatmap."""
-    from repcompare.report.model import format_value
-
     drawn = DRAWN.get(figure)
     if drawn is None:
         return None

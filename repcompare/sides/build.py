@@ -272,6 +272,11 @@ def untrained_sides(
     return baselines
 
 
+def distinct_sides(sides_by_model: dict[str, Side]) -> list[Side]:
+    """Each side of ``sides_by_model`` once (models of one architecture share a baseline)."""
+    return list({id(side): side for side in sides_by_model.values()}.values())
+
+
 def _same_twice(models: tuple[Any, ...], i: int) -> bool:
     return any(_same(models[i], other) for j, other in enumerate(models) if j != i)
 
