@@ -94,7 +94,8 @@ def extract(
     model: str | torch.nn.Module,
     *,
     out: str | Path,
-    dtype: str = "float16",
+    store: str = "activations",
+    dtype: str | None = None,
     compression: str = "none",
     force: bool = False,
     progress: bool = False,
@@ -103,7 +104,10 @@ def extract(
     """Capture ``model``'s ``layers`` (default: block outputs) over the data into the
     chunked, resumable HDF5 file ``out``, with ``views`` views of each image made by one
     ``augment``; rerunning after an interruption continues from the last complete batch,
-    and an existing complete file is left as it is."""
+    and an existing complete file is left as it is. ``store="grams"`` keeps each batch's
+    float32 Gram matrix per layer instead of the activations (``dtype``: float16 by
+    default for activations; a Gram store is float32): a side for minibatch CKA in
+    ``cka``, ``atlas`` and ``invariance``."""
     model_options, layer, data, view, run = options_of(
         "extract",
         options,
@@ -142,6 +146,7 @@ def extract(
         device,
         dtype=dtype,
         compression=compression,
+        store=store,
         force=force,
         feedback=feedback,
         job=job,

@@ -239,7 +239,7 @@ def layers(
 
 @command(
     "extract timm:resnet18@sl.pt --data images/ --out a.h5",
-    "extract timm:resnet18 --views 2 --augment simclr --out v.h5",
+    "extract timm:resnet18 --layers paper --reduce flatten --store grams --out g.h5",
 )
 @with_options(
     ModelOptions,
@@ -255,9 +255,23 @@ def extract(
     out: Annotated[
         Path, typer.Option("--out", help="The HDF5 file to write.", rich_help_panel="Output")
     ],
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            help="activations (the features) or grams (each batch's Gram matrix per layer: "
+            "minibatch CKA against later models, at b x b floats per batch).",
+            rich_help_panel="Output",
+        ),
+    ] = "activations",
     dtype: Annotated[
-        str, typer.Option("--dtype", help="float16 or float32.", rich_help_panel="Output")
-    ] = "float16",
+        str | None,
+        typer.Option(
+            "--dtype",
+            help="float16 (the default for activations) or float32 (a Gram store's).",
+            rich_help_panel="Output",
+        ),
+    ] = None,
     compression: Annotated[
         str, typer.Option("--compression", help="none, lzf or gzip.", rich_help_panel="Output")
     ] = "none",

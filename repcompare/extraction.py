@@ -1,4 +1,6 @@
-"""``repcompare extract``: one model's activations over a data set, into an HDF5 file."""
+"""``repcompare extract``: one model's activations over a data set, into an HDF5 file; or, with
+``--store grams``, each batch's Gram matrix per layer (a Gram store: minibatch CKA against any
+later model needs only that model's forward passes)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from repcompare.data.batches import batch_bounds
 from repcompare.data.sources import absolute_spec
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RunError
@@ -24,7 +27,8 @@ from repcompare.sides.batches import (
     stream_activations,
 )
 from repcompare.sides.plan import InputPlan
-from repcompare.store.file_format import FileSettings, FileShapes
+from repcompare.similarity.gram import linear_gram
+from repcompare.store.file_format import STORES, FileSettings, FileShapes
 from repcompare.store.lock import lock_for_writing
 from repcompare.store.shards import (
     missing_shards,
@@ -65,7 +69,9 @@ class ExtractResult:
         }
 
 
-def _settings(target: CaptureTarget, plan: InputPlan, prepared, dtype: str, compression: str):
+def _settings(
+    target: CaptureTarget, plan: InputPlan, prepared, dtype: str, compression: str, store: str
+):
     loaded = target.loaded
     return FileSettings(
         model=str(loaded.spec),
@@ -85,6 +91,7 @@ def _settings(target: CaptureTarget, plan: InputPlan, prepared, dtype: str, comp
         dtype=dtype,
         compression=compression,
         init_seed=loaded.init_seed,
+        store=store,
     )
 
 
@@ -94,18 +101,26 @@ def extract(
     out: Path,
     device: torch.device,
     *,
-    dtype: str = "float16",
+    dtype: str | None = None,
     compression: str = "none",
     force: bool = False,
     feedback: Feedback = SILENT,
     job: Job = ONE_PROCESS,
+    store: str = "activations",
 ) -> ExtractResult:
-    """Capture ``target``'s layers over the planned inputs into ``out`` (resuming if possible).
+    """Capture ``target``'s layers over the planned inputs into ``out`` (resuming if possible):
+    their activations in ``dtype`` (default float16), or with ``store="grams"`` each batch's
+    float32 Gram of every layer.
 
     Holds ``out``'s write lock throughout: another process using it is an InputError. In a
     torchrun job each process writes its share of the batches into its shard and rank 0
     stitches ``out`` from them (``repcompare.store.shards``).
     """
+    if store not in STORES:
+        raise InputError(f"unknown --store {store!r}; use activations or grams")
+    if store == "grams" and dtype not in (None, "float32"):
+        raise InputError(f"a Gram store holds float32 Gram matrices; drop --dtype {dtype}")
+    dtype = dtype or ("float32" if store == "grams" else "float16")
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"unknown --dtype {dtype!r}; use float16 or float32")
     if compression not in COMPRESSIONS:
@@ -116,8 +131,14 @@ def extract(
             "per image cannot hold; run cka or invariance on the MODEL spec with --reduce tokens"
         )
     prepared = prepare_inputs(plan, [target])
-    settings = _settings(target, plan, prepared, dtype, compression)
-    shapes = FileShapes(settings, tuple(target.widths()), target.layer_shapes())
+    settings = _settings(target, plan, prepared, dtype, compression, store)
+    bounds = batch_bounds(settings.num_samples, settings.batch_size)
+    shapes = FileShapes(
+        settings,
+        tuple(target.widths()),
+        target.layer_shapes(),
+        max(stop - start for start, stop in bounds) if store == "grams" else 0,
+    )
     provenance = {
         "model_spec": settings.model,
         "checkpoint_sha256": settings.checkpoint_sha256,
@@ -179,6 +200,11 @@ def _extract_in_shards(
     return total
 
 
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """The float32 Gram a Gram store keeps of a batch's features (``linear_gram``)."""
+    return linear_gram(x).to(torch.float32)
+
+
 @dataclass
 class Capture:
     """What one process captures: the target over the planned inputs, on ``device``."""
@@ -202,6 +228,7 @@ class Capture:
             return result
         to_do = range(batches[0] + shapes.first_batch(rows_before), batches.stop)
         storage = getattr(torch, settings.dtype)
+        stored = _gram if settings.store == "grams" else lambda x: x.to(storage)
         writer = ActivationWriter(out, shapes)
         started = time.perf_counter()
         complete = False
@@ -212,7 +239,7 @@ class Capture:
                     writer.submit(
                         Batch(
                             streamed.number - batches[0],
-                            [[x.to(storage) for x in view] for view in streamed.activations[0]],
+                            [[stored(x) for x in view] for view in streamed.activations[0]],
                             streamed.labels,
                             streamed.sample_index,
                             streamed.digests,

@@ -59,6 +59,15 @@ class AtlasRun:
         for name in options.measure:
             measure_spec(name)  # an unknown name lists the registry's
         self.sides, self.options, self.plan, self.device = sides, options, plan, device
+        self.grams = set(options.measure) <= {STREAMED}
+        grams = [s for s in sides if s.is_grams]
+        if grams and not self.grams:
+            beyond = ", ".join(m for m in options.measure if m != STREAMED)
+            raise InputError(
+                f"--measure {beyond} needs each layer's features but {grams[0].file.path} "
+                "holds only per-batch Gram matrices; use --measure cka, or extract the model "
+                "with --store activations"
+            )
         self.reference = _reference(sides, options.reference)
         self.started = time.perf_counter()
         self.names = [f"{s.label}: {layer}" for s in sides for layer in s.layers]

@@ -91,6 +91,19 @@ class CKARun:
         self.a, self.b, self.options, self.symmetric, self.spec = a, b, options, symmetric, spec
         self.plan, self.device = plan, device
         self.sides = [a] if symmetric else [a, b]
+        self.grams = options.measure == "cka" and spec.grams
+        for side in self.sides:
+            if side.is_grams and not self.grams:
+                chosen = (
+                    f"--measure {options.measure}"
+                    if options.measure != "cka"
+                    else f"--estimator {options.estimator}"
+                )
+                raise InputError(
+                    f"{chosen} needs each layer's features but {side.file.path} holds only "
+                    "per-batch Gram matrices; use minibatch CKA (the default), or extract "
+                    "the model with --store activations"
+                )
         self.started = time.perf_counter()
         self.method: str | None = None
         self.caveat: SampleCaveat | None = None

@@ -188,6 +188,11 @@ class ClassFitRun:
                     f"reduced with {side.reduction!r}; drop --reduce (or extract the file "
                     "with --reduce flatten)"
                 )
+        for file in (s.file for s in sides if s.is_grams):
+            raise InputError(
+                f"class-fit needs each layer's features but {file.path} holds only per-batch Gram "
+                "matrices; extract the model with --store activations (the default)"
+            )
         for file in (s.file for s in sides if s.is_file):
             if file.settings.view_size:
                 raise InputError(
@@ -196,6 +201,7 @@ class ClassFitRun:
                     "--augment, or give the MODEL spec"
                 )
         self.sides, self.options, self.device, self.required = sides, options, device, required
+        self.grams = False
         self.started = time.perf_counter()
         self.per_side: list[_SideMeasures] = []
         self.labels: list[torch.Tensor] = []

@@ -114,6 +114,7 @@ class InvarianceRun:
         self.options, self.plan, self.device = options, plan, device
         self.started = time.perf_counter()
         self.accumulators: list[MinibatchCKA] = []
+        self.grams = True
 
     def start(self, stream: AlignedStream) -> None:
         self.accumulators = [

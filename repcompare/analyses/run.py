@@ -25,10 +25,15 @@ from repcompare.sides.side import Side
 
 class Run(Protocol):
     """One analysis fed batch by batch; ``update`` sees ``batch.feats`` of ``sides`` only,
-    in that order."""
+    in that order. ``grams``: whether ``update`` takes a layer's ``BatchGram`` in place of
+    its features (minibatch CKA does; a side that only such runs read is streamed
+    Gram-first)."""
 
     @property
     def sides(self) -> Sequence[Side]: ...
+
+    @property
+    def grams(self) -> bool: ...
 
     def start(self, stream: AlignedStream) -> None: ...
 
@@ -48,11 +53,14 @@ def run_pass(
     passes: int = 1,
 ) -> tuple[list[Any], AlignedStream]:
     """Stream the first ``views`` views of every side the ``runs`` read once, feed each run
-    its sides' features, and give every run's result (and the stream, for its fingerprint).
+    its sides' features (Gram-first for a side that only runs taking Grams read), and give
+    every run's result (and the stream, for its fingerprint).
     ``advance`` counts examples against the stream's times ``passes`` (one bar over
     several passes)."""
     sides = list({id(s): s for run in runs for s in run.sides}.values())
-    stream = aligned_batches(sides, plan, device, views, job)
+    features = {id(s) for run in runs if not run.grams for s in run.sides}
+    grams = [id(s) not in features for s in sides]
+    stream = aligned_batches(sides, plan, device, views, job, grams)
     position = {id(s): i for i, s in enumerate(sides)}
     picks = [[position[id(s)] for s in run.sides] for run in runs]
     for run in runs:

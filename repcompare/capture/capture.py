@@ -67,13 +67,16 @@ def _hook_capture(model: torch.nn.Module, names: Sequence[str]) -> Iterator[Capt
     handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
 
     def run(images: torch.Tensor) -> list[torch.Tensor]:
-        store.clear()
+        """The outputs of one forward pass; nothing here keeps them once returned."""
         calls.clear()
-        model(images)
-        missing = [n for n in names if n not in store]
-        if missing:
-            raise RunError(f"layers {missing} produced no output in this forward pass")
-        return [store[n] for n in names]
+        try:
+            model(images)
+            missing = [n for n in names if n not in store]
+            if missing:
+                raise RunError(f"layers {missing} produced no output in this forward pass")
+            return [store[n] for n in names]
+        finally:
+            store.clear()
 
     try:
         yield run

@@ -53,7 +53,8 @@ def extract_summary(result) -> Table:
     table = Table(
         title=(
             f"{result.path}: {s.num_samples} images x {s.views} view(s), {len(s.layers)} layers, "
-            f"{s.dtype}, {size_mb:.1f} MB on disk{resumed}"
+            f"{'per-batch float32 Grams' if s.store == 'grams' else s.dtype}, "
+            f"{size_mb:.1f} MB on disk{resumed}"
         ),
         caption=(
             f"{result.images} images in {result.seconds:.1f} s ({speed:.1f} img/s), "

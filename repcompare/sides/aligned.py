@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,6 +24,7 @@ from repcompare.errors import InputError
 from repcompare.sides.batches import StreamedBatch, prepare_inputs, stream_activations
 from repcompare.sides.plan import InputPlan
 from repcompare.sides.side import Side, check_files_aligned, plan_from_file
+from repcompare.similarity.gram import Batch, BatchGram, features_or_gram
 from repcompare.store.file_format import data_fingerprint
 from repcompare.store.reader import ActivationFile
 
@@ -32,10 +33,11 @@ READ_AHEAD = 2
 
 @dataclass
 class AlignedBatch:
-    """One batch: ``feats[side][view][layer]`` as ``(m, d)`` tensors on the device."""
+    """One batch: ``feats[side][view][layer]`` as ``(m, d)`` tensors on the device, or their
+    ``BatchGram`` for a side streamed Gram-first."""
 
     labels: np.ndarray
-    feats: list[list[list[torch.Tensor]]]
+    feats: list[list[list[Batch]]]
 
 
 @dataclass
@@ -85,16 +87,47 @@ def _read_ahead(batches: Iterator) -> Iterator:
         yield item
 
 
-def _file_rows(
-    file: ActivationFile, layers: list[str], size: int, views: int, share: range
-) -> Iterator:
-    """``[view][layer]`` CPU tensors of the ``share`` of the batches of ``size`` rows."""
-    per_view = [file.batches(v, layers, size, share) for v in range(views)]
+def _side_rows(
+    side: Side, size: int, views: int, share: range, device: torch.device, grams: bool
+) -> Iterator[list[list[Batch]]]:
+    """``[view][layer]`` of the ``share`` of a file side's batches of ``size`` rows: the
+    stored Grams of a Gram file; activations on the CPU, or on ``device`` reduced
+    Gram-first (``features_or_gram``) when ``grams``."""
+    file = side.file
+    if side.is_grams:
+        per_view = [file.grams(v, side.layers, share) for v in range(views)]
+    else:
+        per_view = [file.batches(v, side.layers, size, share) for v in range(views)]
     for batch in zip(*per_view, strict=True):
-        yield [[torch.from_numpy(x) for x in view] for view in batch]
+        if side.is_grams:
+            yield [[BatchGram(torch.from_numpy(x)) for x in view] for view in batch]
+        elif grams:
+            yield [
+                [features_or_gram(torch.from_numpy(x).to(device)) for x in view] for view in batch
+            ]
+        else:
+            yield [[torch.from_numpy(x) for x in view] for view in batch]
 
 
-def _to(device: torch.device, views: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+def _files_read_ahead(
+    sides: list[Side],
+    size: int,
+    views: int,
+    share: range,
+    device: torch.device,
+    grams: dict[int, bool],
+) -> Iterator[dict[int, list[list[Batch]]]]:
+    """Per batch, every file side's ``_side_rows`` by ``id``, read by one thread ahead of
+    the consumer: one file's raw batch at a time."""
+    readers = {
+        id(s): _side_rows(s, size, views, share, device, grams[id(s)]) for s in sides if s.is_file
+    }
+    return _read_ahead(
+        {key: next(reader) for key, reader in readers.items()} for _ in range(len(share))
+    )
+
+
+def _to(device: torch.device, views: list[list[Batch]]) -> list[list[Batch]]:
     return [[t.to(device, non_blocking=True) for t in view] for view in views]
 
 
@@ -114,29 +147,35 @@ def aligned_batches(
     device: torch.device,
     views: int = 1,
     job: Job = ONE_PROCESS,
+    grams: Sequence[bool] | None = None,
 ) -> AlignedStream:
     """The first ``views`` views of every side's layers, batch by batch, over the same images;
-    in a torchrun job, this process's share of the batches (``Job.share``).
+    in a torchrun job, this process's share of the batches (``Job.share``). A side whose
+    entry of ``grams`` is true comes Gram-first: each of its layers as ``features_or_gram``,
+    reduced as soon as it is captured or read (a Gram file's side always is).
 
     With files only, batches hold ``plan.batch_size`` rows; with a file among
-    models, the file's own batches; with models only, the plan's.
+    models, the file's own batches; with models only, the plan's. A Gram file fixes the
+    batches of every side.
     """
-    files = [s.file for s in sides if s.is_file]
+    gram_first = {id(s): bool(g) for s, g in zip(sides, grams or [False] * len(sides), strict=True)}
+    files = sorted((s.file for s in sides if s.is_file), key=lambda f: f.settings.store != "grams")
     for other in files[1:]:
         check_files_aligned(files[0], other)
     targets = [s.target for s in sides if not s.is_file]
     if not targets:
-        size = plan.batch_size
         first = files[0]
+        size = first.settings.batch_size if first.settings.store == "grams" else plan.batch_size
         n = first.settings.num_samples
         bounds = batch_bounds(n, size)
         share = job.share(len(bounds))
-        readers = [_read_ahead(_file_rows(s.file, s.layers, size, views, share)) for s in sides]
+        reader = _files_read_ahead(sides, size, views, share, device, gram_first)
 
         def from_files() -> Iterator[AlignedBatch]:
             for start, stop in bounds[share.start : share.stop]:
+                read = next(reader)
                 yield AlignedBatch(
-                    first.labels[start:stop], [_to(device, next(reader)) for reader in readers]
+                    first.labels[start:stop], [_to(device, read[id(s)]) for s in sides]
                 )
 
         return AlignedStream(
@@ -153,11 +192,11 @@ def aligned_batches(
             "extracted from, or extract the file again from the current data"
         )
     share = job.share(len(batch_bounds(len(prepared.indices), plan.batch_size)))
-    readers = {
-        id(s): _read_ahead(_file_rows(s.file, s.layers, plan.batch_size, views, share))
-        for s in sides
-        if s.is_file
-    }
+    reader = (
+        _files_read_ahead(sides, plan.batch_size, views, share, device, gram_first)
+        if files
+        else None
+    )
     recorded = _recorded(files[0], views) if files else []
     digests = list(recorded)
 
@@ -169,13 +208,22 @@ def aligned_batches(
                 "the same images and that the file's preprocessing matches"
             )
         captured = iter(streamed.activations)
-        feats = [_to(device, next(readers[id(s)])) if s.is_file else next(captured) for s in sides]
+        read = next(reader) if files else {}
+        feats = [_to(device, read[id(s)]) if s.is_file else next(captured) for s in sides]
         if not recorded:
             digests.append(streamed.digests)
         return AlignedBatch(streamed.labels, feats)
 
     def from_models() -> Iterator[AlignedBatch]:  # map: no name holds the previous batch
-        yield from map(aligned, stream_activations(targets, plan, prepared, device, share))
+        streamed = stream_activations(
+            targets,
+            plan,
+            prepared,
+            device,
+            share,
+            [gram_first[id(s)] for s in sides if not s.is_file],
+        )
+        yield from map(aligned, streamed)
 
     source = prepared.source
     classes = len(source.classes) if source.has_labels else None

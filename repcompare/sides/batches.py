@@ -9,7 +9,7 @@ those images (each through its own preprocessing), batch by batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,6 +27,7 @@ from repcompare.data.sources import ImageSource, open_source
 from repcompare.data.transforms import Preprocess, eval_transform, resolve_config, view_transform
 from repcompare.errors import InputError
 from repcompare.sides.plan import InputPlan
+from repcompare.similarity.gram import Batch, features_or_gram
 from repcompare.store.file_format import data_fingerprint
 
 T = TypeVar("T")
@@ -71,13 +72,14 @@ class PreparedInputs:
 
 @dataclass
 class StreamedBatch:
-    """One batch: ``activations[model][view][layer]`` as ``(m, d)`` tensors on the device."""
+    """One batch: ``activations[model][view][layer]`` as ``(m, d)`` tensors on the device, or
+    their ``BatchGram`` for a model streamed Gram-first."""
 
     number: int
     labels: np.ndarray
     sample_index: np.ndarray
     digests: np.ndarray
-    activations: list[list[list[torch.Tensor]]]
+    activations: list[list[list[Batch]]]
 
 
 def prepare_inputs(plan: InputPlan, targets: list[CaptureTarget]) -> PreparedInputs:
@@ -121,11 +123,17 @@ def stream_activations(
     prepared: PreparedInputs,
     device: torch.device,
     batches: range | None = None,
+    grams: Sequence[bool] | None = None,
 ) -> Iterator[StreamedBatch]:
     """Yield the activations of every target for each of the consecutive ``batches`` (batch
     numbers of ``batch_bounds``; default all). Nothing here holds a batch once it is
     yielded, so a consumer that drops it before asking for the next (``for_each``) has one
     batch of activations in memory, not two.
+
+    Gram-first: a target whose entry of ``grams`` is true has each view's layers reduced
+    to ``features_or_gram`` as soon as that view is captured, before the next view or
+    model runs, so at most one view of one model's activations is alive at a time, next
+    to the (b x b) Grams of the others.
 
     Every model is moved to ``device`` first. Every target and view of batch
     ``number`` is captured with that number, so ``--reduce tokens`` keeps the
@@ -148,6 +156,7 @@ def stream_activations(
         plan.seed,
     )
     loader = make_loader(dataset, plan.batch_size, plan.workers)
+    reduce = [_gram_first if g else _as_captured for g in grams or [False] * len(targets)]
     with ExitStack() as stack:
         captures = [
             stack.enter_context(
@@ -165,17 +174,27 @@ def stream_activations(
                 digests=batch_digest(batch["digest"]),
                 activations=[
                     [
-                        capture(preprocess.normalise(on_device[:, view]), number)
+                        reduced(capture(preprocess.normalise(on_device[:, view]), number))
                         for view in range(plan.views)
                     ]
-                    for capture, preprocess, on_device in zip(
+                    for capture, preprocess, reduced, on_device in zip(
                         captures,
                         prepared.transforms,
+                        reduce,
                         (inputs.to(device, non_blocking=True) for inputs in batch["inputs"]),
                         strict=True,
                     )
                 ],
             )
+
+
+def _as_captured(layers: list[torch.Tensor]) -> list[Batch]:
+    return layers
+
+
+def _gram_first(layers: list[torch.Tensor]) -> list[Batch]:
+    """Each layer as ``features_or_gram``; the list of activations is dropped by the caller."""
+    return [features_or_gram(x) for x in layers]
 
 
 def resolve_device(device: str) -> torch.device:

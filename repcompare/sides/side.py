@@ -17,7 +17,6 @@ from repcompare.errors import InputError
 from repcompare.results.provenance import Provenance
 from repcompare.sides.batches import CaptureTarget
 from repcompare.sides.plan import InputPlan
-from repcompare.store.file_format import activation_path
 from repcompare.store.reader import ActivationFile
 
 
@@ -35,10 +34,15 @@ class Side:
     def is_file(self) -> bool:
         return self.file is not None
 
+    @property
+    def is_grams(self) -> bool:
+        """Whether this side is a Gram store: per-batch Grams, no features."""
+        return self.file is not None and self.file.settings.store == "grams"
+
     def widths(self) -> list[int]:
         """Feature width of each selected layer."""
         if self.file is not None:
-            return [self.file.handle[activation_path(0, n)].shape[1] for n in self.layers]
+            return [self.file.widths[n] for n in self.layers]
         return self.target.widths()
 
     @property

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from repcompare.errors import InputError
-from repcompare.similarity.gram import as_matrix
+from repcompare.similarity.gram import Batch, BatchGram, as_matrix
 
 MIN_EXAMPLES_UNBIASED = 4
 DEGENERATE_RTOL = 1e-9
@@ -51,17 +51,18 @@ def check_sides(
 
 
 def prepare_batch(
-    feats: Sequence[torch.Tensor],
+    feats: Sequence[Batch],
     names: Sequence[str],
     min_examples: int,
-) -> list[torch.Tensor]:
-    """Flatten each ``(n, ...)`` tensor to ``(n, d)`` after checking the example counts."""
+) -> list[Batch]:
+    """Flatten each ``(n, ...)`` tensor to ``(n, d)`` (a ``BatchGram`` stays as it is) after
+    checking the example counts."""
     if len(feats) != len(names):
         raise BatchShapeError(
             f"got {len(feats)} activation tensors for {len(names)} layers; "
             "pass one tensor per layer, in the layer order given to the estimator"
         )
-    matrices = [as_matrix(x) for x in feats]
+    matrices = [x if isinstance(x, BatchGram) else as_matrix(x) for x in feats]
     counts = {x.shape[0] for x in matrices}
     if len(counts) > 1:
         raise BatchShapeError(

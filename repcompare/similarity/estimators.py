@@ -88,7 +88,8 @@ class EstimatorSpec:
     makes one (``rbf_median``: the RBF bandwidth convention, see ``gram.rbf_sigma_squared``);
     ``kernels`` are the kernels it computes; ``bootstrap``: it is a :class:`BootstrapCKA`
     when built with ``keep_batch_terms``; ``token_rows``: it takes token rows sampled per
-    batch as its examples; ``memory(widths_a, widths_b, n_examples)`` is its peak memory for
+    batch as its examples; ``grams``: its ``update`` takes a batch's ``BatchGram`` in place of
+    its features; ``memory(widths_a, widths_b, n_examples)`` is its peak memory for
     layers of those feature widths (``widths_b=None``: symmetric), or None when there is
     nothing to check.
     """
@@ -98,6 +99,7 @@ class EstimatorSpec:
     bootstrap: bool
     token_rows: bool
     memory: Memory | None = None
+    grams: bool = False
 
 
 def _minibatch(
@@ -149,7 +151,9 @@ def _debiased_memory(widths_a, widths_b, n_examples) -> MemoryNeed:
 
 
 CKA_ESTIMATORS: dict[str, EstimatorSpec] = {
-    "minibatch": EstimatorSpec(_minibatch, ("linear", "rbf"), bootstrap=True, token_rows=True),
+    "minibatch": EstimatorSpec(
+        _minibatch, ("linear", "rbf"), bootstrap=True, token_rows=True, grams=True
+    ),
     "exact": EstimatorSpec(
         _exact, ("linear",), bootstrap=False, token_rows=True, memory=_exact_memory
     ),

@@ -10,6 +10,8 @@ anyway; it only keeps the arithmetic well conditioned.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from repcompare.limits import DEFAULT_RBF_FRACTION, DEFAULT_RBF_MEDIAN
@@ -46,10 +48,45 @@ def linear_gram(x: torch.Tensor) -> torch.Tensor:
     return xc @ xc.T
 
 
-def squared_distances(x: torch.Tensor) -> torch.Tensor:
-    """``D_ij = ||x_i - x_j||^2``, clamped at 0 and exactly 0 on the diagonal."""
-    xc = centre_columns(as_matrix(x))
-    gram = xc @ xc.T
+@dataclass(frozen=True)
+class BatchGram:
+    """A batch reduced to its linear Gram ``Xc Xc^T`` (``(m, m)``, in the working dtype of
+    the features), which every kernel of this module follows from exactly; the estimators
+    take it in place of the features (``features_or_gram``)."""
+
+    matrix: torch.Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.matrix.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.matrix.device
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> BatchGram:
+        return BatchGram(self.matrix.to(device, non_blocking=non_blocking))
+
+
+Batch = torch.Tensor | BatchGram
+
+
+def features_or_gram(x: torch.Tensor) -> Batch:
+    """The smaller of a batch's ``(m, d)`` features and its ``BatchGram``: the features when
+    ``d < m``. Either gives every kernel below bit for bit (Gram-first streaming)."""
+    width = x[0].numel() if x.shape[0] else 0
+    return x if width < x.shape[0] else BatchGram(linear_gram(x))
+
+
+def batch_linear_gram(x: Batch) -> torch.Tensor:
+    """The linear Gram of features, or of a ``BatchGram`` (its matrix)."""
+    return x.matrix if isinstance(x, BatchGram) else linear_gram(x)
+
+
+def squared_distances(x: Batch) -> torch.Tensor:
+    """``D_ij = ||x_i - x_j||^2 = G_ii + G_jj - 2 G_ij`` from the linear Gram ``G``, clamped
+    at 0 and exactly 0 on the diagonal."""
+    gram = batch_linear_gram(x)
     sq_norms = torch.diagonal(gram)
     d2 = (sq_norms[:, None] + sq_norms[None, :] - 2 * gram).clamp_min_(0)
     d2.fill_diagonal_(0)
@@ -104,7 +141,7 @@ def rbf_sigma_squared(
 
 
 def rbf_gram(
-    x: torch.Tensor, fraction: float = DEFAULT_RBF_FRACTION, median: str = DEFAULT_RBF_MEDIAN
+    x: Batch, fraction: float = DEFAULT_RBF_FRACTION, median: str = DEFAULT_RBF_MEDIAN
 ) -> torch.Tensor:
     """``K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2))``, sigma^2 from :func:`rbf_sigma_squared`.
 
@@ -122,18 +159,19 @@ def rbf_gram(
 
 
 def gram(
-    x: torch.Tensor,
+    x: Batch,
     kernel: str = "linear",
     rbf_fraction: float = DEFAULT_RBF_FRACTION,
     rbf_median: str = DEFAULT_RBF_MEDIAN,
 ):
-    """The Gram matrix of ``x`` under ``kernel`` (``"linear"`` or ``"rbf"``).
+    """The Gram matrix of ``x`` (features, or a ``BatchGram``) under ``kernel``
+    (``"linear"`` or ``"rbf"``).
 
     ``rbf_median`` is checked for every kernel, so a misspelt convention is never ignored.
     """
     check_rbf_median(rbf_median)
     if kernel == "linear":
-        return linear_gram(x)
+        return batch_linear_gram(x)
     if kernel == "rbf":
         return rbf_gram(x, rbf_fraction, rbf_median)
     raise ValueError(f"unknown kernel {kernel!r}; use 'linear' or 'rbf'")

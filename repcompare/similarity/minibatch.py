@@ -40,6 +40,7 @@ from repcompare.similarity.checks import (
 from repcompare.similarity.gram import (
     DEFAULT_RBF_FRACTION,
     DEFAULT_RBF_MEDIAN,
+    Batch,
     check_rbf_median,
     gram,
 )
@@ -98,7 +99,7 @@ class MinibatchCKA:
     def symmetric(self) -> bool:
         return self.names_b is None
 
-    def _u_centred(self, feats: Sequence[torch.Tensor], names: Sequence[str], device):
+    def _u_centred(self, feats: Sequence[Batch], names: Sequence[str], device):
         """Stacked flattened U-centred Grams ``(L, m^2)``, their scales ``(L,)``, and ``m``."""
         matrices = prepare_batch(feats, names, MIN_EXAMPLES_UNBIASED)
         m = matrices[0].shape[0]
@@ -111,10 +112,9 @@ class MinibatchCKA:
         self._finite.add(scales, names)  # NaN or Inf in any entry of a Gram reaches its scale
         return stacked, scales, m
 
-    def update(
-        self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None
-    ) -> None:
-        """Add one batch: ``feats_a[i]`` is layer ``names_a[i]`` as ``(m, ...)``, likewise B."""
+    def update(self, feats_a: Sequence[Batch], feats_b: Sequence[Batch] | None = None) -> None:
+        """Add one batch: ``feats_a[i]`` is layer ``names_a[i]`` as ``(m, ...)`` features or
+        their ``BatchGram`` (the same value either way), likewise B."""
         check_sides(self.symmetric, feats_a, feats_b)
         device = feats_a[0].device
         u_a, scale_a, m = self._u_centred(feats_a, self.names_a, device)

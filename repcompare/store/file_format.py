@@ -1,14 +1,18 @@
-"""The shapes of a repcompare activation file (see docs/hdf5-format.md).
+"""The shapes of a repcompare activation file or Gram store (see docs/hdf5-format.md).
 
 /activations/view{v}/{layer}   (N, D) float16|float32, one chunk = one batch of one layer
+/grams/view{v}/{layer}         (B, G, G) float32 in a Gram store (``store: grams``) instead:
+                               batch k's Gram Xc Xc^T of its column-centred features in
+                               [k, :m_k, :m_k], zeros beyond; G is the longest batch; one
+                               chunk = one batch of one layer
 /labels                        (N,) int64, -1 when the data set has no labels
 /sample_index                  (N,) int64, the data set index of each row
 /input_digest                  (views, batches, 32) uint8, SHA-256 of each batch's inputs
 /rows_done                     () int64, rows 0..rows_done-1 are complete
 attributes of /                provenance, the settings that fixed the content (``settings``,
-                               JSON), ``complete``, ``data_fingerprint`` and
-                               ``completion_sha256`` (64 ASCII hex digits each, fixed length;
-                               all zeros until complete)
+                               JSON), ``layer_widths`` (JSON), ``complete``,
+                               ``data_fingerprint`` and ``completion_sha256`` (64 ASCII hex
+                               digits each, fixed length; all zeros until complete)
 
 ``completion_sha256`` certifies the completion mark: the SHA-256 of the settings, the rows
 done, the labels, the sample index and the input digests as they were when the file was
@@ -32,9 +36,22 @@ DIGEST_BYTES = 32
 PENDING_FINGERPRINT = "0" * 64  # data_fingerprint and completion_sha256 of a file not complete
 
 
+STORES = ("activations", "grams")
+
+
 def activation_path(view: int, layer: str) -> str:
     """The dataset holding ``layer`` of augmented view ``view`` (0 without augmentation)."""
     return f"activations/view{view}/{layer}"
+
+
+def gram_path(view: int, layer: str) -> str:
+    """The dataset of a Gram store holding the per-batch Grams of ``layer`` in ``view``."""
+    return f"grams/view{view}/{layer}"
+
+
+def data_path(s: FileSettings, view: int, layer: str) -> str:
+    """The dataset of ``layer`` in ``view`` of a file with settings ``s``."""
+    return (gram_path if s.store == "grams" else activation_path)(view, layer)
 
 
 def data_fingerprint(digests: np.ndarray) -> str:
@@ -44,7 +61,7 @@ def data_fingerprint(digests: np.ndarray) -> str:
 
 def dataset_names(s: FileSettings) -> list[str]:
     """Every dataset of a file with settings ``s``."""
-    layers = [activation_path(v, layer) for v in range(s.views) for layer in s.layers]
+    layers = [data_path(s, v, layer) for v in range(s.views) for layer in s.layers]
     return [*layers, "labels", "sample_index", "input_digest", "rows_done"]
 
 
@@ -78,6 +95,7 @@ class FileSettings:
     dtype: str
     compression: str
     init_seed: int | None = None  # the random-init seed; None for checkpoint or published weights
+    store: str = "activations"  # or "grams": per-batch Gram matrices instead of the features
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -96,11 +114,26 @@ class FileSettings:
 
 @dataclass(frozen=True)
 class FileShapes:
-    """Shapes of a file: one (N, width) dataset per layer and view."""
+    """Shapes of a file: one (N, width) dataset per layer and view, or in a Gram store one
+    (batches, gram_size, gram_size) dataset; ``gram_size`` is the longest batch of the whole
+    plan (a shard keeps the whole's)."""
 
     settings: FileSettings
     widths: tuple[int, ...]
     layer_shapes: dict[str, list[int]] = field(default_factory=dict)
+    gram_size: int = 0
+
+    def data_shape(self, width: int) -> tuple[int, ...]:
+        """The shape of the dataset of a layer of ``width``."""
+        if self.settings.store == "grams":
+            return (self.num_batches, self.gram_size, self.gram_size)
+        return (self.settings.num_samples, width)
+
+    def data_chunk(self, width: int) -> tuple[int, ...]:
+        """One chunk: one batch of one layer."""
+        if self.settings.store == "grams":
+            return (1, self.gram_size, self.gram_size)
+        return (min(self.settings.batch_size, self.settings.num_samples), width)
 
     @property
     def bounds(self) -> list[tuple[int, int]]:

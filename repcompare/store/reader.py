@@ -1,7 +1,8 @@
-"""Reading activation files: checks, metadata, chunk-aligned batches."""
+"""Reading activation files and Gram stores: checks, metadata, chunk-aligned batches."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,8 @@ from repcompare.errors import InputError
 from repcompare.store.file_format import (
     FORMAT_NAME,
     FileSettings,
-    activation_path,
     completion_digest,
+    data_path,
     dataset_names,
 )
 from repcompare.store.lock import FileLock, lock_for_reading
@@ -38,14 +39,31 @@ class ActivationFile:
     def layers(self) -> tuple[str, ...]:
         return self.settings.layers
 
+    @property
+    def widths(self) -> dict[str, int]:
+        """Each layer's feature width (a Gram store records them; it holds no features)."""
+        if "layer_widths" in self.attrs:
+            return json.loads(self.attrs["layer_widths"])
+        return {n: self.handle[data_path(self.settings, 0, n)].shape[1] for n in self.layers}
+
     def read(self, view: int, layer: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of ``layer`` in ``view``; a damaged dataset is an InputError
-        naming the file and the dataset."""
-        name = activation_path(view, layer)
+        """Rows ``start:stop`` of ``layer`` in ``view`` (in a Gram store, batches, each a
+        ``(gram_size, gram_size)`` block); a damaged dataset is an InputError naming the file
+        and the dataset."""
+        name = data_path(self.settings, view, layer)
         try:
             return self.handle[name][start:stop]
         except (OSError, KeyError) as error:
             raise damaged(self.path, f"its dataset /{name} cannot be read ({error})") from None
+
+    def grams(self, view: int, layers: list[str], share: range | None = None) -> Iterator:
+        """A Gram store's ``(m, m)`` Gram of each of ``layers`` in ``view``, batch by batch of
+        its plan; only those numbered in ``share`` when given."""
+        bounds = batch_bounds(self.settings.num_samples, self.settings.batch_size)
+        for number in range(len(bounds)) if share is None else share:
+            start, stop = bounds[number]
+            m = stop - start
+            yield [self.read(view, layer, number, number + 1)[0, :m, :m] for layer in layers]
 
     def batches(
         self, view: int, layers: list[str], size: int | None = None, share: range | None = None
@@ -136,11 +154,13 @@ def _checked(path: Path, handle: h5py.File, lock: FileLock) -> ActivationFile:
 
 def _check_datasets(path: Path, handle: h5py.File, s: FileSettings) -> None:
     """Every dataset the settings call for is there, one row per sample."""
+    batches = len(batch_bounds(s.num_samples, s.batch_size))
     for name in dataset_names(s):
         if not isinstance(handle.get(name), h5py.Dataset):
             raise damaged(path, f"it has no dataset /{name}")
         rows = handle[name].shape[:1]
-        if name not in ("rows_done", "input_digest") and rows != (s.num_samples,):
+        expected = batches if name.startswith("grams/") else s.num_samples
+        if name not in ("rows_done", "input_digest") and rows != (expected,):
             raise damaged(
-                path, f"its dataset /{name} has {rows[0] if rows else 0} rows, not {s.num_samples}"
+                path, f"its dataset /{name} has {rows[0] if rows else 0} rows, not {expected}"
             )

@@ -52,9 +52,9 @@ from repcompare.store.file_format import (
     PENDING_FINGERPRINT,
     FileSettings,
     FileShapes,
-    activation_path,
     completion_digest,
     data_fingerprint,
+    data_path,
     dataset_names,
 )
 
@@ -65,7 +65,7 @@ PACKAGES = ("repcompare", "torch", "torchvision", "timm", "numpy", "h5py")
 @dataclass
 class Batch:
     """One batch for the writer: activations per view and layer (in the file's dtype, on any
-    device), plus row metadata."""
+    device; in a Gram store, each layer's ``(m, m)`` float32 Gram), plus row metadata."""
 
     number: int
     activations: list[list[torch.Tensor]]
@@ -137,7 +137,8 @@ def _size_bound(shapes: FileShapes) -> int:
     """More bytes than the file of ``shapes`` will take: its data plus generous metadata."""
     s = shapes.settings
     itemsize = np.dtype(s.dtype).itemsize
-    data = s.views * s.num_samples * sum(shapes.widths) * itemsize + 2 * 8 * s.num_samples
+    data = s.views * sum(np.prod(shapes.data_shape(w)) for w in shapes.widths) * itemsize
+    data += 2 * 8 * s.num_samples
     datasets = s.views * len(s.layers) + 4
     chunks = datasets * shapes.num_batches * 2
     return (
@@ -189,10 +190,10 @@ def _create(path: Path, shapes: FileShapes, provenance: dict[str, str]) -> None:
         for view in range(s.views):
             for layer, width in zip(s.layers, shapes.widths, strict=True):
                 f.create_dataset(
-                    activation_path(view, layer),
-                    shape=(s.num_samples, width),
+                    data_path(s, view, layer),
+                    shape=shapes.data_shape(width),
                     dtype=s.dtype,
-                    chunks=(min(s.batch_size, s.num_samples), width),
+                    chunks=shapes.data_chunk(width),
                     compression=compression,
                     dcpl=_early_allocation() if compression is None else None,
                 )
@@ -206,6 +207,7 @@ def _create(path: Path, shapes: FileShapes, provenance: dict[str, str]) -> None:
                 "settings": s.to_json(),
                 "layers": json.dumps(list(s.layers)),
                 "layer_shapes": json.dumps(shapes.layer_shapes),
+                "layer_widths": json.dumps(dict(zip(s.layers, shapes.widths, strict=True))),
                 "package_versions": json.dumps(package_versions()),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **provenance,
@@ -309,7 +311,12 @@ class ActivationWriter:
         for view, layers in enumerate(batch.activations):
             for layer, tensor in zip(s.layers, layers, strict=True):
                 values = _storable(tensor, layer)
-                d[activation_path(view, layer)][start:stop] = values
+                if s.store == "grams":  # the whole chunk, zeros beyond the batch's m x m
+                    size = self.shapes.gram_size
+                    values = np.pad(values, [(0, size - len(values))] * 2)
+                    d[data_path(s, view, layer)][batch.number] = values
+                else:
+                    d[data_path(s, view, layer)][start:stop] = values
                 self.bytes_written += values.nbytes
         d["labels"][start:stop] = batch.labels
         d["sample_index"][start:stop] = batch.sample_index
