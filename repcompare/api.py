@@ -22,6 +22,7 @@ with one sentence.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.study import PARTS_FOLDER, StudyOptions, StudyParts, run_study
 from repcompare.capture.describe import LayersResult, layer_infos
 from repcompare.capture.select import select_layers
-from repcompare.distributed import current_job, one_process
+from repcompare.distributed import current_job
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.extraction import ExtractResult
 from repcompare.extraction import extract as extract_activations
@@ -257,7 +258,6 @@ def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult
     all images into one accumulator, the other measures on a fixed sample of ``sample``
     images; ``reference`` (a model's label or position from 1) adds curves of every other
     model against it."""
-    one_process("atlas")
     model_options, layer, data, run, settings, baseline = options_of(
         "atlas",
         options,
@@ -269,14 +269,15 @@ def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult
         BaselineOptions,
         exclude=("token_cap", "bootstrap"),
     )
-    feedback = Feedback(progress)
+    job = current_job()
+    feedback = Feedback(progress and job.main)
     sides = build_sides(models, layer.layers, layer.reduce, model_options, feedback)
     baselines = _baselines(sides, baseline, model_options, feedback)
     sides += distinct_sides(baselines)
     plan = input_plan(data, model_options.image_size, run.batch_size, sides)
-    device = resolve_device(data.device)
+    device = job.device(resolve_device(data.device))
     with feedback.bar("atlas") as advance:
-        return draw_atlas(sides, settings, plan, device, advance)
+        return draw_atlas(sides, settings, plan, device, job.progress(advance), job)
 
 
 def study(
@@ -301,7 +302,6 @@ def study(
     one pass per augmentation the invariance. Each finished pass is kept in ``out``, so
     rerunning an interrupted study computes only what is missing.
     """
-    one_process("study")
     model_options, layer, data, view, run, chosen, fit, baseline = options_of(
         "study",
         options,
@@ -315,7 +315,8 @@ def study(
         BaselineOptions,
         exclude=STUDY_EXCLUDES,
     )
-    feedback = Feedback(progress)
+    job = current_job()
+    feedback = Feedback(progress and job.main)
     out = Path(out)
     settings = StudyOptions(
         cka_options=chosen,
@@ -325,17 +326,18 @@ def study(
         class_fit_options=fit,
         class_fit=class_fit,
     )
-    with out_dir_lock(out):
+    with out_dir_lock(out) if job.main else nullcontext():
         sides = build_sides((a, b), layer.layers, layer.reduce, model_options, feedback)
         baselines = _baselines(sides, baseline, model_options, feedback)
         plan = input_plan(
             data, model_options.image_size, run.batch_size, sides, view_size=view.view_size
         )
-        device = resolve_device(data.device)
+        device = job.device(resolve_device(data.device))
         parts = StudyParts(out / PARTS_FOLDER)
-        result = run_study(*sides, settings, plan, device, parts, feedback.bar, baselines)
-        with staged_outputs(out, "study") as staging:
-            result.save(staging)
+        result = run_study(*sides, settings, plan, device, parts, feedback.bar, baselines, job)
+        if job.main:  # one torchrun process writes; every process holds the result
+            with staged_outputs(out, "study") as staging:
+                result.save(staging)
     return result
 
 

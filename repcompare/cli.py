@@ -467,9 +467,7 @@ def atlas(
     dendrogram, an MDS map and, with --reference, curves to that model.
     """
     from repcompare import api
-    from repcompare.distributed import one_process
 
-    one_process("atlas")  # before the --out folder is made
     arguments = api_arguments(ctx, "out", "models")
     computed_and_written(out, "atlas", lambda: api.atlas(*models, **arguments, progress=True))
 
@@ -516,7 +514,8 @@ def study(
 
     with interrupt_says(f"finished passes are kept in {out}; rerun the same command to resume"):
         result = api.study(**api_arguments(ctx), progress=True)
-    report_study(result, out)
+    if process_rank() == 0:  # one torchrun process writes and prints
+        report_study(result, out)
 
 
 def report_study(result, out: Path) -> None:

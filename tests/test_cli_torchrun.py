@@ -108,6 +108,38 @@ def test_invariance_and_class_fit_across_two_processes_equal_one_process(
 
 
 @pytest.mark.slow
+def test_atlas_across_two_processes_equals_one_process(tmp_path):
+    """Two models and the untrained baseline of each, Gram-first; the matrices in atlas.json."""
+    args = [RESNET, "timm:resnet18#seed=3", VIT, *DATA, "--layers", "blocks"]
+    args += ["--baseline", "untrained"]
+    one_process("atlas", *args, "--out", str(tmp_path / "one"))
+    two = torchrun("atlas", *args, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr
+    assert_documents_equal(
+        json.loads((tmp_path / "two" / "atlas.json").read_text()),
+        json.loads((tmp_path / "one" / "atlas.json").read_text()),
+    )
+
+
+@pytest.mark.slow
+def test_study_across_two_processes_equals_one_process_and_rank_0_writes_it(tmp_path):
+    """Every pass divided between the processes: CKA with bootstrap intervals, invariance,
+    class fit and the untrained baselines; study.json equal, written once."""
+    args = [RESNET, "timm:resnet18#seed=1", *DATA, "--augment", "flip", "--bootstrap", "20"]
+    one_process("study", *args, "--out", str(tmp_path / "one"))
+    two = torchrun("study", *args, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("wrote the report") + two.stderr.count("wrote the report") == 1
+    got = json.loads((tmp_path / "two" / "study.json").read_text())
+    want = json.loads((tmp_path / "one" / "study.json").read_text())
+    for document in (got, want):
+        document.pop("reused", None)
+        document["settings"].pop("versions", None)
+    assert_documents_equal(got, want)
+    assert (tmp_path / "two" / "report.html").is_file()
+
+
+@pytest.mark.slow
 def test_the_python_api_divides_the_work_inside_torchrun(tmp_path):
     script = Path(__file__).with_name("torchrun_api.py")
     subprocess.run(

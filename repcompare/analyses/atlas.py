@@ -22,8 +22,15 @@ import warnings
 
 import torch
 
-from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
+from repcompare.analyses.memory import (
+    MEMORY_FRACTION,
+    available_memory,
+    check_memory,
+    minibatch_bytes,
+    stream_bytes,
+)
 from repcompare.analyses.run import run_pass
+from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
 from repcompare.options import AtlasOptions
 from repcompare.progress import Advance
@@ -38,10 +45,10 @@ from repcompare.similarity.sampled import (
     fixed_sample_bytes,
     measure_estimator,
 )
+from repcompare.similarity.shares import Combinable
 from repcompare.similarity.small_sample import sample_caveat
 
 STREAMED = "cka"
-BYTES = 8
 
 
 class AtlasRun:
@@ -80,10 +87,17 @@ class AtlasRun:
     def start(self, stream: AlignedStream) -> None:
         names, widths, options = self.names, self.widths, self.options
         total, batch = len(names), stream.batch_size
+        gram_first = stream.gram_first(self.sides)
+        held = (
+            "one model's activations and every layer's Gram matrix"
+            if gram_first
+            else "every layer's activations"
+        )
         check_memory(
-            BYTES * (3 * total * total + total * batch * batch) + 4 * batch * sum(widths),
+            minibatch_bytes(total, None, batch)
+            + stream_bytes([s.widths() for s in self.sides], batch, 1, gram_first),
             f"the atlas of {total} layers (an accumulator of {total} x {total} CKA terms, and "
-            f"every layer's activations of a batch of {batch})",
+            f"{held} for a batch of {batch})",
             "use fewer models or --layers, a smaller --batch-size, or --reduce avgpool",
         )
         estimators = {STREAMED: MinibatchCKA(names, keep_batch_terms=False)}
@@ -113,6 +127,12 @@ class AtlasRun:
                 methods[name] = f"{methods[name]}; {caveat.short}"
         self.methods = {name: methods[name] for name in options.measure}
         self.sampled = [e for e in self.estimators.values() if isinstance(e, FixedSampleMeasure)]
+        apart = [n for n, e in self.estimators.items() if not isinstance(e, Combinable)]
+        if stream.job.distributed and apart:
+            raise InputError(
+                f"--measure {', '.join(apart)} does not run across the processes of a torchrun "
+                "job here; run it in one process, or use --measure cka"
+            )
         if self.sampled:
             check_memory(
                 sum(fixed_sample_bytes(e.spec, widths, e.sample) for e in self.sampled),
@@ -127,6 +147,9 @@ class AtlasRun:
             estimator.update(feats)
 
     def result(self, stream: AlignedStream) -> AtlasResult:
+        """Every measure over every batch given, by every process."""
+        for estimator in self.estimators.values():
+            stream.job.combine(estimator)
         matrices = {name: e.result().values for name, e in self.estimators.items()}
         settings = AtlasSettings(
             measures=list(self.options.measure),
@@ -155,10 +178,13 @@ def draw_atlas(
     plan: InputPlan,
     device: torch.device,
     advance: Advance | None = None,
+    job: Job = ONE_PROCESS,
 ) -> AtlasResult:
-    """The atlas of ``sides`` over the planned images (see the module docstring).
-    ``advance(examples_done_now, total_examples)`` after each batch."""
-    (result,), _ = run_pass([AtlasRun(sides, options, plan, device)], plan, device, advance=advance)
+    """The atlas of ``sides`` over the planned images (see the module docstring); in a
+    torchrun ``job`` each process takes its share of the batches and every process gets
+    the whole result. ``advance(examples_done_now, total_examples)`` after each batch."""
+    run = AtlasRun(sides, options, plan, device)
+    (result,), _ = run_pass([run], plan, device, job=job, advance=advance)
     return result
 
 

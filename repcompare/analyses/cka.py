@@ -16,7 +16,13 @@ from dataclasses import asdict
 
 import torch
 
-from repcompare.analyses.memory import MEMORY_FRACTION, available_memory, check_memory
+from repcompare.analyses.memory import (
+    MEMORY_FRACTION,
+    available_memory,
+    check_memory,
+    minibatch_bytes,
+    stream_bytes,
+)
 from repcompare.analyses.run import run_pass
 from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError, RepcompareWarning
@@ -130,7 +136,27 @@ class CKARun:
     def start(self, stream: AlignedStream) -> None:
         """Check the estimator against the stream's images and torchrun job."""
         self._check_memory(stream.num_samples)
+        if self.grams:
+            self._check_stream(stream)
         self._check_shares(stream.job)
+
+    def _check_stream(self, stream: AlignedStream) -> None:
+        """Refuse, with a sentence, minibatch CKA whose batch would not fit: the stream's
+        activations or Grams (``stream_bytes``) and the accumulator's batch update, plus the
+        kept per-batch terms of a bootstrap."""
+        batch, n_a = stream.batch_size, len(self.a.layers)
+        n_b = None if self.symmetric else len(self.b.layers)
+        gram_first = stream.gram_first(self.sides)
+        kept = 0
+        if self.options.bootstrap:
+            kept = 24 * n_a * (n_b or n_a) * -(-stream.num_samples // batch)
+        check_memory(
+            minibatch_bytes(n_a, n_b, batch)
+            + kept
+            + stream_bytes([s.widths() for s in self.sides], batch, 1, gram_first),
+            f"minibatch CKA of {n_a} x {n_b or n_a} layers over batches of {batch}",
+            "use fewer --layers, a smaller --batch-size, or --reduce avgpool",
+        )
 
     def _check_memory(self, n_samples: int) -> None:
         """Refuse, with a sentence, an estimator that would not fit over ``n_samples``; for a

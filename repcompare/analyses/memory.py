@@ -23,3 +23,21 @@ def check_memory(needed: int, what: str, fix: str) -> None:
             f"{what} needs about {needed / 1e9:.1f} GB, more than half of the "
             f"{available / 1e9:.1f} GB available; {fix}"
         )
+
+
+def stream_bytes(widths: list[list[int]], batch: int, views: int, gram_first: bool) -> int:
+    """Peak bytes of one aligned batch of sides with these layer ``widths`` (one list per
+    side), in float32: every view of every side's activations at once; Gram-first, one view
+    of the widest side's activations next to every layer's ``features_or_gram`` (at most
+    ``batch x min(width, batch)`` values)."""
+    if not gram_first:
+        return 4 * batch * views * sum(map(sum, widths))
+    kept = views * sum(batch * min(w, batch) for side in widths for w in side)
+    return 4 * (batch * max(map(sum, widths)) + kept)
+
+
+def minibatch_bytes(layers_a: int, layers_b: int | None, batch: int) -> int:
+    """Bytes of a ``MinibatchCKA`` batch update (float64): the stacked U-centred Grams of
+    both sides and the cross terms (``layers_b=None``: symmetric)."""
+    stacked = layers_a + (layers_b or 0)
+    return 8 * (stacked * batch * batch + 3 * layers_a * (layers_b or layers_a))

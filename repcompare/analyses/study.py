@@ -32,6 +32,7 @@ from repcompare.analyses.class_fit import ClassFitRun
 from repcompare.analyses.invariance import InvarianceOptions, measure_invariance
 from repcompare.analyses.run import run_pass
 from repcompare.data.transforms import eval_transform, resolve_config
+from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.options import STUDY_AUGMENTATIONS, CKAOptions, ClassFitOptions
 from repcompare.progress import Advance
@@ -150,6 +151,7 @@ def _plain_pass(
     plan: InputPlan,
     device: torch.device,
     advance: Callable[[int, int], None] | None,
+    job: Job,
 ) -> tuple[dict[str, CKAResult | ClassFitResult], str]:
     """CKA within A, within B and A vs B, each model against its untrained baseline, and
     the class fit of both and of the baselines, from one stream."""
@@ -169,7 +171,7 @@ def _plain_pass(
             device,
             required=bool(options.class_fit),
         )
-    found, stream = run_pass(list(runs.values()), plan, device, advance=advance)
+    found, stream = run_pass(list(runs.values()), plan, device, job=job, advance=advance)
     results = {name: r for name, r in zip(runs, found, strict=True) if r is not None}
     return results, stream.fingerprint()
 
@@ -183,11 +185,14 @@ def run_study(
     parts: StudyParts | None = None,
     bars: ProgressBars | None = None,
     baselines: dict[str, Side] | None = None,
+    job: Job = ONE_PROCESS,
 ) -> StudyResult:
     """Every analysis of the study over the planned images, reusing the passes ``parts``
     kept from an earlier run with the same key and images. ``baselines``: the untrained
     network of each model, by its label (``repcompare.sides.build.untrained_sides``),
-    measured in the same passes."""
+    measured in the same passes. In a torchrun ``job`` each pass divides its batches
+    among the processes; rank 0 decides which kept passes are reused and keeps the new
+    ones, and every process gets the whole result."""
     baselines = baselines or {}
     extra = distinct_sides(baselines)
     if a.is_file or b.is_file:
@@ -208,13 +213,16 @@ def run_study(
 
     def computed(name: str, part_plan: InputPlan, compute, load) -> tuple[dict, str]:
         key = _key(part=name, **common)
-        kept = parts.load(name, key) if parts else None
-        if kept and kept["fingerprint"] == input_fingerprint(part_plan):
+        kept = parts.load(name, key) if parts and job.main else None
+        if kept and kept["fingerprint"] != input_fingerprint(part_plan):
+            kept = None
+        kept = job.gather(kept)[0]  # rank 0's choice, for every process
+        if kept:
             reused.append(name)
             return {k: load[k](d) for k, d in kept["documents"].items()}, kept["fingerprint"]
         with bars(name) if bars else nullcontext() as advance:
-            results, fingerprint = compute(advance)
-        if parts:
+            results, fingerprint = compute(job.progress(advance))
+        if parts and job.main:
             parts.save(name, key, fingerprint, {k: r.to_dict() for k, r in results.items()})
         return results, fingerprint
 
@@ -230,7 +238,7 @@ def run_study(
     plain, fingerprint = computed(
         "plain",
         plan,
-        lambda advance: _plain_pass(a, b, baselines, options, plan, device, advance),
+        lambda advance: _plain_pass(a, b, baselines, options, plan, device, advance, job),
         loaders,
     )
     invariance = None
@@ -239,7 +247,12 @@ def run_study(
 
         def invariant(advance, augmentation=augmentation):
             result = measure_invariance(
-                [a, b, *extra], options.invariance(augmentation, plan.seed), plan, device, advance
+                [a, b, *extra],
+                options.invariance(augmentation, plan.seed),
+                plan,
+                device,
+                advance,
+                job,
             )
             return {"invariance": result}, result.fingerprints[augmentation]
 

@@ -46,7 +46,8 @@ class AlignedStream:
 
     ``digests`` holds each batch's ``(views, 32)`` input digests: the files' recorded
     ones (``recorded``), or those of the batches this process streamed so far. ``job``:
-    the torchrun job whose processes share the batches.
+    the torchrun job whose processes share the batches. ``grams``: the ``id`` of each side
+    that comes Gram-first.
     """
 
     batches: Iterator[AlignedBatch]
@@ -56,6 +57,11 @@ class AlignedStream:
     digests: list[np.ndarray]
     job: Job = ONE_PROCESS
     recorded: bool = True
+    grams: frozenset[int] = frozenset()
+
+    def gram_first(self, sides: list[Side]) -> bool:
+        """Whether every one of ``sides`` comes Gram-first (see ``aligned_batches``)."""
+        return all(id(s) in self.grams for s in sides)
 
     def fingerprint(self) -> str:
         """SHA-256 of the digests of the views streamed (in a torchrun job, by every process:
@@ -159,6 +165,9 @@ def aligned_batches(
     batches of every side.
     """
     gram_first = {id(s): bool(g) for s, g in zip(sides, grams or [False] * len(sides), strict=True)}
+    gram_sides = frozenset(key for key, first in gram_first.items() if first) | {
+        id(s) for s in sides if s.is_grams
+    }
     files = sorted((s.file for s in sides if s.is_file), key=lambda f: f.settings.store != "grams")
     for other in files[1:]:
         check_files_aligned(files[0], other)
@@ -179,7 +188,14 @@ def aligned_batches(
                 )
 
         return AlignedStream(
-            from_files(), size, n, _file_classes(first), _recorded(first, views), job
+            from_files(),
+            size,
+            n,
+            _file_classes(first),
+            _recorded(first, views),
+            job,
+            True,
+            gram_sides,
         )
     if files:
         first = files[0]
@@ -230,5 +246,12 @@ def aligned_batches(
     if files:
         classes = _file_classes(files[0])
     return AlignedStream(
-        from_models(), plan.batch_size, len(prepared.indices), classes, digests, job, bool(files)
+        from_models(),
+        plan.batch_size,
+        len(prepared.indices),
+        classes,
+        digests,
+        job,
+        bool(files),
+        gram_sides,
     )
