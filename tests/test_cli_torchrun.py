@@ -194,6 +194,24 @@ def test_extract_across_two_processes_stitches_the_one_process_file(tmp_path, re
 
 
 @pytest.mark.slow
+def test_a_gram_store_extracted_across_two_processes_is_the_one_process_store(
+    tmp_path, reference
+):
+    """100 images in batches of 16: the last batch, of 4, pads its Gram in rank 1's shard."""
+    args = [*DATA, "--layers", LAYERS, "--store", "grams"]
+    args[1] = "builtin:100:32"
+    out = tmp_path / "g.h5"
+    two = torchrun("extract", "timm:resnet18", *args, "--out", str(out))
+    assert two.returncode == 0, two.stderr
+    assert_same_datasets(out, reference(args))
+    with h5py.File(out, "r") as f:
+        assert f["grams/view0/layer4.1"].is_virtual
+        assert f["grams/view0/layer4.1"].shape == (7, 16, 16)
+    with open_activations(out) as f:
+        assert f.settings.store == "grams"
+
+
+@pytest.mark.slow
 def test_a_measure_that_cannot_be_combined_is_refused_before_any_work(tmp_path):
     args = ["cka", RESNET, "torchvision:resnet18", *DATA, "--measure", "procrustes"]
     refused = torchrun(*args, "--out", str(tmp_path / "out"))
