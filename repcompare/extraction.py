@@ -149,6 +149,7 @@ def extract(
         "seed": settings.seed,
         "layer_roles": json.dumps(target.graph.layer_roles()),
         "layer_layouts": json.dumps(target.layer_layouts()),
+        "layer_selection": json.dumps(list(target.selection)),
     }
     capture = Capture(target, plan, prepared, device, feedback, job)
     if job.distributed:

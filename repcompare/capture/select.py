@@ -32,7 +32,8 @@ PRESETS = ("blocks", "residual", "paper", "sublayers", "all")
 GLOB_CHARS = set("*?[")
 
 
-def _items(selection: Sequence[str]) -> list[str]:
+def selection_items(selection: Sequence[str]) -> list[str]:
+    """The items of ``--layers`` values, each of which may be a comma list."""
     return [item.strip() for text in selection for item in text.split(",") if item.strip()]
 
 
@@ -81,7 +82,7 @@ def _close_names(graph: LayerGraph, item: str) -> str:
 def select_layers(graph: LayerGraph, selection: Sequence[str]) -> list[str]:
     """Resolve ``selection`` (see module docstring) to layer names in depth order."""
     chosen: list[str] = []
-    for item in _items(selection):
+    for item in selection_items(selection):
         if item in PRESETS:
             chosen += _preset(graph, item)
         elif item in graph:

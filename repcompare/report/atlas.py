@@ -265,6 +265,10 @@ def atlas_report(result: AtlasResult) -> Report:
         notes=[
             "Every layer pair of every measure is in `atlas.csv`; matrices, model summaries "
             "and provenance in `atlas.json`; the matrices also in `atlas.h5`."
+            if result.pairs_in_text
+            else f"{total * total:,} layer pairs a measure: the matrices are in `atlas.h5` "
+            "only; `atlas.csv` has one row per model pair, `atlas.json` the model summaries "
+            "and provenance."
         ],
         attachments={"atlas.h5": partial(write_matrices, result)},
     )

@@ -1,5 +1,10 @@
 """The result of ``repcompare atlas``: every layer pair of every model by each measure, the
-model x model summaries, its rows (``atlas.csv``) and its JSON document (``atlas.json``)."""
+model x model summaries, its rows (``atlas.csv``) and its JSON document (``atlas.json``).
+
+The text outputs hold every layer pair up to ``TEXT_PAIRS`` pairs (about 316 layers in
+all); past that they grow no more with the square of the layers: the rows are the model
+pairs (their mean at matched depth) and the document names the ``atlas.h5`` dataset of
+each matrix instead of listing it (the full matrices are always in ``atlas.h5``)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from repcompare.similarity.model_map import (
     matched_depth_curve,
     model_dissimilarity,
 )
+
+TEXT_PAIRS = 100_000
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,26 @@ class AtlasResult(Reported):
         """``model_summary`` of every measure."""
         return {m: self.model_summary(m) for m in self.matrices}
 
+    @property
+    def pairs_in_text(self) -> bool:
+        """Whether ``atlas.csv`` and ``atlas.json`` list every layer pair (see the module
+        docstring)."""
+        return len(self.names) ** 2 <= TEXT_PAIRS
+
     def records(self) -> list[dict]:
-        """One record per (measure, layer pair), models and layers in order."""
+        """One record per (measure, layer pair), models and layers in order; past
+        ``TEXT_PAIRS`` pairs, one per (measure, model pair): its mean at matched depth."""
+        if not self.pairs_in_text:
+            return [
+                {
+                    "measure": measure,
+                    "model_a": pair["model_a"],
+                    "model_b": pair["model_b"],
+                    "matched_depth_mean": pair["matched_depth_mean"],
+                }
+                for measure, summary in self.model_summaries.items()
+                for pair in summary["pairs"]
+            ]
         rows = [
             (m, layer) for m, names in zip(self.models, self.layers, strict=True) for layer in names
         ]
@@ -140,7 +165,7 @@ class AtlasResult(Reported):
                 "range": list(spec.range),
                 "method": self.settings.methods[measure],
                 "reference": spec.reference,
-                "matrix": json_matrix(matrix),
+                "matrix": json_matrix(matrix) if self.pairs_in_text else f"atlas.h5:/{measure}",
                 "model_means": json_matrix(summary["means"]),
                 "model_dissimilarity": json_matrix(summary["dissimilarity"]),
                 "cluster_order": [self.models[i] for i in summary["order"]],

@@ -35,12 +35,14 @@ T = TypeVar("T")
 
 @dataclass
 class CaptureTarget:
-    """One model ready to capture: its layers (in order) and their reduction."""
+    """One model ready to capture: its layers (in order) and their reduction; ``selection``:
+    the ``--layers`` items they were chosen by."""
 
     loaded: LoadedModel
     graph: LayerGraph
     layers: list[str]
     reduction: str
+    selection: tuple[str, ...] = ()
 
     def widths(self) -> list[int]:
         points = [self.graph.point(n) for n in self.layers]

@@ -17,7 +17,7 @@ import torch
 
 from repcompare.capture.graph import LayerGraph, discover
 from repcompare.capture.models import LoadedModel, load_model, load_module
-from repcompare.capture.select import select_layers
+from repcompare.capture.select import select_layers, selection_items
 from repcompare.capture.spec import parse_spec
 from repcompare.capture.weights import same_weights, zero_initialised_norms
 from repcompare.data.transforms import TransformOverrides, resolve_config
@@ -116,8 +116,8 @@ def capture_target(
     """A model ready to capture ``selection`` (default: the block outputs) reduced by
     ``reduction``."""
     loaded, graph = open_model(model, options, feedback)
-    chosen = select_layers(graph, selection or [DEFAULT_PRESET])
-    return CaptureTarget(loaded, graph, chosen, reduction)
+    items = selection_items(selection or [DEFAULT_PRESET])
+    return CaptureTarget(loaded, graph, select_layers(graph, items), reduction, tuple(items))
 
 
 def check_file_reduction(file: ActivationFile, reduction: str | None) -> None:

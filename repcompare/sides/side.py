@@ -12,6 +12,7 @@ import numpy as np
 
 from repcompare.capture.layout import Layout
 from repcompare.capture.reduce import token_positions
+from repcompare.capture.select import selection_items
 from repcompare.data.sources import source_exists
 from repcompare.errors import InputError
 from repcompare.results.provenance import Provenance
@@ -94,16 +95,21 @@ def looks_like_file(text: str) -> bool:
 
 
 def select_stored_layers(file: ActivationFile, selection: Sequence[str] | None) -> list[str]:
-    """Names or glob patterns among a file's stored layers, in the file's (depth) order."""
+    """Names or glob patterns among a file's stored layers, in the file's (depth) order; the
+    ``--layers`` the file was extracted with (a preset such as ``paper``) selects them all."""
     if not selection or list(selection) == ["all"]:
         return list(file.layers)
-    items = [i.strip() for text in selection for i in text.split(",") if i.strip()]
+    items = selection_items(selection)
+    recorded = json.loads(file.attrs.get("layer_selection", "[]"))
+    if items == recorded:
+        return list(file.layers)
     chosen = set()
     for item in items:
         matches = [n for n in file.layers if fnmatch.fnmatchcase(n, item)]
         if not matches:
+            extracted = f" (extracted with --layers {','.join(recorded)})" if recorded else ""
             raise InputError(
-                f"{file.path} stores no layer matching {item!r}; it has "
+                f"{file.path} stores no layer matching {item!r}{extracted}; it has "
                 f"{', '.join(file.layers[:8])}{', ...' if len(file.layers) > 8 else ''}"
             )
         chosen.update(matches)
@@ -159,6 +165,12 @@ def check_files_aligned(a: ActivationFile, b: ActivationFile) -> None:
         raise InputError(
             f"{a.path} has {a.settings.views} view(s) and {b.path} {b.settings.views}; "
             "extract both with the same --views and --augment"
+        )
+    if a.settings.batch_size != b.settings.batch_size:
+        raise InputError(
+            f"{a.path} was extracted in batches of {a.settings.batch_size} and {b.path} in "
+            f"batches of {b.settings.batch_size}, so their inputs (and Gram stores' batches) "
+            "cannot be matched; extract both with the same --batch-size"
         )
     if a.attrs.get("data_fingerprint") != b.attrs.get("data_fingerprint"):
         raise InputError(
