@@ -1,19 +1,21 @@
 """Benchmark P-ATLAS: an atlas of many small ViTs with every sub-layer, analysis and writing apart.
 
-Workload (issue 27): K ViT-tiny models (``timm:vit_tiny_patch16_224``, model i initialised
-with seed i and saved as a safetensors checkpoint), the ``sublayers`` preset, ``--reduce
-flatten``, built-in images at 64 px in batches of 128, linear CKA. Each K runs in a fresh
-process: ``repcompare.atlas(...)`` (the analysis: every model's forward passes and the
-all-pairs accumulator), then ``result.save(out)`` (the writing: atlas.csv, .json, .md, .h5
-and the pictures). Reported: the wall time and the peak resident memory after each (peak
-RSS only grows, so the second is the peak of the whole command), and the size of each
-output file.
+Workload (issue 27): K ViT-tiny models (``--spec``, default ``timm:vit_tiny_patch16_224``,
+model i initialised with seed i and saved as a safetensors checkpoint), the ``sublayers``
+preset, ``--reduce flatten``, built-in images at 64 px in batches of 128, linear CKA. Each K
+runs in a fresh process: ``repcompare.atlas(...)`` (the analysis: every model's forward
+passes and the all-pairs accumulator), then ``result.save(out)`` (the writing: atlas.csv,
+.json, .md, .h5 and the pictures). Reported: the wall time and the peak resident memory
+after each (peak RSS only grows, so the second is the peak of the whole command), and the
+size of each output file. The last line, ``VERDICT: ...``, gives the largest share of the
+writing in a run's time against the target of 10%.
 
 ``--checkout DIR`` runs the same workload with another checkout of repcompare (its own
 ``.venv``), e.g. the commit before Gram-first streaming, for a before/after table.
 
-    uv run python benchmarks/atlas_scale.py [--counts 12,24] [--images 512] [--image-size 64]
-        [--batch-size 128] [--checkout DIR] [--json FILE]
+    uv run python benchmarks/atlas_scale.py [--counts 12,24] [--spec timm:vit_tiny_patch16_224]
+        [--images 512] [--image-size 64] [--batch-size 128] [--device auto] [--checkout DIR]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from harness import REPO, Report, Workload, add_workload_arguments, peak_rss_mb, spawn_job
 
 SPEC = "timm:vit_tiny_patch16_224"
+WRITING_TARGET = 0.10
 
 
 def child(args: argparse.Namespace) -> None:
@@ -74,6 +77,7 @@ def main() -> None:
         parser, ["images", "image_size", "batch_size", "device"], images=512, image_size=64
     )
     parser.set_defaults(batch_size=128)
+    parser.add_argument("--spec", default=SPEC, help="the model (default: %(default)s)")
     parser.add_argument("--checkout", type=Path, default=REPO, help="the repcompare checkout")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -88,13 +92,13 @@ def main() -> None:
     python = args.checkout / ".venv" / "bin" / "python"
     report = Report(
         ["models", "layers", "analysis s", "analysis peak GB", "writing s", "peak GB", "outputs"],
-        title=f"P-ATLAS with {args.checkout.name}: {SPEC} x K, sublayers, flatten, "
+        title=f"P-ATLAS with {args.checkout.name}: {args.spec} x K, sublayers, flatten, "
         f"{args.images} images at {args.image_size} px, batch {args.batch_size}",
         json_path=args.json,
     )
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        workload = Workload([SPEC] * max(counts), image_size=args.image_size)
+        workload = Workload([args.spec] * max(counts), image_size=args.image_size)
         specs = workload.checkpoints(root)
         for count in counts:
             figures = spawn_job(
@@ -139,6 +143,14 @@ def main() -> None:
                 }
             )
     report.close()
+    shares = [
+        float(row["writing s"]) / (float(row["analysis s"]) + float(row["writing s"]))
+        for row in report.rows
+        if "writing s" in row
+    ]
+    if shares:
+        met = "met" if max(shares) <= WRITING_TARGET else "not met"
+        print(f"VERDICT: {met} (writing at most {max(shares):.0%} of a run; peak GB above)")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@
 #
 # Every section runs under `timeout`, with a deadline of the sum of the slots so far (time a
 # section leaves unused goes to the next ones), so the whole suite ends within the sum of
-# the slots (465 s on the GPU) whatever a section does. A section that fails or times out is
+# the slots (705 s on the GPU) whatever a section does. A section that fails or times out is
 # a row with its error in the report; the suite goes on and exits 1 at the end.
 #
 # Environment overrides: DEVICE (cuda; cpu with --tiny), W_IMAGES, VIT_IMAGES, GRAM_IMAGES,
-# SYNC_IMAGES, EXTRACT_IMAGES, FILES_IMAGES, MEM_IMAGES, and the slots W_SLOT, VIT_CLS_SLOT,
-# VIT_FLAT_SLOT, GRAM_SLOT, SYNC_SLOT, EXTRACT_SLOT, FILES_SLOT, MEM_SLOT (seconds).
+# SYNC_IMAGES, EXTRACT_IMAGES, FILES_IMAGES, MEM_IMAGES, ATLAS_COUNTS, ATLAS_IMAGES, and the
+# slots W_SLOT, VIT_CLS_SLOT, VIT_FLAT_SLOT, GRAM_SLOT, SYNC_SLOT, EXTRACT_SLOT, FILES_SLOT,
+# MEM_SLOT, ATLAS_SLOT (seconds).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -80,11 +81,16 @@ if [[ $TINY == 1 ]]; then
     FILES_BATCH=32
     FILES_PROBE_MIB=256
     MEM_IMAGES=${MEM_IMAGES:-64}
+    ATLAS_SPEC=timm:test_vit
+    ATLAS_COUNTS=${ATLAS_COUNTS:-2,4}
+    ATLAS_IMAGES=${ATLAS_IMAGES:-64}
+    ATLAS_SIZE=160
+    ATLAS_BATCH=32
     # on 2 cores each Python process spends 6-15 s importing torch (more when the machine is
     # shared); cli_overhead.py starts 4 of them even with --runs 1 (a warm-up round is fixed)
     W_SLOT=${W_SLOT:-110} VIT_CLS_SLOT=${VIT_CLS_SLOT:-110} VIT_FLAT_SLOT=${VIT_FLAT_SLOT:-110}
     GRAM_SLOT=${GRAM_SLOT:-50} SYNC_SLOT=${SYNC_SLOT:-50} EXTRACT_SLOT=${EXTRACT_SLOT:-50}
-    FILES_SLOT=${FILES_SLOT:-70} MEM_SLOT=${MEM_SLOT:-90}
+    FILES_SLOT=${FILES_SLOT:-70} MEM_SLOT=${MEM_SLOT:-90} ATLAS_SLOT=${ATLAS_SLOT:-150}
 else
     MODE="full (GPU)"
     DEVICE=${DEVICE:-cuda}
@@ -115,11 +121,18 @@ else
     # built-in images at 224 px are drawn by 8 loader workers at ~1,000/s: 10,000 + 40,000
     # would take ~60-90 s; 2,560 + 10,240 takes ~30 s
     MEM_IMAGES=${MEM_IMAGES:-2560}
+    # P-ATLAS at ViT-B size (issue 27): 12 models x 72 sub-layers flattened, 10,000 images;
+    # one model's batch of 128 is ~9 GB of activations on the GPU, the Grams 57 MB
+    ATLAS_SPEC=timm:vit_base_patch16_224
+    ATLAS_COUNTS=${ATLAS_COUNTS:-12}
+    ATLAS_IMAGES=${ATLAS_IMAGES:-10000}
+    ATLAS_SIZE=224
+    ATLAS_BATCH=128
     W_SLOT=${W_SLOT:-115} VIT_CLS_SLOT=${VIT_CLS_SLOT:-70} VIT_FLAT_SLOT=${VIT_FLAT_SLOT:-75}
     GRAM_SLOT=${GRAM_SLOT:-25} SYNC_SLOT=${SYNC_SLOT:-30} EXTRACT_SLOT=${EXTRACT_SLOT:-45}
-    FILES_SLOT=${FILES_SLOT:-55} MEM_SLOT=${MEM_SLOT:-50}
+    FILES_SLOT=${FILES_SLOT:-55} MEM_SLOT=${MEM_SLOT:-50} ATLAS_SLOT=${ATLAS_SLOT:-240}
 fi
-TOTAL_SLOTS=$((W_SLOT + VIT_CLS_SLOT + VIT_FLAT_SLOT + GRAM_SLOT + SYNC_SLOT + EXTRACT_SLOT + FILES_SLOT + MEM_SLOT))
+TOTAL_SLOTS=$((W_SLOT + VIT_CLS_SLOT + VIT_FLAT_SLOT + GRAM_SLOT + SYNC_SLOT + EXTRACT_SLOT + FILES_SLOT + MEM_SLOT + ATLAS_SLOT))
 
 # ---------------------------------------------------------------------------------------
 # report pieces: header, one summary row and one body per section, rebuilt after each one
@@ -381,6 +394,11 @@ run_section 7_memory "Memory flat in N ($MEM_IMAGES vs $((4 * MEM_IMAGES)) image
     "$MEM_SLOT" "host and device peaks of the larger run within 5% of the smaller" verdict_memory \
     "${PY[@]}" benchmarks/cka_memory.py --images "$MEM_IMAGES" --factor 4 --image-size "$SIZE" \
     --device "$DEVICE" --models "$W_MODELS" --layers paper --batch-size "$BATCH"
+
+run_section 8_atlas "P-ATLAS: $ATLAS_COUNTS x $ATLAS_SPEC, sublayers, flatten, $ATLAS_IMAGES images" \
+    "$ATLAS_SLOT" "writing <= 10% of a run; peak memory one model's batch plus the Grams" verdict_line \
+    "${PY[@]}" benchmarks/atlas_scale.py --spec "$ATLAS_SPEC" --counts "$ATLAS_COUNTS" \
+    --images "$ATLAS_IMAGES" --image-size "$ATLAS_SIZE" --batch-size "$ATLAS_BATCH" --device "$DEVICE"
 
 echo "Total: $((SECONDS - SUITE_START)) s of $TOTAL_SLOTS s of slots." >> "$BODIES"
 write_report

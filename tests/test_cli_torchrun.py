@@ -194,9 +194,7 @@ def test_extract_across_two_processes_stitches_the_one_process_file(tmp_path, re
 
 
 @pytest.mark.slow
-def test_a_gram_store_extracted_across_two_processes_is_the_one_process_store(
-    tmp_path, reference
-):
+def test_a_gram_store_extracted_across_two_processes_is_the_one_process_store(tmp_path, reference):
     """100 images in batches of 16: the last batch, of 4, pads its Gram in rank 1's shard."""
     args = [*DATA, "--layers", LAYERS, "--store", "grams"]
     args[1] = "builtin:100:32"
