@@ -310,10 +310,9 @@ def computed_and_written(out: Path, command: str, compute):
     from repcompare.report.outdir import check_out_dir, out_dir_lock, staged_outputs
     from repcompare.report.terminal import report_table, stdout_console
 
-    check_out_dir(out)
     writer = process_rank() == 0  # one torchrun process writes, the others hold the same result
     with (
-        out_dir_lock(out) if writer else nullcontext(),
+        out_dir_lock(out) if writer else nullcontext(check_out_dir(out)),
         interrupt_says(f"nothing was written; the results in {out} are as they were"),
     ):
         result = compute()

@@ -55,6 +55,22 @@ def _read_only_folder(tmp_path: Path) -> Path:
     pytest.skip("root can write everywhere on this machine, /sys included")
 
 
+@pytest.mark.parametrize("command", ["cka", "atlas"])
+def test_a_refused_run_leaves_no_out_folder_it_made_and_a_users_folder_as_it_was(
+    command, tmp_path, capsys
+):
+    made = tmp_path / "new" / "results"
+    argv = [command, MODEL, "timm:resnet18", *FAST, "--batch-size", "2"]
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "notes.txt").write_text("kept")
+    for out in (made, users):
+        assert main([*argv, "--out", str(out)]) == 2
+        assert "error: --batch-size 2 is too small" in capsys.readouterr().err
+    assert not made.exists()
+    assert sorted(p.name for p in users.iterdir()) == ["notes.txt"]
+
+
 def test_a_read_only_out_folder_is_exit_2(tmp_path, capsys):
     out = _read_only_folder(tmp_path) / "results"
     argv = ["cka", MODEL, MODEL, "--out", str(out), *FAST]

@@ -58,10 +58,18 @@ def check_out_dir(out: Path) -> None:
 @contextmanager
 def out_dir_lock(out: Path) -> Iterator[None]:
     """Hold ``out`` for this run (checked and created first); an InputError names the
-    process of another run holding it."""
+    process of another run holding it. A folder this run created is removed again when the
+    run fails before putting anything in it."""
+    created = not out.exists()
     check_out_dir(out)
-    with lock_for_writing(out / MANIFEST, named=f"--out {out}"):
-        yield
+    try:
+        with lock_for_writing(out / MANIFEST, named=f"--out {out}"):
+            yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+        raise
 
 
 def recorded_files(out: Path) -> dict[str, list[str]]:
