@@ -21,11 +21,13 @@ with one sentence.
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -67,6 +69,7 @@ from repcompare.sides.build import (
     capture_target,
     cka_sides,
     distinct_sides,
+    files_closed_after,
     input_plan,
     input_size,
     open_model,
@@ -75,6 +78,19 @@ from repcompare.sides.build import (
 from repcompare.sides.side import Side
 
 Model = str | Path | torch.nn.Module
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def _closing_files(function: Function) -> Function:
+    """``function`` closing the activation files and Gram stores it opens on its way out,
+    returned or raised (``sides.build.files_closed_after``)."""
+
+    @functools.wraps(function)
+    def closing(*args: Any, **kwargs: Any) -> Any:
+        with files_closed_after():
+            return function(*args, **kwargs)
+
+    return cast(Function, closing)
 
 
 def layers(model: str | torch.nn.Module, *, progress: bool = False, **options: Any) -> LayersResult:
@@ -154,6 +170,7 @@ def extract(
     )
 
 
+@_closing_files
 def cka(
     a: Model,
     b: Model,
@@ -207,6 +224,7 @@ def cka(
         )
 
 
+@_closing_files
 def invariance(*models: Model, progress: bool = False, **options: Any) -> InvarianceResult:
     """Per-layer CKA between augmented views of the same images, for every model: one curve
     per augmentation (``augment``: one name or several; default simclr) with ``views``
@@ -226,6 +244,7 @@ def invariance(*models: Model, progress: bool = False, **options: Any) -> Invari
         return measure_invariance(sides, settings, plan, device, job.progress(advance), job)
 
 
+@_closing_files
 def class_fit(*models: Model, progress: bool = False, **options: Any) -> ClassFitResult:
     """Per-layer class structure of every model over labelled images: CKA with the one-hot
     labels, crowding, kNN and linear-probe accuracy. Besides the shared options it takes
@@ -252,6 +271,7 @@ def class_fit(*models: Model, progress: bool = False, **options: Any) -> ClassFi
         return measure_class_fit(sides, settings, plan, device, job.progress(advance), job)
 
 
+@_closing_files
 def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult:
     """Every layer of every model against every other by each ``measure`` (``"cka"``, or
     several: a list or ``"cka,procrustes"``), from one pass over the data: CKA streamed over
@@ -280,6 +300,7 @@ def atlas(*models: Model, progress: bool = False, **options: Any) -> AtlasResult
         return draw_atlas(sides, settings, plan, device, job.progress(advance), job)
 
 
+@_closing_files
 def study(
     a: str | torch.nn.Module,
     b: str | torch.nn.Module,

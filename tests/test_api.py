@@ -202,3 +202,16 @@ def test_the_rbf_bandwidth_convention_reaches_the_estimator(checkpoints):
     assert abs(results["all"].matrix.values[0, 0] - results["distinct"].matrix.values[0, 0]) > 1e-6
     with pytest.raises(repcompare.InputError, match="--rbf-median"):
         repcompare.cka(a, b, rbf_median="mean", **run)
+
+
+def test_a_call_closes_the_files_it_opened_whether_it_returns_or_is_refused(tmp_path):
+    """No read lock outlives a call: the same file can be extracted again with force."""
+    store = tmp_path / "g.h5"
+    extract = {"layers": LAYERS, "store": "grams", "batch_size": 8, **DATA}
+    repcompare.extract("timm:resnet18", out=store, **extract)
+    with pytest.raises(repcompare.InputError, match="per-batch Gram matrices") as refused:
+        repcompare.cka(store, "timm:resnet18", estimator="exact", layers_b=LAYERS, **DATA)
+    assert refused.value is not None  # the traceback, and what it holds, still alive
+    repcompare.extract("timm:resnet18", out=store, force=True, **extract)
+    repcompare.cka(store, "timm:resnet18", layers_b=LAYERS, **DATA)
+    repcompare.extract("timm:resnet18", out=store, force=True, **extract)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,23 @@ def _is_file(model: Any) -> bool:
     return isinstance(model, (str, Path)) and looks_like_file(str(model))
 
 
+_opened: ContextVar[list[ActivationFile] | None] = ContextVar("opened_files", default=None)
+
+
+@contextmanager
+def files_closed_after() -> Iterator[None]:
+    """Close every activation file or Gram store that ``build_side`` opens inside this block
+    (its handle and read lock) when the block ends, whether it succeeded or failed, so that a
+    refused call keeps no lock on a file."""
+    token = _opened.set([])
+    try:
+        yield
+    finally:
+        for file in _opened.get() or []:
+            file.close()
+        _opened.reset(token)
+
+
 def build_side(
     model: str | Path | torch.nn.Module,
     selection: Sequence[str] | None,
@@ -146,6 +165,9 @@ def build_side(
     reduction it was extracted with; ``file_reduction``, when given, must equal it."""
     if _is_file(model):
         file = open_activations(Path(model))
+        opened = _opened.get()
+        if opened is not None:
+            opened.append(file)
         check_file_reduction(file, file_reduction)
         roles = json.loads(file.attrs.get("layer_roles", "{}"))
         return Side(file.path.stem, select_stored_layers(file, selection), file=file, roles=roles)
