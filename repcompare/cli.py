@@ -202,7 +202,9 @@ ModelArg = Annotated[
 ]
 ModelsArg = Annotated[
     list[str],
-    typer.Argument(metavar="A [B ...]", help="Activation files or MODEL specs, one or more."),
+    typer.Argument(
+        metavar="A [B ...]", help="Activation files, Gram stores or MODEL specs, one or more."
+    ),
 ]
 OutDirOpt = Annotated[
     Path, typer.Option("--out", help="Folder for tables and plots.", rich_help_panel="Output")
@@ -307,12 +309,12 @@ def computed_and_written(out: Path, command: str, compute):
     ``report.outdir``: a signal on the way leaves ``out`` as it was), print its table and
     the files written. Returns the result."""
     from repcompare.report.files import write_report
-    from repcompare.report.outdir import check_out_dir, out_dir_lock, staged_outputs
+    from repcompare.report.outdir import out_dir_lock, staged_outputs
     from repcompare.report.terminal import report_table, stdout_console
 
     writer = process_rank() == 0  # one torchrun process writes, the others hold the same result
     with (
-        out_dir_lock(out) if writer else nullcontext(check_out_dir(out)),
+        out_dir_lock(out) if writer else nullcontext(),  # rank 0 checks and holds it
         interrupt_says(f"nothing was written; the results in {out} are as they were"),
     ):
         result = compute()
@@ -351,8 +353,12 @@ def _side_option(flag: str, help: str) -> typer.Option:
 @with_options(CKAOptions, ModelOptions, LayerOptions, DataOptions, RunOptions, exclude=("layers",))
 def cka(
     ctx: typer.Context,
-    a: Annotated[str, typer.Argument(metavar="A", help="An activation file or a MODEL spec.")],
-    b: Annotated[str, typer.Argument(metavar="B", help="An activation file or a MODEL spec.")],
+    a: Annotated[
+        str, typer.Argument(metavar="A", help="An activation file, a Gram store or a MODEL spec.")
+    ],
+    b: Annotated[
+        str, typer.Argument(metavar="B", help="An activation file, a Gram store or a MODEL spec.")
+    ],
     out: OutDirOpt,
     layers_a: Annotated[
         list[str] | None, _side_option("--layers-a", "Layers of A (default: blocks).")
@@ -453,7 +459,9 @@ def atlas(
     ctx: typer.Context,
     models: Annotated[
         list[str],
-        typer.Argument(metavar="M1 M2 [...]", help="Activation files or MODEL specs, two or more."),
+        typer.Argument(
+            metavar="M1 M2 [...]", help="Activation files, Gram stores or MODEL specs, two or more."
+        ),
     ],
     out: OutDirOpt,
     **options: Any,

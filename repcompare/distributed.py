@@ -230,6 +230,6 @@ def one_process(command: str) -> None:
     """An InputError when ``command``, which runs in one process, was launched by torchrun."""
     if launched_by_torchrun():
         raise InputError(
-            f"repcompare {command} runs in one process; launch it without torchrun (every "
-            "other command runs across processes)"
+            f"repcompare {command} runs in one process; launch it without torchrun (extract, "
+            "cka, invariance, class-fit, atlas and study run across processes)"
         )

@@ -253,15 +253,15 @@ class ViewOptions:
 @dataclass(frozen=True)
 class RunOptions:
     """How a run streams the images: ``batch_size`` images per batch and CKA minibatch (None:
-    the first activation file's, else 64) and ``bootstrap`` resamples of the minibatches
-    for 95% intervals."""
+    a Gram store's or the first activation file's, else 64) and ``bootstrap`` resamples of
+    the minibatches for 95% intervals."""
 
     panel: ClassVar[str] = "Analysis"
     batch_size: int | None = option(
         None,
         "--batch-size",
         "Images per batch and per CKA minibatch.",
-        shown=f"the first activation file's, else {DEFAULT_BATCH_SIZE}",
+        shown=f"a Gram store's or the first activation file's, else {DEFAULT_BATCH_SIZE}",
     )
     bootstrap: int = option(0, "--bootstrap", "Resamples of minibatches for 95% intervals.")
 

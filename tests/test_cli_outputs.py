@@ -67,7 +67,7 @@ def test_a_refused_run_leaves_no_out_folder_it_made_and_a_users_folder_as_it_was
     for out in (made, users):
         assert main([*argv, "--out", str(out)]) == 2
         assert "error: --batch-size 2 is too small" in capsys.readouterr().err
-    assert not made.exists()
+    assert not (tmp_path / "new").exists()
     assert sorted(p.name for p in users.iterdir()) == ["notes.txt"]
 
 

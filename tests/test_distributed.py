@@ -56,7 +56,7 @@ def test_the_demo_says_it_runs_in_one_process_under_torchrun(tmp_path, monkeypat
     assert main(["demo", "--out", "never-written"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: repcompare demo runs in one process; launch it without torchrun "
-        "(every other command runs across processes)"
+        "(extract, cka, invariance, class-fit, atlas and study run across processes)"
     )
     assert not Path("never-written").exists()
 

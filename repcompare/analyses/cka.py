@@ -1,6 +1,6 @@
 """``repcompare cka``: CKA between every selected layer of side A and of side B.
 
-Sides are activation files or model specs captured on the fly (never written
+Sides are activation files, Gram stores or model specs captured on the fly (never written
 to disk), in any combination; ``aligned.py`` guarantees that the batches of
 both sides hold the same images in the same order. With ``--reduce tokens``
 the examples are token rows: the same seeded (image, position) rows of every
@@ -148,8 +148,9 @@ class CKARun:
         n_b = None if self.symmetric else len(self.b.layers)
         gram_first = stream.gram_first(self.sides)
         kept = 0
-        if self.options.bootstrap:
-            kept = 24 * n_a * (n_b or n_a) * -(-stream.num_samples // batch)
+        if self.options.bootstrap:  # each batch's terms, then stacked to resample them
+            terms = n_a * (n_b or n_a) + n_a + (n_b or n_a)
+            kept = 16 * terms * -(-stream.num_samples // batch)
         check_memory(
             minibatch_bytes(n_a, n_b, batch)
             + kept

@@ -207,17 +207,15 @@ def run_study(
         "models": [m.to_dict() for m in models + untrained],
         "plan": _plan_key(plan),
         "options": asdict(options),
-        "device": str(device),
+        "device": device.type,  # cuda:1 in one torchrun process is cuda in another run
     }
     reused = []
 
     def computed(name: str, part_plan: InputPlan, compute, load) -> tuple[dict, str]:
         key = _key(part=name, **common)
-        kept = parts.load(name, key) if parts and job.main else None
-        if kept and kept["fingerprint"] != input_fingerprint(part_plan):
-            kept = None
-        kept = job.gather(kept)[0]  # rank 0's choice, for every process
-        if kept:
+        kept = job.gather(parts.load(name, key) if parts and job.main else None)[0]
+        # every process checks the images itself: none waits in a collective meanwhile
+        if kept and kept["fingerprint"] == input_fingerprint(part_plan):
             reused.append(name)
             return {k: load[k](d) for k, d in kept["documents"].items()}, kept["fingerprint"]
         with bars(name) if bars else nullcontext() as advance:

@@ -145,7 +145,7 @@ def reduce(
         axes = POOLED_AXES[layout.kind][0]
         return x.mean(dim=tuple(a + 1 for a in axes))
     if how == "cls":
-        return x[:, 0]
+        return x[:, 0].clone()  # a view would keep every token of the batch alive
     return x[:, layout.prefix_tokens :].mean(dim=1)
 
 

@@ -60,15 +60,15 @@ def out_dir_lock(out: Path) -> Iterator[None]:
     """Hold ``out`` for this run (checked and created first); an InputError names the
     process of another run holding it. A folder this run created is removed again when the
     run fails before putting anything in it."""
-    created = not out.exists()
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]
     check_out_dir(out)
     try:
         with lock_for_writing(out / MANIFEST, named=f"--out {out}"):
             yield
     except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only when empty
+        with contextlib.suppress(OSError):
+            for folder in made:  # innermost first; each only when still empty
+                folder.rmdir()
         raise
 
 

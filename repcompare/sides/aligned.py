@@ -1,6 +1,6 @@
 """Batches of several sides over the same images, in the same order, with the same views.
 
-Sides are activation files or models captured on the fly, in any mix. Files
+Sides are activation files, Gram stores or models captured on the fly, in any mix. Files
 are checked against each other before anything is computed (sample order,
 views, input fingerprint). Models are streamed together, so they see the
 identical (augmented) images; next to a file they are fed the file's recorded

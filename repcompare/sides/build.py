@@ -161,7 +161,8 @@ def build_side(
     feedback: Feedback,
     file_reduction: str | None = None,
 ) -> Side:
-    """A comparison side from an activation file, a MODEL spec or a module. A file keeps the
+    """A comparison side from an activation file or Gram store, a MODEL spec or a module. A
+    file keeps the
     reduction it was extracted with; ``file_reduction``, when given, must equal it."""
     if _is_file(model):
         file = open_activations(Path(model))
@@ -252,7 +253,9 @@ def build_sides(
 ) -> list[Side]:
     """One side per model argument (files, specs or modules), each named distinctly."""
     if not models:
-        raise InputError("give at least one model: an activation file or a MODEL spec")
+        raise InputError(
+            "give at least one model: an activation file, a Gram store or a MODEL spec"
+        )
     texts = [model_text(m) for m in models]
     repeated = sorted({t for i, t in enumerate(texts) if _same_twice(models, i)})
     if repeated:
@@ -312,10 +315,16 @@ def input_plan(
     augment: str | None = None,
     view_size: int | None = None,
 ) -> InputPlan:
-    """The plan of a run's inputs: ``batch_size``, else the first activation file's, else
-    ``DEFAULT_BATCH_SIZE``; ``views`` views per image augmented with ``augment`` at
-    ``view_size``."""
-    files = [s.file for s in sides if s.is_file]
+    """The plan of a run's inputs: ``batch_size``, else a Gram store's or the first activation
+    file's, else ``DEFAULT_BATCH_SIZE``; ``views`` views per image augmented with ``augment``
+    at ``view_size``. A Gram store's batches are fixed: another ``batch_size`` is refused."""
+    files = sorted((s.file for s in sides if s.is_file), key=lambda f: f.settings.store != "grams")
+    store = files[0] if files and files[0].settings.store == "grams" else None
+    if store is not None and batch_size not in (None, store.settings.batch_size):
+        raise InputError(
+            f"{store.path} holds the Grams of batches of {store.settings.batch_size}, which "
+            f"cannot be cut into batches of {batch_size}; drop --batch-size"
+        )
     if batch_size is None:
         batch_size = files[0].settings.batch_size if files else DEFAULT_BATCH_SIZE
     return InputPlan(data, image_size, batch_size, views, augment, view_size)

@@ -1,4 +1,4 @@
-"""One side of a comparison: an activation file, or a model captured on the fly."""
+"""One side of a comparison: an activation file, a Gram store, or a model captured on the fly."""
 
 from __future__ import annotations
 
@@ -150,7 +150,8 @@ def plan_from_file(file: ActivationFile, plan: InputPlan) -> InputPlan:
 
 
 def check_files_aligned(a: ActivationFile, b: ActivationFile) -> None:
-    """Both files hold the same images in the same order with the same views."""
+    """Both files hold the same images in the same order with the same views, in the same
+    batches."""
     if a.settings.num_samples != b.settings.num_samples:
         raise InputError(
             f"{a.path} holds {a.settings.num_samples} samples and {b.path} "
@@ -169,8 +170,8 @@ def check_files_aligned(a: ActivationFile, b: ActivationFile) -> None:
     if a.settings.batch_size != b.settings.batch_size:
         raise InputError(
             f"{a.path} was extracted in batches of {a.settings.batch_size} and {b.path} in "
-            f"batches of {b.settings.batch_size}, so their inputs (and Gram stores' batches) "
-            "cannot be matched; extract both with the same --batch-size"
+            f"batches of {b.settings.batch_size}, so their recorded inputs cannot be matched "
+            "batch by batch; extract both with the same --batch-size"
         )
     if a.attrs.get("data_fingerprint") != b.attrs.get("data_fingerprint"):
         raise InputError(

@@ -71,6 +71,8 @@ class ActivationFile:
         """The ``batch_bounds`` batches of ``size`` rows (default: the file's batch size, so
         chunk-aligned), a short last batch merged into the one before; only those numbered
         in ``share`` when given."""
+        if self.settings.store == "grams":
+            raise InputError(f"{self.path} is a Gram store: it holds per-batch Grams, not rows")
         bounds = batch_bounds(self.settings.num_samples, size or self.settings.batch_size)
         for start, stop in bounds if share is None else bounds[share.start : share.stop]:
             yield [self.read(view, layer, start, stop) for layer in layers]

@@ -74,13 +74,13 @@ class Batch:
     digests: np.ndarray  # (views, DIGEST_BYTES) uint8
 
 
-def _storable(stored: torch.Tensor, layer: str) -> np.ndarray:
+def _storable(stored: torch.Tensor, layer: str, what: str = "activations") -> np.ndarray:
     """``stored`` (in the file's dtype) on the host; an InputError when a value is not finite
     (float16 overflows beyond 65504)."""
     if not torch.isfinite(stored).all():
         dtype = str(stored.dtype).removeprefix("torch.")
         hint = "; use --dtype float32" if stored.dtype == torch.float16 else ""
-        raise InputError(f"layer {layer!r} has NaN or Inf activations in {dtype}{hint}")
+        raise InputError(f"layer {layer!r} has NaN or Inf {what} in {dtype}{hint}")
     return stored.cpu().numpy()
 
 
@@ -307,11 +307,12 @@ class ActivationWriter:
 
     def _write(self, batch: Batch) -> None:
         s, d = self.shapes.settings, self._datasets
+        grams = s.store == "grams"
         start, stop = self.shapes.bounds[batch.number]
         for view, layers in enumerate(batch.activations):
             for layer, tensor in zip(s.layers, layers, strict=True):
-                values = _storable(tensor, layer)
-                if s.store == "grams":  # the whole chunk, zeros beyond the batch's m x m
+                values = _storable(tensor, layer, "Gram entries" if grams else "activations")
+                if grams:  # the whole chunk, zeros beyond the batch's m x m
                     size = self.shapes.gram_size
                     values = np.pad(values, [(0, size - len(values))] * 2)
                     d[data_path(s, view, layer)][batch.number] = values

@@ -180,7 +180,7 @@ def test_cka_from_a_gram_store_equals_on_the_fly(files):
     )
     np.testing.assert_allclose(np.diag(within.matrix.values), 1.0, atol=1e-9)
     # beside an activation file, no model: the store's batches, whichever comes first
-    files_only = repcompare.cka(files["aC32"], files["gA"], **both, batch_size=16)
+    files_only = repcompare.cka(files["aC32"], files["gA"], **both)
     assert files_only.settings.batch_size == BATCH
     assert_same_cka(files_only, repcompare.cka(C, A, **both, **DATA))
     # a subset of the stored layers
@@ -256,6 +256,11 @@ def test_other_batches_are_refused_naming_the_batch_sizes(files, odd):
         str(odd["acts16"]),
         *sizes,
     )
+
+
+def test_another_batch_size_asked_of_a_store_is_refused(files):
+    with pytest.raises(InputError, match=r"batches of 32, which cannot be cut into batches of 16"):
+        repcompare.cka(files["gA"], C, layers_b=LAYERS, **{**DATA, "batch_size": 16})
 
 
 def test_other_images_or_views_are_refused(files, odd):
