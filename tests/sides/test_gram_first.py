@@ -36,14 +36,7 @@ LAYERS = ["layer1.0", "layer2.0", "layer3.0"]
 SEEDS = ["timm:resnet18", "timm:resnet18#seed=1", "timm:resnet18#seed=2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: beside other work on a 2-core machine, two OpenMP threads make
-    a forward pass tens of times slower. Both sides of every comparison run alike."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Kinds:

@@ -5,7 +5,6 @@ batches, is refused with a sentence; an interrupted extraction resumes to the sa
 file takes views x layers x batches x G^2 x 4 bytes."""
 
 import csv
-import gc
 import json
 import os
 import signal
@@ -45,14 +44,7 @@ DATA = {
 CLI_DATA = ["--image-size", "32", "--crop-pct", "1.0", "--workers", "0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: beside other work on a 2-core machine, two OpenMP threads make
-    a forward pass tens of times slower. Both sides of every comparison run alike."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def extract(model: str, out: Path, **changes) -> Path:
@@ -231,14 +223,11 @@ def test_invariance_from_a_gram_store_of_two_views_equals_on_the_fly(odd):
 # --- refusals -----------------------------------------------------------------------------
 
 
-def refused(call, *words: str) -> str:
+def check_refused(call, *words: str) -> str:
     """The sentence of the InputError ``call()`` raises, holding each of ``words``."""
     with pytest.raises(InputError) as caught:
         call()
     sentence = str(caught.value)
-    # the traceback holds the refused run's sides, and they the files' read locks
-    del caught
-    gc.collect()
     assert "\n" not in sentence.strip(), sentence
     for word in words:
         assert word in sentence, (word, sentence)
@@ -248,9 +237,9 @@ def refused(call, *words: str) -> str:
 def test_other_batches_are_refused_naming_the_batch_sizes(files, odd):
     gA, other = str(files["gA"]), str(odd["batch16"])
     sizes = ("batches of 32", "batches of 16", "--batch-size")
-    refused(lambda: repcompare.cka(files["gA"], odd["batch16"]), gA, other, *sizes)
-    refused(lambda: repcompare.cka(odd["batch16"], files["gA"]), gA, other, *sizes)
-    refused(
+    check_refused(lambda: repcompare.cka(files["gA"], odd["batch16"]), gA, other, *sizes)
+    check_refused(lambda: repcompare.cka(odd["batch16"], files["gA"]), gA, other, *sizes)
+    check_refused(
         lambda: repcompare.atlas(files["gA"], odd["acts16"], C, layers=LAYERS, **DATA),
         gA,
         str(odd["acts16"]),
@@ -265,54 +254,58 @@ def test_another_batch_size_asked_of_a_store_is_refused(files):
 
 def test_other_images_or_views_are_refused(files, odd):
     gA = str(files["gA"])
-    refused(lambda: repcompare.cka(files["gA"], odd["seed1"]), gA, "order", "--seed")
-    refused(
+    check_refused(lambda: repcompare.cka(files["gA"], odd["seed1"]), gA, "order", "--seed")
+    check_refused(
         lambda: repcompare.cka(files["gA"], odd["pixels"]), gA, "different input images", "--data"
     )
-    refused(lambda: repcompare.cka(files["gA"], odd["views"]), "view", "--views")
-    refused(lambda: repcompare.atlas(files["gA"], files["gB"], odd["views"]), "view", "--views")
-    refused(lambda: repcompare.invariance(files["gA"]), gA, "no augmented views", "--views")
+    check_refused(lambda: repcompare.cka(files["gA"], odd["views"]), "view", "--views")
+    check_refused(
+        lambda: repcompare.atlas(files["gA"], files["gB"], odd["views"]), "view", "--views"
+    )
+    check_refused(lambda: repcompare.invariance(files["gA"]), gA, "no augmented views", "--views")
     # a model beside the store is fed the store's images, each batch checked against it
     other = {**DATA, "data": f"builtin:{IMAGES}:40"}
-    refused(lambda: repcompare.cka(files["gA"], C, layers_b=LAYERS, **other), gA, "batch 0")
+    check_refused(lambda: repcompare.cka(files["gA"], C, layers_b=LAYERS, **other), gA, "batch 0")
 
 
 def test_measures_that_need_features_refuse_a_gram_store(files):
     gA = str(files["gA"])
     features = "needs each layer's features"
-    refused(
+    check_refused(
         lambda: repcompare.cka(files["gA"], C, estimator="exact", image_size=32),
         gA,
         features,
         "exact",
     )
-    refused(
+    check_refused(
         lambda: repcompare.cka(files["gA"], C, estimator="debiased", image_size=32), gA, features
     )
-    refused(
+    check_refused(
         lambda: repcompare.cka(C, files["gA"], measure="procrustes", image_size=32),
         gA,
         features,
         "procrustes",
     )
-    refused(
+    check_refused(
         lambda: repcompare.atlas(files["gA"], C, measure=["cka", "procrustes"], image_size=32),
         gA,
         features,
         "--measure cka",
     )
-    refused(lambda: repcompare.class_fit(files["gA"]), gA, features, "--store activations")
+    check_refused(lambda: repcompare.class_fit(files["gA"]), gA, features, "--store activations")
 
 
 def test_a_gram_store_is_float32_and_keeps_its_settings(files, tmp_path):
     out = tmp_path / "g.h5"
     for dtype in ("float16", "bfloat16"):
-        refused(lambda dtype=dtype: extract(A, out, store="grams", dtype=dtype), "float32", dtype)
+        check_refused(
+            lambda dtype=dtype: extract(A, out, store="grams", dtype=dtype), "float32", dtype
+        )
     assert not out.exists()
-    refused(lambda: extract(A, out, store="gram"), "--store", "activations or grams")
+    check_refused(lambda: extract(A, out, store="gram"), "--store", "activations or grams")
     # an existing Gram store is not overwritten by activations, nor the other way round
-    refused(lambda: extract(A, files["gA"]), str(files["gA"]), "store", "--force")
-    refused(lambda: extract(A, files["aA32"], store="grams"), "store", "--force")
+    check_refused(lambda: extract(A, files["gA"]), str(files["gA"]), "store", "--force")
+    check_refused(lambda: extract(A, files["aA32"], store="grams"), "store", "--force")
     # and a complete one is left as it is
     before = files["gA"].read_bytes()
     assert extract(A, files["gA"], store="grams") == files["gA"]
