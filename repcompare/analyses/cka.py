@@ -56,6 +56,14 @@ def _estimators_with(declared: Callable[[EstimatorSpec], bool]) -> str:
     return " or ".join(name for name, spec in CKA_ESTIMATORS.items() if declared(spec))
 
 
+def _chosen(options: CKAOptions) -> str:
+    """The option that chose how CKA is computed: ``--measure`` beyond CKA, else
+    ``--estimator``."""
+    if options.measure != "cka":
+        return f"--measure {options.measure}"
+    return f"--estimator {options.estimator}"
+
+
 class CKARun:
     """One CKA comparison as a ``Run`` (``repcompare.analyses.run``): the options are
     checked at construction; ``symmetric`` compares ``a`` with itself (one side)."""
@@ -100,15 +108,10 @@ class CKARun:
         self.grams = options.measure == "cka" and spec.grams
         for side in self.sides:
             if side.is_grams and not self.grams:
-                chosen = (
-                    f"--measure {options.measure}"
-                    if options.measure != "cka"
-                    else f"--estimator {options.estimator}"
-                )
                 raise InputError(
-                    f"{chosen} needs each layer's features but {side.file.path} holds only "
-                    "per-batch Gram matrices; use minibatch CKA (the default), or extract "
-                    "the model with --store activations"
+                    f"{_chosen(options)} needs each layer's features but {side.file.path} "
+                    "holds only per-batch Gram matrices; use minibatch CKA (the default), or "
+                    "extract the model with --store activations"
                 )
         self.started = time.perf_counter()
         self.method: str | None = None
@@ -212,14 +215,10 @@ class CKARun:
         """Refuse, with a sentence, an estimator whose shares of a torchrun job cannot be
         combined."""
         if job.distributed and not isinstance(self.estimator, Combinable):
-            chosen = (
-                f"--measure {self.options.measure}"
-                if self.options.measure != "cka"
-                else f"--estimator {self.options.estimator}"
-            )
             raise InputError(
-                f"{chosen} does not run across the processes of a torchrun job; run it in one "
-                "process, or use --measure cka with --estimator minibatch, exact or debiased"
+                f"{_chosen(self.options)} does not run across the processes of a torchrun job; "
+                "run it in one process, or use --measure cka with --estimator minibatch, exact "
+                "or debiased"
             )
 
     def result(self, stream: AlignedStream) -> CKAResult:

@@ -23,7 +23,7 @@ from repcompare.distributed import ONE_PROCESS, Job
 from repcompare.errors import InputError
 from repcompare.sides.batches import StreamedBatch, prepare_inputs, stream_activations
 from repcompare.sides.plan import InputPlan
-from repcompare.sides.side import Side, check_files_aligned, plan_from_file
+from repcompare.sides.side import Side, check_files_aligned, plan_from_file, side_files
 from repcompare.similarity.gram import Batch, BatchGram, features_or_gram
 from repcompare.store.file_format import data_fingerprint
 from repcompare.store.reader import ActivationFile
@@ -104,15 +104,15 @@ def _side_rows(
         per_view = [file.grams(v, side.layers, share) for v in range(views)]
     else:
         per_view = [file.batches(v, side.layers, size, share) for v in range(views)]
-    for batch in zip(*per_view, strict=True):
+
+    def convert(x: np.ndarray) -> Batch:
         if side.is_grams:
-            yield [[BatchGram(torch.from_numpy(x)) for x in view] for view in batch]
-        elif grams:
-            yield [
-                [features_or_gram(torch.from_numpy(x).to(device)) for x in view] for view in batch
-            ]
-        else:
-            yield [[torch.from_numpy(x) for x in view] for view in batch]
+            return BatchGram(torch.from_numpy(x))
+        tensor = torch.from_numpy(x)
+        return features_or_gram(tensor.to(device)) if grams else tensor
+
+    for batch in zip(*per_view, strict=True):
+        yield [[convert(x) for x in view] for view in batch]
 
 
 def _files_read_ahead(
@@ -121,12 +121,12 @@ def _files_read_ahead(
     views: int,
     share: range,
     device: torch.device,
-    grams: dict[int, bool],
+    grams: frozenset[int],
 ) -> Iterator[dict[int, list[list[Batch]]]]:
-    """Per batch, every file side's ``_side_rows`` by ``id``, read by one thread ahead of
-    the consumer: one file's raw batch at a time."""
+    """Per batch, every file side's ``_side_rows`` by ``id`` (Gram-first for those in
+    ``grams``), read by one thread ahead of the consumer: one file's raw batch at a time."""
     readers = {
-        id(s): _side_rows(s, size, views, share, device, grams[id(s)]) for s in sides if s.is_file
+        id(s): _side_rows(s, size, views, share, device, id(s) in grams) for s in sides if s.is_file
     }
     return _read_ahead(
         {key: next(reader) for key, reader in readers.items()} for _ in range(len(share))
@@ -164,11 +164,11 @@ def aligned_batches(
     models, the file's own batches; with models only, the plan's. A Gram file fixes the
     batches of every side.
     """
-    gram_first = {id(s): bool(g) for s, g in zip(sides, grams or [False] * len(sides), strict=True)}
-    gram_sides = frozenset(key for key, first in gram_first.items() if first) | {
-        id(s) for s in sides if s.is_grams
-    }
-    files = sorted((s.file for s in sides if s.is_file), key=lambda f: f.settings.store != "grams")
+    chosen = grams or [False] * len(sides)
+    gram_sides = frozenset(
+        id(s) for s, first in zip(sides, chosen, strict=True) if first or s.is_grams
+    )
+    files = side_files(sides)
     for other in files[1:]:
         check_files_aligned(files[0], other)
     targets = [s.target for s in sides if not s.is_file]
@@ -178,7 +178,7 @@ def aligned_batches(
         n = first.settings.num_samples
         bounds = batch_bounds(n, size)
         share = job.share(len(bounds))
-        reader = _files_read_ahead(sides, size, views, share, device, gram_first)
+        reader = _files_read_ahead(sides, size, views, share, device, gram_sides)
 
         def from_files() -> Iterator[AlignedBatch]:
             for start, stop in bounds[share.start : share.stop]:
@@ -209,7 +209,7 @@ def aligned_batches(
         )
     share = job.share(len(batch_bounds(len(prepared.indices), plan.batch_size)))
     reader = (
-        _files_read_ahead(sides, plan.batch_size, views, share, device, gram_first)
+        _files_read_ahead(sides, plan.batch_size, views, share, device, gram_sides)
         if files
         else None
     )
@@ -237,7 +237,7 @@ def aligned_batches(
             prepared,
             device,
             share,
-            [gram_first[id(s)] for s in sides if not s.is_file],
+            [id(s) in gram_sides for s in sides if not s.is_file],
         )
         yield from map(aligned, streamed)
 

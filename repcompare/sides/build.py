@@ -29,7 +29,7 @@ from repcompare.options import DataOptions, ModelOptions
 from repcompare.progress import Feedback
 from repcompare.sides.batches import CaptureTarget
 from repcompare.sides.plan import InputPlan
-from repcompare.sides.side import Side, looks_like_file, select_stored_layers
+from repcompare.sides.side import Side, looks_like_file, select_stored_layers, side_files
 from repcompare.store.reader import ActivationFile, open_activations
 
 DEFAULT_PRESET = "blocks"
@@ -318,7 +318,7 @@ def input_plan(
     """The plan of a run's inputs: ``batch_size``, else a Gram store's or the first activation
     file's, else ``DEFAULT_BATCH_SIZE``; ``views`` views per image augmented with ``augment``
     at ``view_size``. A Gram store's batches are fixed: another ``batch_size`` is refused."""
-    files = sorted((s.file for s in sides if s.is_file), key=lambda f: f.settings.store != "grams")
+    files = side_files(sides)
     store = files[0] if files and files[0].settings.store == "grams" else None
     if store is not None and batch_size not in (None, store.settings.batch_size):
         raise InputError(

@@ -88,6 +88,12 @@ class Side:
         )
 
 
+def side_files(sides: Sequence[Side]) -> list[ActivationFile]:
+    """The files among ``sides``, Gram stores first: a store fixes the batches of a run."""
+    files = [s.file for s in sides if s.file is not None]
+    return sorted(files, key=lambda file: file.settings.store != "grams")
+
+
 def looks_like_file(text: str) -> bool:
     """An argument names an activation file when it ends in .h5/.hdf5 or is an existing file."""
     path = Path(text)
